@@ -1,0 +1,115 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Executor runs one container to completion.
+type Executor interface {
+	// Run blocks until the process (or function) exits. Cancelling ctx
+	// kills everything in the container. A non-zero exit is reported as
+	// *ExitError. The upper directory holds the changes afterwards; mount
+	// point stubs the executor had to create (/proc, /dev, /etc/hosts, ...)
+	// are removed again when they were not there before and are still empty.
+	Run(ctx context.Context, spec Spec) error
+}
+
+// Network selects the network namespace of the container.
+type Network string
+
+// Networks a container can have.
+const (
+	NetworkHost Network = "host" // share the host's network namespace (docker build default)
+	NetworkNone Network = "none" // a new namespace with only loopback
+)
+
+// Spec describes one container run.
+type Spec struct {
+	// Rootfs is the root filesystem, built from overlayfs.
+	Rootfs Rootfs
+	// Process is run as the container's PID 1. Exactly one of Process and
+	// Func is set.
+	Process *Process
+	// Func names a function registered with the executor's init that runs
+	// inside the container, chrooted to the root filesystem, instead of a
+	// process. Used by COPY/ADD, which must see the merged root.
+	Func *Func
+	// Inputs are extra read-only trees handed to Func, in order (for
+	// example the build context or another stage's root filesystem). They
+	// are not visible inside the root filesystem.
+	Inputs []Input
+	// Hostname of the container; default "kiln".
+	Hostname string
+	// Network of the container; default NetworkHost.
+	Network Network
+	// ExtraHosts are added to /etc/hosts ("name ip").
+	ExtraHosts []string
+}
+
+// Rootfs is an overlay stack.
+type Rootfs struct {
+	// LowerDirs are the read-only layers, bottom first. May be empty.
+	LowerDirs []string
+	// UpperDir receives the changes; WorkDir is overlayfs' work directory
+	// on the same filesystem. Both must exist and be empty before the run
+	// (UpperDir may hold prepared content).
+	UpperDir string
+	WorkDir  string
+	// ReadOnly mounts the root filesystem read-only.
+	ReadOnly bool
+}
+
+// Process is the command to run.
+type Process struct {
+	// Args is argv; Args[0] is looked up in the container's PATH (from Env)
+	// when it has no slash.
+	Args []string
+	// Env is the complete environment, KEY=VALUE.
+	Env []string
+	// Cwd is the working directory inside the container; created when
+	// missing. Default "/".
+	Cwd string
+	// User is "name", "uid", "name:group" or "uid:gid", resolved against the
+	// container's /etc/passwd and /etc/group. Default root.
+	User string
+	// Stdin, Stdout and Stderr of the process; nil means /dev/null.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Tty allocates a pseudo terminal (for kiln run -t).
+	Tty bool
+}
+
+// Func is a file operation run inside the container's mount namespace.
+type Func struct {
+	// Name is the handler name registered with the init.
+	Name string
+	// Payload is handed to the handler as is (usually JSON).
+	Payload []byte
+	// Stdout and Stderr receive what the handler prints; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// Input is a read-only tree for a Func.
+type Input struct {
+	// Dir is a host directory bound read-only (the build context).
+	Dir string
+	// LowerDirs is an overlay stack, bottom first, mounted read-only
+	// (another stage's root filesystem). Used when Dir is empty; an empty
+	// list is an empty tree.
+	LowerDirs []string
+}
+
+// ExitError reports a process that exited non-zero or was killed.
+type ExitError struct {
+	// Code is the exit status, or 128+signal when killed by a signal.
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	if e.Code > 128 {
+		return fmt.Sprintf("process exited with code %d (signal %d)", e.Code, e.Code-128)
+	}
+	return fmt.Sprintf("process exited with code %d", e.Code)
+}
