@@ -2,9 +2,18 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -21,118 +30,316 @@ var (
 type Options struct {
 	// Logger receives debug messages; nil discards them.
 	Logger *slog.Logger
+	// Now returns the current time, used for the last-use time of cache
+	// keys (see Prune); nil means time.Now.
+	Now func() time.Time
+	// IndexTimeout bounds how long one index operation waits for another
+	// process that holds index.db; 0 means two minutes.
+	IndexTimeout time.Duration
 }
+
+// Names of the entries under a store root.
+const (
+	blobsDir     = "blobs/sha256"
+	snapshotsDir = "snapshots"
+	tmpDir       = "tmp"
+	indexFile    = "index.db"
+	lockFile     = "lock"
+	ownerFile    = "owner"
+)
+
+// staleAge is how old a temp dir without an owner file must be before Open
+// removes it (a live process creates the owner file right after the dir).
+const staleAge = time.Minute
 
 // Store is an open store root. One Store per process; several processes may
 // share a root (a shared flock is held while open; Prune takes it
 // exclusively).
+//
+// On disk, under the root:
+//
+//	blobs/sha256/<hex>       read-only blob files (layers, configs, manifests)
+//	snapshots/<chainID-hex>/ the top layer of each chain, unpacked in overlayfs format
+//	tmp/<pid>-<random>/      one per open Store: ingest files, snapshots being
+//	                         unpacked, active upper and work dirs
+//	index.db                 bbolt: cache keys, layers by diff ID, image names
+//	lock                     flock: shared while a Store is open, exclusive in Prune
+//
+// tmp/ lives under the root so every rename into blobs/ or snapshots/ stays
+// on one filesystem and is atomic. Each tmp/<pid>-<random>/ holds an "owner"
+// file that its Store keeps flock'ed; Open removes the dirs whose owner lock
+// it can take, that is, whose process died (even by kill -9).
+//
+// A Store is safe for concurrent use by several goroutines.
 type Store struct {
 	root string
 	opts Options
+	log  *slog.Logger
+
+	lock  *os.File // root/lock, flock'ed shared (exclusive during Prune)
+	owner *os.File // our tmp dir's owner file, flock'ed exclusive
+	tmp   string   // our own temp dir under root/tmp
+
+	// gc is held for reading by every operation that creates or relies on
+	// stored content and for writing by Prune, so a Prune in this process
+	// never sweeps something half-written.
+	gc sync.RWMutex
+	// pruneMu serializes Prune calls of this Store.
+	pruneMu sync.Mutex
+	// idx orders this Store's own access to index.db (bbolt's flock
+	// handles other processes and other Stores).
+	idx sync.RWMutex
+
+	mu       sync.Mutex
+	closed   bool
+	pins     map[digest.Digest]*pin    // chains Prune must keep (Actives, Leases), by chain ID
+	inflight map[digest.Digest]*flight // snapshots being unpacked, by chain ID
 }
 
 // Open opens (creating if needed) the store at root, takes the shared lock
 // and removes leftovers of interrupted processes (temp files and dirs whose
 // owner is gone).
+//
+// Open waits while another process prunes the store, until ctx is done.
 func Open(ctx context.Context, root string, opts Options) (*Store, error) {
-	return nil, errors.New("cache.Open: not implemented")
+	if root == "" {
+		return nil, errors.New("open store: no root directory given")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	s := &Store{
+		root:     abs,
+		opts:     opts,
+		log:      opts.Logger,
+		pins:     make(map[digest.Digest]*pin),
+		inflight: make(map[digest.Digest]*flight),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.open(ctx); err != nil {
+		s.release()
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	// The root holds unpacked images (setuid binaries included): keep it
+	// private when we create it.
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return err
+	}
+	for _, d := range []string{blobsDir, snapshotsDir, tmpDir} {
+		if err := os.MkdirAll(filepath.Join(s.root, d), 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(s.root, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	s.lock = f
+	if err := flockWait(ctx, s.lock, lockShared); err != nil {
+		return fmt.Errorf("wait for a prune by another kiln process: %w", err)
+	}
+	if err := s.makeTmp(); err != nil {
+		return fmt.Errorf("create temp dir: %w", err)
+	}
+	if err := s.cleanTmp(ctx); err != nil {
+		return fmt.Errorf("remove leftovers of interrupted builds: %w", err)
+	}
+	if err := s.initIndex(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// makeTmp creates tmp/<pid>-<random>/ with a locked owner file. The owner
+// file gets its final name only once it is locked, so cleanTmp never takes
+// a live Store's dir for a dead one.
+func (s *Store) makeTmp() error {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	dir := filepath.Join(s.root, tmpDir, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b[:]))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	s.tmp = dir
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile+".new"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	s.owner = f
+	if err := flockTry(f, lockExclusive); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, ownerFile))
+}
+
+// cleanTmp removes every other tmp/* entry whose owner is gone.
+func (s *Store) cleanTmp(ctx context.Context) error {
+	base := filepath.Join(s.root, tmpDir)
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := filepath.Join(base, e.Name())
+		if p == s.tmp {
+			continue
+		}
+		if !e.IsDir() {
+			// Only dirs are ever created here; anything else is debris.
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		if err := s.cleanTmpDir(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) cleanTmpDir(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		// No owner yet: a Store being opened right now, or one killed
+		// between creating its dir and its owner file.
+		fi, err := os.Lstat(dir)
+		if err != nil || time.Since(fi.ModTime()) < staleAge {
+			return nil
+		}
+		s.log.Debug("removing abandoned temp dir", "dir", dir)
+		return removeAll(dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := flockTry(f, lockExclusive); err != nil {
+		if errors.Is(err, errLocked) {
+			return nil // its Store is alive
+		}
+		return err
+	}
+	s.log.Debug("removing temp dir of a dead process", "dir", dir)
+	return removeAll(dir)
 }
 
 // Root returns the store's root directory.
 func (s *Store) Root() string { return s.root }
 
-// Close releases the lock.
-func (s *Store) Close() error { return nil }
+// Close removes the Store's temp dir (including the dirs of Actives not yet
+// committed or discarded) and releases its locks. Close is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
 
-// WriteBlob stores r as a blob; when expected is not empty the bytes must
-// match it or nothing is stored. Returns digest and size.
-func (s *Store) WriteBlob(ctx context.Context, r io.Reader, expected digest.Digest) (digest.Digest, int64, error) {
-	return "", 0, errors.New("not implemented")
+	// Wait for running operations.
+	s.gc.Lock()
+	defer s.gc.Unlock()
+	var err error
+	if s.tmp != "" {
+		if rerr := removeAll(s.tmp); rerr != nil {
+			err = fmt.Errorf("close store %s: remove temp dir: %w", s.root, rerr)
+		}
+	}
+	s.release()
+	return err
 }
 
-// OpenBlob opens a stored blob. Reading it to EOF verifies the digest and
-// returns an error wrapping ErrCorrupt on mismatch.
-func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
-	return nil, errors.New("not implemented")
+// release closes the lock files (which drops their flocks).
+func (s *Store) release() {
+	if s.owner != nil {
+		_ = s.owner.Close()
+		s.owner = nil
+	}
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
 }
 
-// ReadBlob reads a whole (small) blob, verified.
-func (s *Store) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
-	return nil, errors.New("not implemented")
+// begin starts an operation that must not overlap a Prune of this Store.
+// The caller must call the returned function when done.
+func (s *Store) begin() (func(), error) {
+	s.gc.RLock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		s.gc.RUnlock()
+		return nil, fmt.Errorf("store %s is closed", s.root)
+	}
+	return s.gc.RUnlock, nil
 }
 
-// StatBlob returns the size of a stored blob or ErrNotFound.
-func (s *Store) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
-	return 0, errors.New("not implemented")
+func (s *Store) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
 
-// ImportLayer stores a layer blob read from r (uncompressed tar, gzip or zstd
-// as mediaType says; detected when mediaType is ""), verifying expected
-// when not empty, computes its DiffID in the same pass and records it.
-func (s *Store) ImportLayer(ctx context.Context, r io.Reader, mediaType string, expected digest.Digest) (Layer, error) {
-	return Layer{}, errors.New("not implemented")
+// newTemp returns a fresh path inside the Store's temp dir.
+func (s *Store) newTempDir(prefix string) (string, error) {
+	return os.MkdirTemp(s.tmp, prefix)
 }
 
-// Snapshot makes sure every prefix of chain is unpacked and returns the
-// layer directories, bottom first, for use as overlay lower dirs.
-func (s *Store) Snapshot(ctx context.Context, chain Chain) ([]string, error) {
-	return nil, errors.New("not implemented")
+// removeAll is os.RemoveAll that also copes with read-only directories
+// (unpacked layers may contain them) when not running as root.
+func removeAll(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	_ = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
 }
 
-// Active is a writable layer on top of a chain, ready to be mounted as an
-// overlay: LowerDirs (bottom first), UpperDir, WorkDir. It must end with
-// Commit or Discard.
-type Active struct {
-	Parent    Chain
-	LowerDirs []string
-	UpperDir  string
-	WorkDir   string
+// short shows a digest the way error messages do: algorithm and the first
+// 12 hex digits.
+func short(d digest.Digest) string {
+	alg, hexPart, ok := strings.Cut(string(d), ":")
+	switch {
+	case ok && len(hexPart) > 12:
+		return alg + ":" + hexPart[:12] + "…"
+	case len(d) > 80:
+		return strconv.Quote(string(d[:80])) + "…"
+	default:
+		return string(d)
+	}
 }
 
-// Prepare creates an Active layer on top of chain.
-func (s *Store) Prepare(ctx context.Context, chain Chain) (*Active, error) {
-	return nil, errors.New("not implemented")
+// ctxReader makes a long copy stop when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
 }
 
-// Commit turns the upper dir into a layer (deterministic tar, compressed
-// blob, diff ID), moves it into place as the snapshot of the new chain and
-// returns that chain. An upper dir with no changes returns Parent unchanged.
-// The Active is finished afterwards.
-func (a *Active) Commit(ctx context.Context) (Chain, error) {
-	return nil, errors.New("not implemented")
-}
-
-// Discard removes the upper and work dirs.
-func (a *Active) Discard() error { return nil }
-
-// LookupKey returns the chain recorded for a cache key; ErrNotFound when
-// there is none or when a layer it needs is gone.
-func (s *Store) LookupKey(ctx context.Context, key digest.Digest) (Chain, error) {
-	return nil, errors.New("not implemented")
-}
-
-// RecordKey records the result of a cache key.
-func (s *Store) RecordKey(ctx context.Context, key digest.Digest, chain Chain) error {
-	return errors.New("not implemented")
-}
-
-// Tag points name (a normalized reference such as "docker.io/library/app:1")
-// at an image manifest blob.
-func (s *Store) Tag(ctx context.Context, name string, manifest digest.Digest) error {
-	return errors.New("not implemented")
-}
-
-// Resolve returns the manifest digest of name, or ErrNotFound.
-func (s *Store) Resolve(ctx context.Context, name string) (digest.Digest, error) {
-	return "", errors.New("not implemented")
-}
-
-// Untag removes name.
-func (s *Store) Untag(ctx context.Context, name string) error {
-	return errors.New("not implemented")
-}
-
-// Images lists every name and its manifest digest.
-func (s *Store) Images(ctx context.Context) (map[string]digest.Digest, error) {
-	return nil, errors.New("not implemented")
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

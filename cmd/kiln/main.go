@@ -1,3 +1,37 @@
+// Command kiln builds Dockerfiles into OCI images with a content-addressed
+// layer cache, and runs them.
 package main
 
-func main() {}
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kiln-build/kiln/executor/linux"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
+)
+
+func main() {
+	if linux.IsInit() {
+		// The container side of a RUN or COPY step: never returns.
+		linux.RunInit(map[string]linux.Handler{
+			fileop.HandlerName: func(ctx context.Context, inputs []*os.Root, payload []byte) error {
+				var src *os.Root
+				if len(inputs) > 0 {
+					src = inputs[0]
+				}
+				return fileop.Apply(ctx, src, payload)
+			},
+		})
+		os.Exit(125)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cli := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	root := cli.rootCommand()
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		os.Exit(cli.report(err))
+	}
+}

@@ -2,8 +2,8 @@ package linux
 
 import (
 	"context"
-	"errors"
 	"os"
+	"path/filepath"
 
 	"github.com/kiln-build/kiln/executor"
 )
@@ -18,26 +18,50 @@ type Handler func(ctx context.Context, inputs []*os.Root, payload []byte) error
 
 // Options configures an Executor.
 type Options struct {
-	// StateDir holds per-run scratch dirs (mount points, link dirs).
+	// StateDir holds per-run scratch dirs (mount points, link dirs, the
+	// generated /etc/hosts). Each run uses its own subdirectory and removes
+	// it when the run ends. Default: kiln-executor under os.TempDir().
 	StateDir string
 }
 
-// Executor runs containers with namespaces and overlayfs.
+// Executor runs containers with namespaces and overlayfs. It is safe for
+// concurrent use; each Run is independent.
 type Executor struct{ opts Options }
 
-// New returns an Executor.
-func New(opts Options) (*Executor, error) { return &Executor{opts: opts}, nil }
+// New returns an Executor. It creates Options.StateDir when missing.
+func New(opts Options) (*Executor, error) {
+	if opts.StateDir == "" {
+		opts.StateDir = filepath.Join(os.TempDir(), "kiln-executor")
+	}
+	abs, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	opts.StateDir = abs
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	return &Executor{opts: opts}, nil
+}
 
 var _ executor.Executor = (*Executor)(nil)
 
-// Run implements executor.Executor.
+// Run implements executor.Executor. It starts /proc/self/exe as the
+// container init in new mount, PID, UTS and IPC namespaces (plus a network
+// namespace for executor.NetworkNone) and blocks until the container exits.
 func (e *Executor) Run(ctx context.Context, spec executor.Spec) error {
-	return errors.New("not implemented")
+	return e.run(ctx, spec)
 }
 
 // IsInit reports whether the process was started as a container init.
 func IsInit() bool { return len(os.Args) > 1 && os.Args[1] == InitArg }
 
 // RunInit becomes the container init when IsInit; it never returns then.
-// handlers are the Funcs a Spec may name.
-func RunInit(handlers map[string]Handler) {}
+// Otherwise it returns at once. Call it first thing in main (and in TestMain
+// of tests that run containers). handlers are the Funcs a Spec may name.
+func RunInit(handlers map[string]Handler) {
+	if !IsInit() {
+		return
+	}
+	runInit(handlers)
+}

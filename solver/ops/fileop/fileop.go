@@ -7,8 +7,11 @@
 package fileop
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -47,25 +50,78 @@ type Copy struct {
 	// AllowEmptyWildcard: a wildcard source matching nothing is not an
 	// error (BuildKit allows it when another source matched).
 	AllowEmptyWildcard bool `json:"allowEmptyWildcard,omitempty"`
+	// PreserveOwner keeps the source entries' uid and gid when Chown is
+	// empty. The frontend sets it for COPY --from=<stage>, whose owners are
+	// meaningful; files from the build context always become 0:0.
+	PreserveOwner bool `json:"preserveOwner,omitempty"`
 }
 
 // Mkdir creates a directory and its missing parents (WORKDIR).
 type Mkdir struct {
-	Path  string `json:"path"`
-	Mode  uint32 `json:"mode"`
+	// Path is the absolute directory to create.
+	Path string `json:"path"`
+	// Mode is the Unix permission bits (including setuid, setgid and
+	// sticky) given to every directory Mkdir creates; 0 means 0755.
+	// Directories that already exist are left alone.
+	Mode uint32 `json:"mode"`
+	// Chown is the owner of the created directories, in the same forms
+	// as Copy.Chown; empty means 0:0.
 	Chown string `json:"chown,omitempty"`
 }
 
 // Apply runs the JSON-encoded Action in payload. It runs chrooted to the
 // destination root filesystem; src is the source tree (nil for Mkdir).
 func Apply(ctx context.Context, src *os.Root, payload []byte) error {
-	return errors.New("not implemented")
+	var a Action
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return fmt.Errorf("decode file operation: %w", err)
+	}
+	return applyAt(ctx, src, &a, applyOptions{destRoot: "/", chown: true})
+}
+
+// applyOptions are the knobs tests turn; Apply uses destRoot "/" (it runs
+// chrooted) and chown true.
+type applyOptions struct {
+	// destRoot is the directory standing for "/" of the destination;
+	// destination paths and symlinks are resolved inside it.
+	destRoot string
+	// chown changes owners of what is written; tests running without
+	// root turn it off.
+	chown bool
+}
+
+// applyAt runs a against the destination tree rooted at opts.destRoot.
+func applyAt(ctx context.Context, src *os.Root, a *Action, opts applyOptions) error {
+	switch {
+	case a.Copy != nil && a.Mkdir != nil:
+		return errors.New("invalid file operation: both copy and mkdir are set")
+	case a.Copy != nil:
+		if src == nil {
+			return errors.New("invalid file operation: copy has no source tree")
+		}
+		d, err := newDestFS(opts)
+		if err != nil {
+			return err
+		}
+		return d.copy(ctx, src, a.Copy)
+	case a.Mkdir != nil:
+		d, err := newDestFS(opts)
+		if err != nil {
+			return err
+		}
+		return d.mkdir(ctx, a.Mkdir)
+	default:
+		return errors.New("invalid file operation: neither copy nor mkdir is set")
+	}
 }
 
 // Checksum digests what c would read from src: for each matched path its
-// relative path, type, mode, uid, gid, size, content and symlink target,
+// relative path, type, mode, size, content and symlink target (and uid and
+// gid when c.PreserveOwner, the only case where they reach the result),
 // never mtimes, in a fixed order. Errors when a source matches nothing,
-// with the same message Apply would give.
+// with the same message Apply would give. See ChecksumWith.
 func Checksum(ctx context.Context, src *os.Root, c *Copy) (digest.Digest, error) {
-	return "", errors.New("not implemented")
+	return ChecksumWith(ctx, src, c, ChecksumOptions{})
 }

@@ -1,0 +1,229 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/cache/layer"
+)
+
+// commitLevel is the gzip level of committed layers: klauspost's fastest
+// level, which still compresses typical layers well.
+const commitLevel = gzip.BestSpeed
+
+// Active is a writable layer on top of a chain, ready to be mounted as an
+// overlay: LowerDirs (bottom first), UpperDir, WorkDir. It must end with
+// Commit or Discard.
+//
+// The upper and work dirs live in the Store's temp dir, so they vanish with
+// Store.Close or, after a crash, with the next Open. While the Active is
+// open its parent chain is safe from Prune. The overlay must be unmounted
+// before Commit. An Active is not safe for concurrent use.
+type Active struct {
+	Parent    Chain
+	LowerDirs []string
+	UpperDir  string
+	WorkDir   string
+
+	s       *Store
+	dir     string // holds UpperDir and WorkDir
+	release func() // unpins Parent
+	done    bool
+}
+
+// Prepare creates an Active layer on top of chain, unpacking the chain
+// first if needed (see Snapshot). The upper dir's root gets the owner and
+// mode of the chain's top layer root (0755 root-owned for an empty chain),
+// since overlayfs shows the upper dir's root as "/".
+func (s *Store) Prepare(ctx context.Context, chain Chain) (*Active, error) {
+	if err := checkChain(chain); err != nil {
+		return nil, fmt.Errorf("prepare layer on %s: %w", chain, err)
+	}
+	done, err := s.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	lowers, err := s.snapshot(ctx, chain)
+	if err != nil {
+		return nil, fmt.Errorf("prepare layer on %s: %w", chain, err)
+	}
+	dir, err := s.newTempDir("active-")
+	if err != nil {
+		return nil, fmt.Errorf("prepare layer on %s: %w", chain, err)
+	}
+	a := &Active{
+		Parent:    append(Chain(nil), chain...),
+		LowerDirs: lowers,
+		UpperDir:  filepath.Join(dir, "upper"),
+		WorkDir:   filepath.Join(dir, "work"),
+		s:         s,
+		dir:       dir,
+	}
+	if err := a.makeDirs(); err != nil {
+		_ = removeAll(dir)
+		return nil, fmt.Errorf("prepare layer on %s: %w", chain, err)
+	}
+	a.release = s.pin(chain)
+	return a, nil
+}
+
+func (a *Active) makeDirs() error {
+	if err := os.Mkdir(a.UpperDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(a.WorkDir, 0o700); err != nil {
+		return err
+	}
+	if len(a.LowerDirs) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(a.LowerDirs[len(a.LowerDirs)-1])
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if err := os.Lchown(a.UpperDir, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, os.ErrPermission) {
+			return err
+		}
+	}
+	return os.Chmod(a.UpperDir, fi.Mode().Perm()|fi.Mode()&(os.ModeSticky|os.ModeSetgid|os.ModeSetuid))
+}
+
+// Commit turns the upper dir into a layer (deterministic tar, compressed
+// blob, diff ID), moves it into place as the snapshot of the new chain and
+// returns that chain. An upper dir with no changes returns Parent unchanged.
+// The Active is finished afterwards, whether Commit succeeds or not.
+//
+// The tar made by layer.Diff is hashed (diff ID) and gzip-compressed into a
+// temp blob file, hashed too, in a single pass. The new chain is not a GC
+// root until it is recorded (RecordKey) or tagged; hold a Lease on it if a
+// Prune of this Store may run in between.
+func (a *Active) Commit(ctx context.Context) (Chain, error) {
+	if a.s == nil || a.done {
+		return nil, errors.New("commit layer: the layer was already committed or discarded")
+	}
+	defer a.finish()
+	s := a.s
+	done, err := s.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+
+	t, err := s.newIngest()
+	if err != nil {
+		return nil, fmt.Errorf("commit layer: %w", err)
+	}
+	defer t.cleanup()
+	zw, err := gzip.NewWriterLevel(t, commitLevel)
+	if err != nil {
+		return nil, fmt.Errorf("commit layer: %w", err)
+	}
+	dh := sha256.New()
+	n, err := layer.Diff(ctx, a.UpperDir, io.MultiWriter(dh, zw))
+	if err != nil {
+		return nil, fmt.Errorf("commit layer: %w", err)
+	}
+	if n == 0 {
+		return append(Chain(nil), a.Parent...), nil
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("commit layer: compress: %w", err)
+	}
+	d, err := t.commit("")
+	if err != nil {
+		return nil, fmt.Errorf("commit layer: %w", err)
+	}
+	l := Layer{DiffID: digest.NewDigest(digest.SHA256, dh), Digest: d, Size: t.size, MediaType: MediaTypeLayerGzip}
+	if err := s.putLayer(ctx, l); err != nil {
+		return nil, fmt.Errorf("commit layer %s: record layer: %w", short(l.DiffID), err)
+	}
+	chain := a.Parent.Append(l)
+	dst := s.snapshotPath(chain.ChainID())
+	if err := syncFS(a.UpperDir); err != nil {
+		return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+	}
+	switch err := renameNoReplace(a.UpperDir, dst); {
+	case errors.Is(err, os.ErrExist):
+		// The same layer on the same parent exists already; keep it.
+	case err != nil:
+		return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+	default:
+		if err := syncDir(filepath.Dir(dst)); err != nil {
+			return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+		}
+	}
+	return chain, nil
+}
+
+// Discard removes the upper and work dirs. Discarding a finished Active
+// does nothing.
+func (a *Active) Discard() error {
+	if a.s == nil || a.done {
+		return nil
+	}
+	if err := a.finish(); err != nil {
+		return fmt.Errorf("discard layer: %w", err)
+	}
+	return nil
+}
+
+func (a *Active) finish() error {
+	a.done = true
+	if a.release != nil {
+		a.release()
+	}
+	return removeAll(a.dir)
+}
+
+// pin is a chain held by Actives and Leases.
+type pin struct {
+	chain Chain
+	n     int
+}
+
+// pin keeps chain from Prune until the returned function is called.
+func (s *Store) pin(chain Chain) func() {
+	if len(chain) == 0 {
+		return func() {}
+	}
+	id := chain.ChainID()
+	s.mu.Lock()
+	p := s.pins[id]
+	if p == nil {
+		p = &pin{chain: append(Chain(nil), chain...)}
+		s.pins[id] = p
+	}
+	p.n++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if p.n--; p.n == 0 {
+				delete(s.pins, id)
+			}
+		})
+	}
+}
+
+// Lease keeps chain (its blobs and snapshots) safe from Prune by this Store
+// until release is called; releasing twice is harmless. Use it for results
+// that are not yet recorded with RecordKey or tagged. Other processes
+// cannot prune while this Store is open, so a Lease only matters within the
+// process.
+func (s *Store) Lease(chain Chain) (release func()) {
+	return s.pin(chain)
+}

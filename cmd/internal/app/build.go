@@ -1,0 +1,243 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/patternmatcher/ignorefile"
+
+	"github.com/kiln-build/kiln/cache/layer"
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/solver"
+)
+
+// BuildRequest is one kiln build.
+type BuildRequest struct {
+	// ContextDir is the build context; "-" reads a tar from Stdin.
+	ContextDir string
+	// Dockerfile is the Dockerfile path; "" means ContextDir/Dockerfile,
+	// "-" reads it from Stdin.
+	Dockerfile string
+	Tags       []string
+	BuildArgs  map[string]string
+	Target     string
+	NoCache    bool
+	Labels     map[string]string
+	Network    executor.Network
+	// Jobs bounds parallel steps (0: number of CPUs).
+	Jobs int
+	// Events receives progress.
+	Events func(solver.Event)
+	// Warn receives warnings.
+	Warn  func(string)
+	Stdin io.Reader
+}
+
+// BuildResult is a finished build.
+type BuildResult struct {
+	Image *exporter.Image
+	Tags  []string
+}
+
+// Build runs a build and tags the image.
+func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
+	contextDir := req.ContextDir
+	if contextDir == "-" {
+		if req.Dockerfile == "-" {
+			return nil, errors.New("the context and the Dockerfile cannot both come from stdin")
+		}
+		dir, cleanup, err := a.contextFromTar(ctx, req.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		contextDir = dir
+	}
+	contextDir, err := filepath.Abs(contextDir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(contextDir); err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", contextDir)
+	}
+	dfPath := req.Dockerfile
+	var df []byte
+	switch dfPath {
+	case "-":
+		df, err = io.ReadAll(req.Stdin)
+		dfPath = "Dockerfile"
+	case "":
+		dfPath = filepath.Join(contextDir, "Dockerfile")
+		df, err = os.ReadFile(dfPath)
+	default:
+		df, err = os.ReadFile(dfPath)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no Dockerfile at %s: name one with -f", dfPath)
+		}
+		return nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	excludes, err := readDockerignore(contextDir, req.Dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
+		sec, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", epoch)
+		}
+		now = time.Unix(sec, 0).UTC()
+	}
+	plan, err := frontend.Convert(ctx, df, frontend.Options{
+		Filename:   displayPath(dfPath),
+		BuildArgs:  req.BuildArgs,
+		Target:     req.Target,
+		ContextDir: contextDir,
+		Excludes:   excludes,
+		Resolver:   localResolver{a},
+		Network:    req.Network,
+		Labels:     req.Labels,
+		Now:        now,
+		Warn:       req.Warn,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sol, err := solver.Solve(ctx, plan.Target, solver.Options{
+		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger},
+		Parallelism: req.Jobs,
+		NoCache:     req.NoCache,
+		Events:      req.Events,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg := plan.Config
+	cfg.History = a.history(ctx, sol, plan, len(sol.Result.Chain))
+	img, err := exporter.Write(ctx, a.Store, sol.Result.Chain, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("write image: %w", err)
+	}
+	res := &BuildResult{Image: img}
+	for _, t := range req.Tags {
+		name, err := exporter.NormalizeName(t)
+		if err != nil {
+			return nil, fmt.Errorf("tag %q: %w", t, err)
+		}
+		if err := a.Store.Tag(ctx, name, img.ManifestDigest); err != nil {
+			return nil, fmt.Errorf("tag %s: %w", t, err)
+		}
+		res.Tags = append(res.Tags, exporter.FamiliarName(name))
+	}
+	return res, nil
+}
+
+// history marks each step that added no layer as an empty layer, so the
+// history matches the chain.
+func (a *App) history(ctx context.Context, sol *solver.Solution, plan *frontend.Plan, layers int) []v1.History {
+	out := make([]v1.History, len(plan.History))
+	nonEmpty := 0
+	for i, h := range plan.History {
+		out[i] = h.History
+		if h.Vertex == nil {
+			if !h.EmptyLayer {
+				nonEmpty++
+			}
+			continue
+		}
+		out[i].EmptyLayer = false
+		if len(h.Vertex.Inputs) > 0 {
+			r, ok1 := sol.ResultOf(ctx, h.Vertex)
+			in, ok2 := sol.ResultOf(ctx, h.Vertex.Inputs[0])
+			if ok1 && ok2 && len(r.Chain) == len(in.Chain) {
+				out[i].EmptyLayer = true
+				continue
+			}
+		}
+		nonEmpty++
+	}
+	if nonEmpty != layers {
+		// The history does not line up with the chain (e.g. a base image
+		// without history); mark layers from the end instead.
+		for i := range out {
+			out[i].EmptyLayer = true
+		}
+		for i := len(out) - 1; i >= 0 && layers > 0; i-- {
+			out[i].EmptyLayer = false
+			layers--
+		}
+	}
+	return out
+}
+
+// readDockerignore reads <Dockerfile>.dockerignore next to the Dockerfile
+// or, failing that, .dockerignore at the context root.
+func readDockerignore(contextDir, dockerfile string) ([]string, error) {
+	var candidates []string
+	if dockerfile != "" && dockerfile != "-" {
+		candidates = append(candidates, dockerfile+".dockerignore")
+	}
+	candidates = append(candidates, filepath.Join(contextDir, ".dockerignore"))
+	for _, p := range candidates {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		pats, err := ignorefile.ReadAll(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", p, err)
+		}
+		return pats, nil
+	}
+	return nil, nil
+}
+
+func displayPath(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, p); err == nil && !filepath.IsAbs(rel) && len(rel) < len(p) && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return p
+}
+
+// contextFromTar unpacks a context tar from r into a temp dir.
+func (a *App) contextFromTar(ctx context.Context, r io.Reader) (string, func(), error) {
+	if r == nil {
+		return "", nil, errors.New("no stdin to read the context from")
+	}
+	dir, err := os.MkdirTemp(filepath.Join(a.Store.Root()), "context-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	rc, err := layer.Decompress(r)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("read context from stdin: %w", err)
+	}
+	defer rc.Close()
+	if err := layer.Unpack(ctx, rc, dir, layer.UnpackOptions{NoSameOwner: true}); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("read context from stdin: %w", err)
+	}
+	return dir, cleanup, nil
+}

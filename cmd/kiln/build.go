@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kiln-build/kiln/cmd/internal/app"
+	"github.com/kiln-build/kiln/cmd/internal/progressui"
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/solver"
+)
+
+type buildFlags struct {
+	tags      []string
+	file      string
+	buildArgs []string
+	target    string
+	noCache   bool
+	labels    []string
+	iidfile   string
+	network   string
+	progress  string
+	quiet     bool
+	jobs      int
+	platform  string
+	pull      string
+}
+
+func (c *cli) buildCommand() *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] PATH | -",
+		Short: "Build an image from a Dockerfile",
+		Example: `  kiln build -t app:1 .
+  kiln build -f docker/Dockerfile --build-arg VERSION=2 --target release -t app:2 .
+  tar -c . | kiln build -t app:1 -`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.build(cmd, args[0], &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "name and optionally a tag (name:tag); repeatable")
+	fl.StringVarP(&f.file, "file", "f", "", "Dockerfile path (default PATH/Dockerfile; - for stdin)")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
+	fl.StringVar(&f.target, "target", "", "build this stage")
+	fl.BoolVar(&f.noCache, "no-cache", false, "do not use the cache")
+	fl.StringArrayVar(&f.labels, "label", nil, "set a label KEY=VALUE on the image")
+	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
+	fl.StringVar(&f.network, "network", "default", "network of RUN steps: default (host), host or none")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
+	fl.IntVar(&f.jobs, "jobs", 0, "steps run in parallel (default: number of CPUs)")
+	fl.StringVar(&f.platform, "platform", "", "target platform (only linux/amd64)")
+	fl.StringVar(&f.pull, "pull", "", "accepted for compatibility; base images come from the local store")
+	fl.Lookup("pull").NoOptDefVal = "always"
+	return cmd
+}
+
+func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error {
+	ctx := cmd.Context()
+	if f.platform != "" && f.platform != "linux/amd64" {
+		return fmt.Errorf("--platform=%s: kiln builds for linux/amd64 only", f.platform)
+	}
+	network := executor.NetworkHost
+	switch f.network {
+	case "", "default", "host":
+	case "none":
+		network = executor.NetworkNone
+	default:
+		return fmt.Errorf("--network=%s: want default, host or none", f.network)
+	}
+	buildArgs, err := parseKV(f.buildArgs, true)
+	if err != nil {
+		return fmt.Errorf("--build-arg: %w", err)
+	}
+	labels, err := parseKV(f.labels, false)
+	if err != nil {
+		return fmt.Errorf("--label: %w", err)
+	}
+	mode := progressui.Mode(f.progress)
+	switch mode {
+	case progressui.ModeAuto:
+		mode = progressui.ModePlain
+		if fd, ok := c.stderr.(*os.File); ok && term.IsTerminal(int(fd.Fd())) && os.Getenv("CI") == "" {
+			mode = progressui.ModeTTY
+		}
+	case progressui.ModeTTY, progressui.ModePlain, progressui.ModeQuiet:
+	default:
+		return fmt.Errorf("--progress=%s: want auto, tty, plain or quiet", f.progress)
+	}
+	if f.quiet {
+		mode = progressui.ModeQuiet
+	}
+	a, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	display := progressui.New(mode, c.stderr)
+	c.tail = func(err error) []string {
+		var se *solver.StepError
+		if errors.As(err, &se) {
+			return display.Tail(se.Vertex)
+		}
+		return nil
+	}
+	res, err := a.Build(ctx, app.BuildRequest{
+		ContextDir: contextDir,
+		Dockerfile: f.file,
+		Tags:       f.tags,
+		BuildArgs:  buildArgs,
+		Target:     f.target,
+		NoCache:    f.noCache,
+		Labels:     labels,
+		Network:    network,
+		Jobs:       f.jobs,
+		Events:     display.Event,
+		Warn: func(s string) {
+			if !f.quiet {
+				fmt.Fprintln(c.stderr, "WARNING:", s)
+			}
+		},
+		Stdin: c.stdin,
+	})
+	display.Close()
+	if err != nil {
+		return err
+	}
+	id := string(res.Image.ID)
+	if f.iidfile != "" {
+		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if f.quiet {
+		fmt.Fprintln(c.stdout, id)
+		return nil
+	}
+	fmt.Fprintf(c.stderr, "writing image %s done\n", id)
+	for _, t := range res.Tags {
+		fmt.Fprintf(c.stderr, "naming to %s done\n", t)
+	}
+	return nil
+}
+
+// parseKV parses KEY=VALUE flags; with fromEnv, KEY alone takes the value
+// from the environment (and is skipped when unset), like docker.
+func parseKV(list []string, fromEnv bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("%q: want KEY=VALUE", kv)
+		}
+		if !ok {
+			if !fromEnv {
+				out[k] = ""
+				continue
+			}
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			v = ev
+		}
+		out[k] = v
+	}
+	return out, nil
+}

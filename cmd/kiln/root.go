@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/cmd/internal/app"
+)
+
+// cli holds the global flags and streams.
+type cli struct {
+	root   string
+	debug  bool
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// tail returns the last output lines of a failed step, for report.
+	tail func(err error) []string
+}
+
+func (c *cli) rootCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kiln",
+		Short: "Build Dockerfiles into OCI images, fast, and run them",
+		Long: `kiln turns a Dockerfile into an OCI image with a content-addressed layer
+cache (RUN steps run in Linux namespaces on overlayfs), and runs images
+with its bundled container runtime.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVar(&c.root, "root", app.DefaultRoot(), "store root directory (env KILN_ROOT)")
+	cmd.PersistentFlags().BoolVar(&c.debug, "debug", false, "print debug logs")
+	cmd.AddCommand(
+		c.buildCommand(),
+		c.runCommand(),
+		c.imagesCommand(),
+		c.tagCommand(),
+		c.rmiCommand(),
+		c.inspectCommand(),
+		c.historyCommand(),
+		c.saveCommand(),
+		c.loadCommand(),
+		c.importCommand(),
+		c.pruneCommand(),
+		c.dfCommand(),
+	)
+	return cmd
+}
+
+// open opens the store for a command.
+func (c *cli) open(ctx context.Context) (*app.App, error) {
+	var logger *slog.Logger
+	if c.debug {
+		logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return app.Open(ctx, app.Options{Root: c.root, Logger: logger})
+}

@@ -1,0 +1,78 @@
+package linux
+
+import "github.com/kiln-build/kiln/executor"
+
+// File descriptors the parent hands to the init (os/exec ExtraFiles start at 3).
+const (
+	configFD = 3 // JSON initConfig, read to EOF
+	statusFD = 4 // JSON status lines written by the init; closed by exec
+)
+
+// initConfig is what the parent sends the init over configFD.
+type initConfig struct {
+	// RunDir is the per-run scratch dir (absolute, on the host).
+	RunDir     string           `json:"runDir"`
+	LowerDirs  []string         `json:"lowerDirs,omitempty"` // bottom first
+	UpperDir   string           `json:"upperDir"`
+	WorkDir    string           `json:"workDir"`
+	ReadOnly   bool             `json:"readOnly,omitempty"`
+	Process    *processConfig   `json:"process,omitempty"`
+	Func       *funcConfig      `json:"func,omitempty"`
+	Inputs     []executor.Input `json:"inputs,omitempty"`
+	Hostname   string           `json:"hostname"`
+	NewNetwork bool             `json:"newNetwork,omitempty"`
+}
+
+type processConfig struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd"`
+	User string   `json:"user,omitempty"`
+}
+
+type funcConfig struct {
+	Name    string `json:"name"`
+	Payload []byte `json:"payload,omitempty"`
+}
+
+// Files the parent writes into RunDir and the init binds into the container.
+const (
+	hostsFile    = "hosts"
+	resolvFile   = "resolv.conf"
+	hostnameFile = "hostname"
+)
+
+// status is one line the init writes to statusFD. A line with Error ends the
+// run: the parent returns it as the run's error.
+type status struct {
+	// Stubs are mount points the init created in the root filesystem.
+	Stubs []stub `json:"stubs,omitempty"`
+	// Error is a setup failure or the Func's error, worded for users.
+	Error string `json:"error,omitempty"`
+	// Code is the exit code to report with Error (126 or 127 for a command
+	// that cannot be executed or found), or 0 for a plain error.
+	Code int `json:"code,omitempty"`
+}
+
+// stub is a path the init created so it could mount on it. The parent
+// removes it from the upper dir afterwards when it is still empty.
+type stub struct {
+	// Path is the resolved path in the container ("/etc/hosts").
+	Path string `json:"path"`
+	// Parent is set when the stub went into a directory that existed before;
+	// creating the stub may have copied that directory up, which the parent
+	// undoes when nothing else changed in it.
+	Parent *parentInfo `json:"parent,omitempty"`
+}
+
+// parentInfo is the state of a directory before the init added a stub to it.
+type parentInfo struct {
+	Path string `json:"path"`
+	// InUpper: the directory already existed in the upper dir.
+	InUpper bool   `json:"inUpper"`
+	Mode    uint32 `json:"mode"`
+	UID     uint32 `json:"uid"`
+	GID     uint32 `json:"gid"`
+	Atime   int64  `json:"atime"` // ns since the epoch
+	Mtime   int64  `json:"mtime"`
+}

@@ -1,0 +1,378 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount points created in the container's /proc and /sys are hidden or made
+// read-only like Docker's defaults, so root in the container cannot, for
+// example, set the host's core_pattern or trigger sysrq.
+var (
+	maskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+		"/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// devices are the nodes created in the container's /dev (all mode 0666).
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// devLinks are the symlinks created in the container's /dev.
+var devLinks = [][2]string{
+	{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+	{"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+}
+
+// runProcess finishes the container (proc, dev, sys, /etc files, pivot_root,
+// hostname, network, user, capabilities) and execs the process. It returns
+// only on failure, with the exit code to report (126/127 for a command that
+// cannot be run, else 0).
+func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
+	p := cfg.Process
+	// Everything from the host is opened before pivot_root, as detached
+	// mounts, so no host path is resolved inside the container later.
+	var etc [3]int
+	for i, name := range []string{hostsFile, resolvFile, hostnameFile} {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(cfg.RunDir, name), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return 0, fmt.Errorf("prepare /etc/%s: %w", name, err)
+		}
+		etc[i] = fd
+	}
+	sysFD, err := sysMount()
+	if err != nil {
+		return 0, fmt.Errorf("prepare /sys: %w", err)
+	}
+	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open upper dir: %w", err)
+	}
+	if err := pivotRoot(rootfs); err != nil {
+		return 0, err
+	}
+
+	// From here on every path is inside the container.
+	st := stubber{upperFD: upperFD}
+	if err := st.mountAt("/proc", true, func(t string) error {
+		return unix.Mount("proc", t, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}); err != nil {
+		return 0, err
+	}
+	if err := st.mountAt("/dev", true, setupDev); err != nil {
+		return 0, err
+	}
+	if err := st.mountAt("/sys", true, func(t string) error {
+		return unix.MoveMount(sysFD, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	}); err != nil {
+		return 0, err
+	}
+	for i, name := range []string{hostsFile, resolvFile, hostnameFile} {
+		fd := etc[i]
+		if err := st.mountAt("/etc/"+name, false, func(t string) error {
+			return unix.MoveMount(fd, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}); err != nil {
+			return 0, err
+		}
+		unix.Close(fd)
+	}
+	unix.Close(sysFD)
+	unix.Close(upperFD)
+	if err := maskPaths(); err != nil {
+		return 0, err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
+	}
+	if cfg.NewNetwork {
+		if err := loopbackUp(); err != nil {
+			return 0, err
+		}
+	}
+
+	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group")
+	if err != nil {
+		return 0, err
+	}
+	env := p.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env[:len(env):len(env)], "HOME="+u.home)
+	}
+	cwd := path.Clean("/" + p.Cwd)
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return 0, fmt.Errorf("create working directory %s: %w", cwd, err)
+	}
+	if cfg.ReadOnly {
+		if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			return 0, fmt.Errorf("make the root filesystem read-only: %w", err)
+		}
+	}
+	if err := enterDir(cwd); err != nil {
+		return 0, err
+	}
+	argv0, code, err := lookPath(p.Args[0], env)
+	if err != nil {
+		return code, err
+	}
+
+	// Tell the parent which stubs to clean up; after this only the
+	// privilege drop and exec remain.
+	report(statusW, status{Stubs: st.stubs})
+	if err := cloexecFrom(3); err != nil {
+		return 0, fmt.Errorf("close kiln's file descriptors: %w", err)
+	}
+	if err := dropPrivileges(u); err != nil {
+		return 0, err
+	}
+	unix.Umask(0o022)
+	err = unix.Exec(argv0, p.Args, env)
+	code = 126
+	if errors.Is(err, unix.ENOENT) {
+		code = 127
+	}
+	return code, fmt.Errorf("exec %s: %w", argv0, err)
+}
+
+// pivotRoot makes rootfs the root and detaches the old root, without
+// creating a directory for it in the root filesystem.
+func pivotRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("enter root filesystem: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root to the root filesystem: %w", err)
+	}
+	// The old root is now stacked on ".": detach it.
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// enterDir changes to dir and checks the result is inside the container's
+// root (a leaked directory outside it would show as unreachable).
+func enterDir(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return fmt.Errorf("change to working directory %s: %w", dir, err)
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Getcwd(buf)
+	if err != nil || n == 0 || buf[0] != '/' {
+		return fmt.Errorf("working directory %s is outside the container", dir)
+	}
+	return nil
+}
+
+// sysMount returns a detached read-only sysfs mount, or, where a new sysfs
+// cannot be mounted, a read-only recursive bind of the host's /sys.
+func sysMount() (int, error) {
+	const attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	if fsfd, err := unix.Fsopen("sysfs", unix.FSOPEN_CLOEXEC); err == nil {
+		err = unix.FsconfigCreate(fsfd)
+		if err == nil {
+			mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
+			if err == nil {
+				unix.Close(fsfd)
+				return mfd, nil
+			}
+		}
+		unix.Close(fsfd)
+	}
+	mfd, err := unix.OpenTree(unix.AT_FDCWD, "/sys", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, err
+	}
+	attr := unix.MountAttr{Attr_set: attrs}
+	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(mfd)
+		return -1, err
+	}
+	return mfd, nil
+}
+
+// setupDev mounts a tmpfs on target and fills it like Docker's /dev.
+func setupDev(target string) error {
+	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	for _, d := range devices {
+		if err := unix.Mknod(target+"/"+d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", d.name, err)
+		}
+	}
+	for _, l := range devLinks {
+		if err := unix.Symlink(l[1], target+"/"+l[0]); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", l[0], err)
+		}
+	}
+	for _, dir := range []string{"pts", "shm"} {
+		if err := unix.Mkdir(target+"/"+dir, 0o755); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("devpts", target+"/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"); err != nil {
+		return fmt.Errorf("mount /dev/pts: %w", err)
+	}
+	if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return fmt.Errorf("mount /dev/shm: %w", err)
+	}
+	return nil
+}
+
+// maskPaths hides sensitive /proc and /sys entries and makes others
+// read-only. Entries the kernel does not have are skipped.
+func maskPaths() error {
+	for _, p := range maskedPaths {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			continue
+		}
+		var err error
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	for _, p := range readonlyPaths {
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// loopbackUp brings up lo in a new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	return nil
+}
+
+// stubber creates missing mount points in the root filesystem and records
+// them for the parent to remove afterwards.
+type stubber struct {
+	upperFD int // the upper dir, to tell whether a parent dir was there
+	stubs   []stub
+}
+
+// mountAt makes sure p exists (a directory when dir, else a file), creating
+// it and its missing parents as stubs, and calls mount with the path to
+// mount on. Symlinks are followed inside the container's root.
+func (s *stubber) mountAt(p string, dir bool, mount func(target string) error) error {
+	target, err := s.ensure(p, dir)
+	if err == nil {
+		err = mount(target)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", p, err)
+	}
+	return nil
+}
+
+// ensure returns the resolved path of p, creating it if missing.
+func (s *stubber) ensure(p string, dir bool) (string, error) {
+	if _, err := os.Stat(p); err == nil {
+		return filepath.EvalSymlinks(p)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return "", fmt.Errorf("%s is a dangling symlink", p)
+	}
+	parentExisted := true
+	if _, err := os.Stat(path.Dir(p)); errors.Is(err, fs.ErrNotExist) {
+		parentExisted = false
+	}
+	parent, err := s.ensure(path.Dir(p), true)
+	if err != nil {
+		return "", err
+	}
+	target := path.Join(parent, path.Base(p))
+	st := stub{Path: target}
+	if parentExisted && parent != "/" {
+		st.Parent = s.parentInfo(parent)
+	}
+	if dir {
+		err = unix.Mkdir(target, 0o755)
+	} else {
+		var fd int
+		fd, err = unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	s.stubs = append(s.stubs, st)
+	return target, nil
+}
+
+// parentInfo records dir's state before a stub is added to it.
+func (s *stubber) parentInfo(dir string) *parentInfo {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil
+	}
+	info := &parentInfo{
+		Path:  dir,
+		Mode:  st.Mode,
+		UID:   st.Uid,
+		GID:   st.Gid,
+		Atime: st.Atim.Nano(),
+		Mtime: st.Mtim.Nano(),
+	}
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS}
+	if fd, err := unix.Openat2(s.upperFD, strings.TrimPrefix(dir, "/"), &how); err == nil {
+		info.InUpper = true
+		unix.Close(fd)
+	}
+	return info
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
+}

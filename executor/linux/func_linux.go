@@ -1,0 +1,79 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// runFunc mounts the Spec's inputs read-only outside the root filesystem,
+// opens them, chroots into the root filesystem and calls the handler. The
+// handler's error is returned verbatim.
+func runFunc(cfg *initConfig, rootfs string, handlers map[string]Handler) error {
+	h := handlers[cfg.Func.Name]
+	if h == nil {
+		return fmt.Errorf("run function %q: no handler registered under that name", cfg.Func.Name)
+	}
+	roots := make([]*os.Root, len(cfg.Inputs))
+	for i, in := range cfg.Inputs {
+		dir := filepath.Join(cfg.RunDir, "in"+strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fmt.Errorf("mount input %d: %w", i, err)
+		}
+		var err error
+		switch {
+		case in.Dir != "":
+			err = bindReadOnly(in.Dir, dir)
+		case len(in.LowerDirs) >= 2:
+			ov := overlay{linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
+			err = ov.mount(dir, unix.MS_RDONLY)
+		case len(in.LowerDirs) == 1:
+			err = bindReadOnly(in.LowerDirs[0], dir)
+		default:
+			err = bindReadOnly(dir, dir) // an empty tree
+		}
+		if err != nil {
+			return fmt.Errorf("mount input %d: %w", i, err)
+		}
+		if roots[i], err = os.OpenRoot(dir); err != nil {
+			return fmt.Errorf("open input %d: %w", i, err)
+		}
+	}
+	if cfg.ReadOnly {
+		if err := unix.Mount("", rootfs, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("make the root filesystem read-only: %w", err)
+		}
+	}
+	if err := unix.Chroot(rootfs); err != nil {
+		return fmt.Errorf("enter the root filesystem: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("enter the root filesystem: %w", err)
+	}
+	unix.Umask(0o022)
+	if err := h(context.Background(), roots, cfg.Func.Payload); err != nil {
+		return err
+	}
+	return nil
+}
+
+// bindReadOnly binds src (recursively) at dst, read-only.
+func bindReadOnly(src, dst string) error {
+	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	err := unix.MountSetattr(unix.AT_FDCWD, dst, unix.AT_RECURSIVE, &attr)
+	if errors.Is(err, unix.ENOSYS) {
+		err = unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s read-only: %w", src, err)
+	}
+	return nil
+}

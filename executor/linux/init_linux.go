@@ -1,0 +1,161 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// runInit is the container init: it sets up the root filesystem in the
+// namespaces the parent created and then execs the process or calls the
+// Func handler. It never returns. Setup failures are reported to the parent
+// over statusFD.
+func runInit(handlers map[string]Handler) {
+	// Capabilities, no_new_privs and credentials are per thread; the
+	// final exec must happen on the thread that set them.
+	runtime.LockOSThread()
+	debug.SetGCPercent(-1) // short-lived; nothing worth collecting
+	statusW := os.NewFile(statusFD, "status")
+	code, err := initMain(handlers, statusW)
+	if err == nil {
+		os.Exit(0)
+	}
+	report(statusW, status{Error: err.Error(), Code: code})
+	if code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// initMain runs the init and returns only when the process could not be
+// executed (or the Func finished): code is the exit code to report with err.
+func initMain(handlers map[string]Handler, statusW *os.File) (code int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			code, err = 0, fmt.Errorf("container init: panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	cfg, err := readConfig()
+	if err != nil {
+		return 0, err
+	}
+	unix.Umask(0)
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return 0, fmt.Errorf("make the container's mounts private: %w", err)
+	}
+	rootfs := filepath.Join(cfg.RunDir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return 0, fmt.Errorf("create root filesystem mount point: %w", err)
+	}
+	lowers := cfg.LowerDirs
+	if len(lowers) == 0 {
+		empty := filepath.Join(cfg.RunDir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return 0, fmt.Errorf("create empty lower dir: %w", err)
+		}
+		lowers = []string{empty}
+	}
+	ov := overlay{
+		linkDir: filepath.Join(cfg.RunDir, "l"),
+		lowers:  lowers,
+		upper:   cfg.UpperDir,
+		work:    cfg.WorkDir,
+	}
+	if err := ov.mount(rootfs, 0); err != nil {
+		return 0, fmt.Errorf("mount the root filesystem: %w", err)
+	}
+	if cfg.Func != nil {
+		return 0, runFunc(cfg, rootfs, handlers)
+	}
+	return runProcess(cfg, rootfs, statusW)
+}
+
+func readConfig() (*initConfig, error) {
+	f := os.NewFile(configFD, "config")
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read container config: %w", err)
+	}
+	var cfg initConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("decode container config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// report writes one status line to the parent.
+func report(w *os.File, s status) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// overlay is an overlayfs stack to mount.
+type overlay struct {
+	// linkDir gets short symlinks to the layer dirs so that the mount
+	// options fit in one page even for hundreds of layers.
+	linkDir     string
+	lowers      []string // bottom first
+	upper, work string   // empty for a read-only stack of lowers only
+}
+
+// maxMountData is the size limit of the mount(2) data argument.
+const maxMountData = 4096
+
+func (o overlay) mount(target string, flags uintptr) error {
+	if err := os.Mkdir(o.linkDir, 0o700); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("lowerdir=")
+	for i := len(o.lowers) - 1; i >= 0; i-- { // overlayfs wants the top first
+		name := strconv.Itoa(i)
+		if err := os.Symlink(o.lowers[i], filepath.Join(o.linkDir, name)); err != nil {
+			return err
+		}
+		b.WriteString(name)
+		if i > 0 {
+			b.WriteByte(':')
+		}
+	}
+	if o.upper != "" {
+		if err := os.Symlink(o.upper, filepath.Join(o.linkDir, "u")); err != nil {
+			return err
+		}
+		if err := os.Symlink(o.work, filepath.Join(o.linkDir, "w")); err != nil {
+			return err
+		}
+		b.WriteString(",upperdir=u,workdir=w")
+	}
+	data := b.String()
+	extra := ",index=off,redirect_dir=off,metacopy=off"
+	if len(data)+len(extra) >= maxMountData {
+		return fmt.Errorf("%d layers are too many for one overlay mount", len(o.lowers))
+	}
+	// The layer names are relative to the link dir.
+	if err := unix.Chdir(o.linkDir); err != nil {
+		return err
+	}
+	defer unix.Chdir("/")
+	err := unix.Mount("overlay", target, "overlay", flags, data+extra)
+	if errors.Is(err, unix.EINVAL) {
+		// Older kernels may not know one of the extra options.
+		err = unix.Mount("overlay", target, "overlay", flags, data)
+	}
+	if err != nil {
+		return fmt.Errorf("overlay of %d layers: %w", len(o.lowers), err)
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
+)
+
+type copyArgs struct {
+	sources  []string
+	contents []instructions.SourceContent
+	dest     string
+	from     string
+	chown    string
+	chmod    string
+	excludes []string
+	add      bool
+	unpack   bool
+	parents  bool
+}
+
+func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instructions.Command, a copyArgs) error {
+	verb := "COPY"
+	if a.add {
+		verb = "ADD"
+	}
+	switch {
+	case len(a.contents) > 0:
+		return fmt.Errorf("%s with a heredoc source is not supported by kiln yet", verb)
+	case a.parents:
+		return fmt.Errorf("COPY --parents is not supported by kiln yet")
+	case len(a.excludes) > 0:
+		return fmt.Errorf("%s --exclude is not supported by kiln yet", verb)
+	}
+	for _, src := range a.sources {
+		if a.add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "git@")) {
+			return fmt.Errorf("ADD %s: adding from a URL is not supported by kiln yet", src)
+		}
+	}
+	if a.chmod != "" {
+		if _, err := parseOctal(a.chmod); err != nil {
+			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
+		}
+	}
+	dest := c.destPath(s, a.dest)
+	cp := &fileop.Copy{
+		Sources: a.sources,
+		Dest:    dest,
+		Chown:   a.chown,
+		Chmod:   a.chmod,
+		Unpack:  a.add && a.unpack,
+	}
+	op := &ops.File{Action: fileop.Action{Copy: cp}}
+	inputs := []*solver.Vertex{s.vertex}
+	if a.from != "" {
+		from, err := c.expand(a.from, append(append([]string(nil), c.metaEnv...), s.env...))
+		if err != nil {
+			return err
+		}
+		src, err := c.copySource(ctx, s, from)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, src)
+		preserveOwner(cp)
+	} else {
+		op.ContextDir = c.opts.ContextDir
+		cp.Excludes = c.opts.Excludes
+		if op.ContextDir == "" {
+			return fmt.Errorf("%s needs a build context", verb)
+		}
+	}
+	v := &solver.Vertex{
+		Name:     c.vertexName(s, cmd.(fmt.Stringer).String()),
+		Op:       op,
+		Inputs:   inputs,
+		Location: c.location(cmd.Location()),
+	}
+	s.vertex = v
+	c.commit(s, fmt.Sprintf("%s %s %s # buildkit", verb, strings.Join(a.sources, " "), dest), v)
+	return nil
+}
+
+// copySource resolves COPY --from: a stage by index or name, else an image.
+func (c *converter) copySource(ctx context.Context, s *stageState, from string) (*solver.Vertex, error) {
+	if dep := c.stageByRef(from, true); dep != nil {
+		if dep == s {
+			return nil, fmt.Errorf("COPY --from=%s refers to the stage it is in", from)
+		}
+		if err := c.dispatchStage(ctx, dep); err != nil {
+			return nil, err
+		}
+		return dep.vertex, nil
+	}
+	if c.opts.Resolver == nil {
+		return nil, fmt.Errorf("COPY --from=%s: no stage or image of that name", from)
+	}
+	img, err := c.opts.Resolver.ResolveImage(ctx, from)
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, fmt.Errorf("COPY --from=%s: no stage of that name%s, and no image %q was found: %w", from, c.stageNamesHint(), from, err)
+		}
+		return nil, fmt.Errorf("COPY --from=%s: %w", from, err)
+	}
+	return &solver.Vertex{
+		Name: "FROM " + img.Ref,
+		Op:   &ops.Image{Ref: img.Ref, Manifest: img.Manifest, Chain: img.Chain},
+	}, nil
+}
+
+// destPath resolves a COPY destination against WORKDIR, keeping a trailing
+// slash (which means "directory").
+func (c *converter) destPath(s *stageState, dest string) string {
+	dir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.") || dest == ".."
+	if !path.IsAbs(dest) {
+		wd := s.cfg.Config.WorkingDir
+		if wd == "" {
+			wd = "/"
+		}
+		dest = path.Join(wd, dest)
+	}
+	dest = path.Clean(dest)
+	if dir && dest != "/" {
+		dest += "/"
+	}
+	return dest
+}
+
+func parseOctal(s string) (uint32, error) {
+	var m uint32
+	if s == "" {
+		return 0, errors.New("empty mode")
+	}
+	for _, ch := range s {
+		if ch < '0' || ch > '7' {
+			return 0, fmt.Errorf("invalid mode %q: want an octal number like 0755", s)
+		}
+		m = m*8 + uint32(ch-'0')
+		if m > 0o7777 {
+			return 0, fmt.Errorf("invalid mode %q: out of range", s)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,200 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops"
+)
+
+// dispatchStage converts a stage (and, first, the stages it depends on).
+func (c *converter) dispatchStage(ctx context.Context, s *stageState) error {
+	if s.done {
+		return nil
+	}
+	if s.busy {
+		return c.errAt(s.stage.Location, fmt.Errorf("stage %q depends on itself (circular FROM or COPY --from)", s.label()))
+	}
+	s.busy = true
+	defer func() { s.busy = false }()
+
+	if err := c.from(ctx, s); err != nil {
+		return err
+	}
+	s.total = len(s.stage.Commands) + 1
+	s.step = 1
+	// ONBUILD triggers of the base run first, and are consumed.
+	triggers := s.cfg.Config.OnBuild
+	s.cfg.Config.OnBuild = nil
+	for _, t := range triggers {
+		cmd, err := parseTrigger(t)
+		if err != nil {
+			return c.errAt(s.stage.Location, fmt.Errorf("ONBUILD trigger %q of the base image: %w", t, err))
+		}
+		if err := c.dispatch(ctx, s, cmd); err != nil {
+			return err
+		}
+	}
+	for _, cmd := range s.stage.Commands {
+		s.step++
+		if err := c.dispatch(ctx, s, cmd); err != nil {
+			return err
+		}
+	}
+	s.done = true
+	return nil
+}
+
+func parseTrigger(expr string) (instructions.Command, error) {
+	res, err := parser.Parse(strings.NewReader(expr))
+	if err != nil {
+		return nil, err
+	}
+	if len(res.AST.Children) != 1 {
+		return nil, errors.New("not a single instruction")
+	}
+	return instructions.ParseCommand(res.AST.Children[0])
+}
+
+// from sets up the stage's base: another stage, scratch or an image.
+func (c *converter) from(ctx context.Context, s *stageState) error {
+	st := s.stage
+	if st.Platform != "" {
+		p, err := c.expand(st.Platform, c.metaEnv)
+		if err != nil {
+			return c.errAt(st.Location, err)
+		}
+		if p != "" && p != "linux/amd64" && p != runtime.GOOS+"/"+runtime.GOARCH && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
+			return c.errAt(st.Location, fmt.Errorf("FROM --platform=%s: kiln builds for linux/amd64 only; cross-platform builds are not supported", p))
+		}
+	}
+	base, err := c.expand(st.BaseName, c.metaEnv)
+	if err != nil {
+		return c.errAt(st.Location, err)
+	}
+	if base == "" {
+		return c.errAt(st.Location, fmt.Errorf("FROM needs an image name; %q expands to nothing", st.BaseName))
+	}
+	prefix := ""
+	if len(c.stages) > 1 {
+		prefix = s.name
+		if prefix == "" {
+			prefix = fmt.Sprintf("stage-%d", s.idx)
+		}
+		prefix += " "
+	}
+	name := fmt.Sprintf("[%s1/%d] FROM %s", prefix, len(st.Commands)+1, base)
+	loc := c.location(st.Location)
+	if dep := c.stageByName(base); dep != nil && dep.idx < s.idx {
+		if err := c.dispatchStage(ctx, dep); err != nil {
+			return err
+		}
+		s.vertex = dep.vertex
+		s.cfg = cloneConfig(dep.cfg)
+		s.env = append([]string(nil), dep.env...)
+		s.history = append([]HistoryEntry(nil), dep.history...)
+		s.shell = dep.shell
+		return nil
+	}
+	if strings.EqualFold(base, "scratch") {
+		s.vertex = &solver.Vertex{Name: name, Op: ops.Scratch{}, Location: loc}
+		s.cfg = v1.ConfigFile{Architecture: "amd64", OS: "linux"}
+		s.cfg.Config.Env = []string{"PATH=" + DefaultPath}
+		s.env = append([]string(nil), s.cfg.Config.Env...)
+		return nil
+	}
+	if c.opts.Resolver == nil {
+		return c.errAt(st.Location, fmt.Errorf("FROM %s: no image resolver", base))
+	}
+	img, err := c.opts.Resolver.ResolveImage(ctx, base)
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return c.errAt(st.Location, fmt.Errorf("FROM %s: image not found locally; load it with 'kiln load -i FILE' or pull it: %w", base, err))
+		}
+		return c.errAt(st.Location, fmt.Errorf("FROM %s: %w", base, err))
+	}
+	s.vertex = &solver.Vertex{Name: name, Op: &ops.Image{Ref: img.Ref, Manifest: img.Manifest, Chain: img.Chain}, Location: loc}
+	s.cfg = cloneConfig(img.Config)
+	if _, ok := getEnv(s.cfg.Config.Env, "PATH"); !ok {
+		s.cfg.Config.Env = append(s.cfg.Config.Env, "PATH="+DefaultPath)
+	}
+	s.env = append([]string(nil), s.cfg.Config.Env...)
+	for _, h := range img.Config.History {
+		s.history = append(s.history, HistoryEntry{History: h})
+	}
+	return nil
+}
+
+func (c *converter) location(r []parser.Range) solver.Location {
+	loc := solver.Location{File: c.opts.Filename}
+	if len(r) > 0 {
+		loc.StartLine = r[0].Start.Line
+		loc.EndLine = r[len(r)-1].End.Line
+	}
+	return loc
+}
+
+// cloneConfig deep-copies the parts of a config the dispatchers change.
+func cloneConfig(in v1.ConfigFile) v1.ConfigFile {
+	out := in
+	cfg := in.Config
+	cfg.Env = append([]string(nil), cfg.Env...)
+	cfg.Cmd = append([]string(nil), cfg.Cmd...)
+	cfg.Entrypoint = append([]string(nil), cfg.Entrypoint...)
+	cfg.Shell = append([]string(nil), cfg.Shell...)
+	cfg.OnBuild = append([]string(nil), cfg.OnBuild...)
+	if in.Config.Cmd == nil {
+		cfg.Cmd = nil
+	}
+	if in.Config.Entrypoint == nil {
+		cfg.Entrypoint = nil
+	}
+	if in.Config.Shell == nil {
+		cfg.Shell = nil
+	}
+	if in.Config.OnBuild == nil {
+		cfg.OnBuild = nil
+	}
+	cfg.Labels = cloneMap(in.Config.Labels)
+	cfg.ExposedPorts = cloneSet(in.Config.ExposedPorts)
+	cfg.Volumes = cloneSet(in.Config.Volumes)
+	if in.Config.Healthcheck != nil {
+		h := *in.Config.Healthcheck
+		h.Test = append([]string(nil), h.Test...)
+		cfg.Healthcheck = &h
+	}
+	out.Config = cfg
+	out.History = append([]v1.History(nil), in.History...)
+	return out
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cloneSet(m map[string]struct{}) map[string]struct{} {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]struct{}, len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
+}

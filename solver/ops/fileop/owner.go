@@ -1,0 +1,160 @@
+package fileop
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// owner is a numeric uid and gid.
+type owner struct{ uid, gid int }
+
+// parseOwner resolves a --chown value ("uid", "uid:gid", "name", "name:group",
+// "name:gid", "uid:group") against the destination's /etc/passwd and
+// /etc/group. A user given alone brings its primary group (a name) or the
+// group with the same number (a uid).
+func (d *destFS) parseOwner(spec string) (owner, error) {
+	user, group, hasGroup := strings.Cut(spec, ":")
+	if user == "" || (hasGroup && group == "") {
+		return owner{}, fmt.Errorf("invalid chown %q: want user, user:group, uid or uid:gid", spec)
+	}
+	var o owner
+	if id, ok, err := parseID(user); err != nil {
+		return owner{}, fmt.Errorf("invalid chown %q: %w", spec, err)
+	} else if ok {
+		o = owner{uid: id, gid: id}
+	} else {
+		ent, err := d.lookupEntry("/etc/passwd", user)
+		if err != nil {
+			return owner{}, fmt.Errorf("unable to find user %s: %w", user, err)
+		}
+		if o.uid, err = entryID(ent, 2); err == nil {
+			o.gid, err = entryID(ent, 3)
+		}
+		if err != nil {
+			return owner{}, fmt.Errorf("unable to find user %s: invalid /etc/passwd entry: %w", user, err)
+		}
+	}
+	if !hasGroup {
+		return o, nil
+	}
+	if id, ok, err := parseID(group); err != nil {
+		return owner{}, fmt.Errorf("invalid chown %q: %w", spec, err)
+	} else if ok {
+		o.gid = id
+		return o, nil
+	}
+	ent, err := d.lookupEntry("/etc/group", group)
+	if err != nil {
+		return owner{}, fmt.Errorf("unable to find group %s: %w", group, err)
+	}
+	if o.gid, err = entryID(ent, 2); err != nil {
+		return owner{}, fmt.Errorf("unable to find group %s: invalid /etc/group entry: %w", group, err)
+	}
+	return o, nil
+}
+
+// parseID parses a numeric user or group id; ok is false for a name.
+func parseID(s string) (id int, ok bool, err error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, false, fmt.Errorf("id %s out of range", s)
+	}
+	return int(n), true, nil
+}
+
+// entryID parses field i of a passwd or group entry as an id.
+func entryID(fields []string, i int) (int, error) {
+	if i >= len(fields) {
+		return 0, fmt.Errorf("%s has no field %d", fields[0], i+1)
+	}
+	id, ok, err := parseID(fields[i])
+	if err == nil && !ok {
+		err = fmt.Errorf("%q is not a number", fields[i])
+	}
+	return id, err
+}
+
+// lookupEntry returns the fields of the first line of the colon-separated
+// database file (a destination path) whose first field is name.
+func (d *destFS) lookupEntry(file, name string) ([]string, error) {
+	host, err := d.resolve(file)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(host)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no %s in the destination", file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		fields := strings.Split(line, ":")
+		if fields[0] == name {
+			return fields, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	base := file[strings.LastIndexByte(file, '/')+1:]
+	return nil, fmt.Errorf("no matching entries in %s file", base)
+}
+
+// parseChmod parses a --chmod value: octal permission bits, including
+// setuid (04000), setgid (02000) and sticky (01000).
+func parseChmod(s string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o7777 {
+		return 0, fmt.Errorf("invalid chmod %q: want an octal mode such as 755", s)
+	}
+	return fileMode(uint32(n)), nil
+}
+
+// fileMode converts Unix permission bits to an fs.FileMode.
+func fileMode(u uint32) fs.FileMode {
+	m := fs.FileMode(u & 0o777)
+	if u&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if u&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if u&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// unixPerm converts the permission bits of m back to Unix bits.
+func unixPerm(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// permBits is the part of an fs.FileMode chmod(2) sets.
+const permBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky

@@ -1,0 +1,478 @@
+package fileop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/patternmatcher"
+)
+
+// srcTree is the source of a copy as the copy sees it: the tree under an
+// *os.Root with the .dockerignore exclusions applied. Excluded paths do not
+// exist, except directories that hold a re-included ("!pattern") path,
+// which exist with only their visible descendants.
+//
+// A srcTree is used by one goroutine.
+type srcTree struct {
+	root *os.Root
+	// pm is nil without exclusions.
+	pm *patternmatcher.PatternMatcher
+	// dirVisible memoizes hasVisible for excluded directories.
+	dirVisible map[string]bool
+}
+
+func newSrcTree(root *os.Root, excludes []string) (*srcTree, error) {
+	t := &srcTree{root: root}
+	if len(excludes) > 0 {
+		pm, err := patternmatcher.New(excludes)
+		if err != nil {
+			return nil, fmt.Errorf("parse .dockerignore patterns: %w", err)
+		}
+		if len(pm.Patterns()) > 0 {
+			t.pm = pm
+			t.dirVisible = map[string]bool{}
+		}
+	}
+	return t, nil
+}
+
+// cleanSource turns a source as written into a slash path relative to the
+// source root: "." for the root itself, never starting with "/" or "..".
+func cleanSource(s string) string {
+	p := path.Clean("/" + s)
+	if p == "/" {
+		return "."
+	}
+	return p[1:]
+}
+
+// match is one path a source resolved to.
+type match struct {
+	// name is the path as matched, relative to the source root; its base
+	// name names the copy in a destination directory.
+	name string
+	// real is name with every symlink resolved inside the root.
+	real string
+	// fi describes real (never a symlink).
+	fi fs.FileInfo
+}
+
+// errSourceNotFound is the error for a source that names nothing visible.
+func errSourceNotFound(src string) error {
+	return fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: %w", src, fs.ErrNotExist)
+}
+
+// resolveSources expands c.Sources, in order, into the paths they name.
+// Apply and Checksum both use it, so they read exactly the same files.
+func resolveSources(ctx context.Context, t *srcTree, c *Copy) ([]match, error) {
+	if len(c.Sources) == 0 {
+		return nil, errors.New("no source files were specified")
+	}
+	var out []match
+	var firstEmpty string
+	for _, src := range c.Sources {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		names, wild, err := t.glob(cleanSource(src))
+		if err != nil {
+			return nil, fmt.Errorf("resolve source %s: %w", src, err)
+		}
+		n := 0
+		for _, name := range names {
+			real, fi, err := t.resolve(name)
+			if errors.Is(err, fs.ErrNotExist) {
+				if wild {
+					// A wildcard match that is a dangling symlink.
+					continue
+				}
+				return nil, errSourceNotFound(src)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("resolve source %s: %w", src, err)
+			}
+			out = append(out, match{name: name, real: real, fi: fi})
+			n++
+		}
+		if n == 0 {
+			if !wild || !c.AllowEmptyWildcard {
+				return nil, errSourceNotFound(src)
+			}
+			if firstEmpty == "" {
+				firstEmpty = src
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errSourceNotFound(firstEmpty)
+	}
+	return out, nil
+}
+
+// hasWildcard reports whether a path component holds an unescaped *, ? or [.
+func hasWildcard(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '*', '?', '[':
+			return true
+		}
+	}
+	return false
+}
+
+// glob expands the cleaned source p. Components before the first one with
+// a wildcard are taken literally; from there on each component is a
+// path.Match pattern matched against the visible entries of the directories
+// matched so far, so wildcards never cross '/'. Without wildcards it returns
+// p itself, whether or not it exists. Matches are sorted per directory.
+func (t *srcTree) glob(p string) (names []string, wild bool, err error) {
+	if p == "." {
+		return []string{"."}, false, nil
+	}
+	comps := strings.Split(p, "/")
+	i := slices.IndexFunc(comps, hasWildcard)
+	if i < 0 {
+		return []string{p}, false, nil
+	}
+	cur := []string{strings.Join(comps[:i], "/")}
+	if cur[0] == "" {
+		cur[0] = "."
+	}
+	for j, pat := range comps[i:] {
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, true, fmt.Errorf("invalid pattern %q: %w", pat, err)
+		}
+		last := i+j == len(comps)-1
+		var next []string
+		for _, dir := range cur {
+			real, fi, err := t.resolve(dir)
+			if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+				continue
+			}
+			if err != nil {
+				return nil, true, err
+			}
+			ents, err := t.readDir(real)
+			if err != nil {
+				return nil, true, err
+			}
+			for _, e := range ents {
+				if ok, _ := path.Match(pat, e.Name()); !ok {
+					continue
+				}
+				if !last && !e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+					continue
+				}
+				next = append(next, joinRel(dir, e.Name()))
+			}
+		}
+		cur = next
+	}
+	return cur, true, nil
+}
+
+// joinRel joins a relative directory ("." for the root) and a name.
+func joinRel(dir, name string) string {
+	if dir == "." || dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// resolve follows every symlink in the relative path p inside the root
+// (absolute targets and ".." are clamped to it, as a chroot would) and
+// returns the resulting path and its description. It returns an error
+// matching fs.ErrNotExist when the result does not exist or is excluded.
+func (t *srcTree) resolve(p string) (string, fs.FileInfo, error) {
+	if p == "." {
+		fi, err := t.root.Stat(".")
+		return ".", fi, err
+	}
+	abs, err := securejoin.SecureJoinVFS("/", p, treeVFS{t})
+	if err != nil {
+		return "", nil, err
+	}
+	real := strings.TrimPrefix(abs, "/")
+	if real == "" {
+		real = "."
+	}
+	fi, err := t.lstat(real)
+	if err != nil {
+		return "", nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		// Only a symlink loop leaves one behind.
+		return "", nil, &fs.PathError{Op: "resolve", Path: p, Err: errors.New("too many levels of symbolic links")}
+	}
+	return real, fi, nil
+}
+
+// treeVFS lets securejoin walk the filtered tree with "/" as its root.
+type treeVFS struct{ t *srcTree }
+
+func (v treeVFS) rel(name string) string {
+	p := strings.TrimLeft(path.Clean("/"+name), "/")
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+func (v treeVFS) Lstat(name string) (os.FileInfo, error) { return v.t.lstat(v.rel(name)) }
+
+func (v treeVFS) Readlink(name string) (string, error) { return v.t.root.Readlink(v.rel(name)) }
+
+// lstat describes the relative path p, failing with fs.ErrNotExist when p
+// is excluded.
+func (t *srcTree) lstat(p string) (fs.FileInfo, error) {
+	fi, err := t.root.Lstat(p)
+	if errors.Is(err, syscall.ENOTDIR) {
+		// A path through a file names nothing, as in a shell.
+		return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	}
+	if err != nil || t.pm == nil || p == "." {
+		return fi, err
+	}
+	excluded, _, err := t.pm.MatchesUsingParentResults(p, patternmatcher.MatchInfo{})
+	if err != nil {
+		return nil, fmt.Errorf("match .dockerignore patterns: %w", err)
+	}
+	if !excluded {
+		return fi, nil
+	}
+	if fi.IsDir() {
+		ok, err := t.hasVisible(p, patternmatcher.MatchInfo{})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return fi, nil
+		}
+	}
+	return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+}
+
+// mayReinclude reports whether an exception pattern could match a path
+// below the excluded directory dir, so that the directory must be walked.
+func (t *srcTree) mayReinclude(dir string) bool {
+	if !t.pm.Exclusions() {
+		return false
+	}
+	dc := strings.Split(dir, "/")
+	for _, pat := range t.pm.Patterns() {
+		if !pat.Exclusion() {
+			continue
+		}
+		pc := strings.Split(pat.String(), "/")
+		if len(pc) <= len(dc) && !slices.ContainsFunc(pc, func(s string) bool { return strings.Contains(s, "**") }) {
+			continue
+		}
+		ok := true
+		for i, d := range dc {
+			if i >= len(pc) || strings.Contains(pc[i], "**") {
+				break
+			}
+			if m, _ := path.Match(pc[i], d); !m {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// hasVisible reports whether the excluded directory dir holds anything
+// that is not excluded. mi is dir's own match state; its zero value makes
+// the matcher check every parent itself.
+func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, error) {
+	if v, ok := t.dirVisible[dir]; ok {
+		return v, nil
+	}
+	if !t.mayReinclude(dir) {
+		t.dirVisible[dir] = false
+		return false, nil
+	}
+	sub, err := t.root.OpenRoot(dir)
+	if err != nil {
+		return false, err
+	}
+	defer sub.Close()
+	names, err := readDirNames(sub)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, name := range names {
+		rel := dir + "/" + name
+		excluded, cmi, err := t.pm.MatchesUsingParentResults(rel, mi)
+		if err != nil {
+			return false, err
+		}
+		if !excluded {
+			found = true
+			break
+		}
+		fi, err := sub.Lstat(name)
+		if err != nil {
+			return false, err
+		}
+		if fi.IsDir() {
+			if found, err = t.hasVisible(rel, cmi); err != nil {
+				return false, err
+			}
+			if found {
+				break
+			}
+		}
+	}
+	t.dirVisible[dir] = found
+	return found, nil
+}
+
+// readDirNames lists the directory dir is rooted at, sorted.
+func readDirNames(dir *os.Root) ([]string, error) {
+	f, err := dir.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// readDir lists the visible entries of the directory at the relative path
+// dir (which must not pass through symlinks), sorted by name.
+func (t *srcTree) readDir(dir string) ([]fs.DirEntry, error) {
+	var out []fs.DirEntry
+	err := t.walkDir(context.Background(), dir, nil, func(e *entry) error {
+		out = append(out, fs.FileInfoToDirEntry(e.fi))
+		return fs.SkipDir
+	}, nil)
+	return out, err
+}
+
+// entry is one path met by walkDir.
+type entry struct {
+	// rel is the path relative to the source root.
+	rel string
+	// name is the base name; dir is the directory holding it.
+	name string
+	dir  *os.Root
+	fi   fs.FileInfo
+}
+
+// open opens the regular file e describes.
+func (e *entry) open() (*os.File, error) {
+	return e.dir.Open(e.name)
+}
+
+// walkDir visits the visible contents of the directory at the relative
+// path dir, depth first in lexical order, calling enter for every entry and
+// leave for every directory once its contents were visited. Symlinks are
+// never followed. enter may return fs.SkipDir to skip a directory's
+// contents (leave is then not called for it). mi is dir's own match state,
+// nil to compute it.
+func (t *srcTree) walkDir(ctx context.Context, dir string, mi *patternmatcher.MatchInfo, enter, leave func(*entry) error) error {
+	var info patternmatcher.MatchInfo
+	if t.pm != nil && dir != "." {
+		if mi != nil {
+			info = *mi
+		} else {
+			var err error
+			if _, info, err = t.pm.MatchesUsingParentResults(dir, patternmatcher.MatchInfo{}); err != nil {
+				return fmt.Errorf("match .dockerignore patterns: %w", err)
+			}
+		}
+	}
+	sub, err := t.root.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	w := walker{t: t, ctx: ctx, enter: enter, leave: leave}
+	return w.walk(sub, dir, info)
+}
+
+type walker struct {
+	t            *srcTree
+	ctx          context.Context
+	enter, leave func(*entry) error
+}
+
+func (w *walker) walk(dir *os.Root, rel string, mi patternmatcher.MatchInfo) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	names, err := readDirNames(dir)
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", rel, err)
+	}
+	for _, name := range names {
+		e := entry{rel: joinRel(rel, name), name: name, dir: dir}
+		var cmi patternmatcher.MatchInfo
+		excluded := false
+		if w.t.pm != nil {
+			excluded, cmi, err = w.t.pm.MatchesUsingParentResults(e.rel, mi)
+			if err != nil {
+				return fmt.Errorf("match .dockerignore patterns: %w", err)
+			}
+		}
+		if e.fi, err = dir.Lstat(name); err != nil {
+			return fmt.Errorf("stat %s: %w", e.rel, err)
+		}
+		if excluded {
+			if !e.fi.IsDir() {
+				continue
+			}
+			ok, err := w.t.hasVisible(e.rel, cmi)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
+		err := w.enter(&e)
+		if errors.Is(err, fs.SkipDir) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !e.fi.IsDir() {
+			continue
+		}
+		sub, err := dir.OpenRoot(name)
+		if err != nil {
+			return fmt.Errorf("open directory %s: %w", e.rel, err)
+		}
+		err = w.walk(sub, e.rel, cmi)
+		sub.Close()
+		if err != nil {
+			return err
+		}
+		if w.leave != nil {
+			if err := w.leave(&e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
