@@ -257,11 +257,21 @@ func (s *solveState) compute(ctx context.Context, v *Vertex, k digest.Digest) (R
 		chain, err := store.LookupKey(ctx, k)
 		switch {
 		case err == nil:
+			s.emitCachedAncestors(v, map[*Vertex]bool{})
 			s.emit(Event{Kind: EventCached, Vertex: v})
 			return Result{Chain: chain}, nil
 		case !errors.Is(err, cache.ErrNotFound):
 			return Result{}, stepError(v, fmt.Errorf("look up cache: %w", err))
 		}
+	}
+	if !record && len(v.Inputs) == 0 {
+		// A source (an image already in the store, scratch): nothing runs.
+		res, err := v.Op.Run(ctx, &RunContext{Deps: s.opts.Deps}, nil)
+		if err != nil {
+			return Result{}, stepError(v, err)
+		}
+		s.emit(Event{Kind: EventCached, Vertex: v})
+		return res, nil
 	}
 	inputs := make([]Result, len(v.Inputs))
 	g, gctx := errgroup.WithContext(ctx)
@@ -301,6 +311,31 @@ func (s *solveState) compute(ctx context.Context, v *Vertex, k digest.Digest) (R
 	}
 	s.emit(Event{Kind: EventDone, Vertex: v, Elapsed: time.Since(start)})
 	return res, nil
+}
+
+// emitCachedAncestors reports the steps below a cache hit that Solve will
+// not visit as cached too, inputs first, so a no-op rebuild lists every step.
+func (s *solveState) emitCachedAncestors(v *Vertex, seen map[*Vertex]bool) {
+	if s.opts.Events == nil {
+		return
+	}
+	for _, in := range v.Inputs {
+		if seen[in] {
+			continue
+		}
+		seen[in] = true
+		s.emitCachedAncestors(in, seen)
+		s.mu.Lock()
+		_, reported := s.index[in]
+		started := false
+		if kc := s.keys[in]; kc != nil {
+			_, started = s.results[kc.key]
+		}
+		s.mu.Unlock()
+		if !reported && !started {
+			s.emit(Event{Kind: EventCached, Vertex: in})
+		}
+	}
 }
 
 // eventWriter turns writes into output events.

@@ -97,6 +97,7 @@ func jail(t testing.TB) (root string, check func()) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { makeRemovable(root) })
 	sentinel := filepath.Join(parent, "sentinel")
 	if err := os.WriteFile(sentinel, []byte(sentinelBody), 0o644); err != nil {
 		t.Fatal(err)
@@ -169,4 +170,15 @@ func missing(t testing.TB, root, name string) {
 	if _, err := os.Lstat(filepath.Join(root, name)); !os.IsNotExist(err) {
 		t.Fatalf("%s exists (%v), want it missing", name, err)
 	}
+}
+
+// makeRemovable makes every directory below root writable so the test's
+// cleanup can remove a tree a layer made read-only.
+func makeRemovable(root string) {
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
 }

@@ -438,6 +438,9 @@ func TestUnpack(t *testing.T) {
 			}
 			err := Unpack(t.Context(), bytes.NewReader(makeTar(t, entries...)), root, tt.opts)
 			check()
+			if err != nil {
+				t.Logf("Unpack: %v", err)
+			}
 			switch {
 			case tt.err == noErr && err != nil:
 				t.Fatalf("Unpack: %v", err)

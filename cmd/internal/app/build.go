@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/patternmatcher/ignorefile"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
@@ -129,7 +131,10 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	cfg := plan.Config
 	cfg.History = a.history(ctx, sol, plan, len(sol.Result.Chain))
-	img, err := exporter.Write(ctx, a.Store, sol.Result.Chain, cfg)
+	img := a.unchangedImage(ctx, req.Tags, sol.Result.Chain, cfg)
+	if img == nil {
+		img, err = exporter.Write(ctx, a.Store, sol.Result.Chain, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("write image: %w", err)
 	}
@@ -183,6 +188,44 @@ func (a *App) history(ctx context.Context, sol *solver.Solution, plan *frontend.
 		}
 	}
 	return out
+}
+
+// unchangedImage returns the image a tag already names when it has the same
+// layers and the same config but for timestamps, so a no-op rebuild keeps the
+// image ID.
+func (a *App) unchangedImage(ctx context.Context, tags []string, chain cache.Chain, cfg v1.ConfigFile) *exporter.Image {
+	for _, t := range tags {
+		old, err := exporter.Lookup(ctx, a.Store, t)
+		if err != nil || old.Chain.ChainID() != chain.ChainID() || len(old.Chain) != len(chain) {
+			continue
+		}
+		if sameButTimes(old.Config, cfg) {
+			return old
+		}
+	}
+	return nil
+}
+
+func sameButTimes(a, b v1.ConfigFile) bool {
+	norm := func(c v1.ConfigFile) []byte {
+		c.Created = v1.Time{}
+		c.RootFS = v1.RootFS{}
+		h := make([]v1.History, len(c.History))
+		for i, e := range c.History {
+			e.Created = v1.Time{}
+			h[i] = e
+		}
+		c.History = h
+		if c.Architecture == "" {
+			c.Architecture = "amd64"
+		}
+		if c.OS == "" {
+			c.OS = "linux"
+		}
+		b, _ := json.Marshal(c)
+		return b
+	}
+	return bytes.Equal(norm(a), norm(b))
 }
 
 // readDockerignore reads <Dockerfile>.dockerignore next to the Dockerfile
