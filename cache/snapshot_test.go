@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -285,7 +286,7 @@ func TestPrepareCommit(t *testing.T) {
 
 func isUnder(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != ".." && !filepath.IsAbs(rel) && rel[:2] != ".."
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func TestCommitEmpty(t *testing.T) {

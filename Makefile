@@ -1,0 +1,41 @@
+# kiln: the two commands of the README.
+#   make demo   builds kiln, makes a busybox base image, builds examples/hello and runs it
+#   make test   installs what the tests need and runs every test (as root for the namespace tests)
+
+GO ?= go
+KILN_ROOT ?= /var/lib/kiln
+export KILN_ROOT
+
+.PHONY: all kiln demo deps test vet bench conformance clean
+
+all: kiln
+
+kiln:
+	$(GO) build -o kiln ./cmd/kiln
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && ! [ -x /bin/busybox ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
+	fi
+
+demo: deps kiln
+	./kiln images busybox | grep -q busybox || examples/base/make-busybox.sh ./kiln
+	./kiln build -t hello examples/hello
+	./kiln run --rm hello
+
+vet:
+	gofmt -l $$(git ls-files '*.go') | (! grep .) || (echo "gofmt needed" >&2; exit 1)
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -count=1 ./...
+
+bench: kiln
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./solver/... ./cache/... ./cmd/kiln/...
+	bench/run ./kiln
+
+conformance: kiln
+	../shared/conformance/run --builder ./kiln --base-tar ../shared/conformance/busybox.tar
+
+clean:
+	rm -f kiln

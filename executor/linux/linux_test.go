@@ -1,0 +1,113 @@
+package linux_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/executor/executortest"
+	"github.com/kiln-build/kiln/executor/linux"
+)
+
+func TestMain(m *testing.M) {
+	// Runs become this test binary re-executed as the container init.
+	linux.RunInit(map[string]linux.Handler{
+		executortest.CopyHandlerName: executortest.CopyHandler,
+		executortest.FailHandlerName: executortest.FailHandler,
+	})
+	os.Exit(m.Run())
+}
+
+func newExecutor(t testing.TB) *linux.Executor {
+	t.Helper()
+	e, err := linux.New(linux.Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestConformance(t *testing.T) {
+	executortest.Suite(t, func(t *testing.T) executor.Executor { return newExecutor(t) })
+}
+
+func TestStateDirCleanedUp(t *testing.T) {
+	executortest.RequireRoot(t)
+	state := t.TempDir()
+	e, err := linux.New(linux.Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := executor.Spec{
+		Rootfs:  executortest.NewRootfs(t, executortest.BinLayer(t)),
+		Process: &executor.Process{Args: []string{"true"}},
+	}
+	if err := e.Run(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(state); len(left) != 0 {
+		t.Errorf("state dir holds %v after the run", left)
+	}
+}
+
+func TestSpecErrors(t *testing.T) {
+	e := newExecutor(t)
+	rootfs := executor.Rootfs{UpperDir: "/u", WorkDir: "/w"}
+	for name, spec := range map[string]executor.Spec{
+		"empty":    {Rootfs: rootfs},
+		"both":     {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Func: &executor.Func{Name: "x"}},
+		"no args":  {Rootfs: rootfs, Process: &executor.Process{}},
+		"tty":      {Rootfs: rootfs, Process: &executor.Process{Args: []string{"sh"}, Tty: true}},
+		"network":  {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Network: "bridge"},
+		"no upper": {Process: &executor.Process{Args: []string{"true"}}},
+	} {
+		if err := e.Run(t.Context(), spec); err == nil {
+			t.Errorf("%s: Run succeeded", name)
+		}
+	}
+}
+
+func TestIsInit(t *testing.T) {
+	if linux.IsInit() {
+		t.Fatal("IsInit in the test process")
+	}
+}
+
+// BenchmarkRunTrue measures start-to-exit latency of `true` in a container.
+func BenchmarkRunTrue(b *testing.B) {
+	executortest.RequireRoot(b)
+	e := newExecutor(b)
+	bin := executortest.BinLayer(b)
+	etc := executortest.EtcLayer(b)
+	for _, bc := range []struct {
+		name string
+		net  executor.Network
+	}{{"host", executor.NetworkHost}, {"none", executor.NetworkNone}} {
+		b.Run(bc.name, func(b *testing.B) {
+			rootfs := executortest.NewRootfs(b, bin, etc)
+			spec := executor.Spec{Rootfs: rootfs, Network: bc.net, Process: &executor.Process{Args: []string{"true"}}}
+			for b.Loop() {
+				if err := e.Run(b.Context(), spec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkExecTrue is the baseline: fork and exec of the same `true`
+// without namespaces or mounts.
+func BenchmarkExecTrue(b *testing.B) {
+	executortest.RequireRoot(b)
+	bin := executortest.BinLayer(b)
+	for b.Loop() {
+		p, err := os.StartProcess(filepath.Join(bin, "bin", "true"), []string{"true"}, &os.ProcAttr{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
