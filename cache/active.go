@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -126,7 +127,9 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 		return nil, fmt.Errorf("commit layer: %w", err)
 	}
 	defer t.cleanup()
-	zw, err := gzip.NewWriterLevel(t, commitLevel)
+	// gzip writes in small pieces: batch them for the file and its hash.
+	bw := bufio.NewWriterSize(t, copyBufferSize)
+	zw, err := gzip.NewWriterLevel(bw, commitLevel)
 	if err != nil {
 		return nil, fmt.Errorf("commit layer: %w", err)
 	}
@@ -140,6 +143,9 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	}
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("commit layer: compress: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("commit layer: %w", err)
 	}
 	d, err := t.commit("")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -105,8 +106,24 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// initIndex creates the buckets and checks the format version.
+// initIndex creates the buckets and checks the format version. An index
+// that is ready is only read, which avoids a write (and fsync) per Open.
 func (s *Store) initIndex(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(s.root, indexFile)); err == nil {
+		ready := false
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			ready = meta != nil && string(meta.Get([]byte("version"))) == indexVersion &&
+				tx.Bucket(bucketKeys) != nil && tx.Bucket(bucketLayers) != nil && tx.Bucket(bucketImages) != nil
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if ready {
+			return nil
+		}
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {

@@ -220,7 +220,7 @@ func TestPruneKeepStorage(t *testing.T) {
 	// Three keys, recorded an hour apart; the middle one used last.
 	var keys []digest.Digest
 	var layers []Layer
-	for i, name := range []string{"a", "b", "c"} {
+	for _, name := range []string{"a", "b", "c"} {
 		l := big(name)
 		layers = append(layers, l)
 		k := digest.FromString(name)
@@ -229,7 +229,6 @@ func TestPruneKeepStorage(t *testing.T) {
 		if err := s.RecordKey(ctx, k, Chain{l}); err != nil {
 			t.Fatal(err)
 		}
-		_ = i
 	}
 	now = now.Add(time.Hour)
 	if _, err := s.LookupKey(ctx, keys[1]); err != nil {

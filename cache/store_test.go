@@ -54,7 +54,7 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mk("1234-dead", true, 0)                // killed -9: owner unlocked
+	mk("1234-dead", true, 0)                 // killed -9: owner unlocked
 	mk("1235-noowner-old", false, time.Hour) // killed before its owner file
 	mk("1236-noowner-new", false, 0)         // maybe opening right now
 	if err := os.WriteFile(filepath.Join(tmp, "stray"), nil, 0o600); err != nil {

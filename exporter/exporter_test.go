@@ -10,7 +10,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/cache"
@@ -70,9 +69,7 @@ func TestWriteRead(t *testing.T) {
 		t.Errorf("Read config = %+v, want %+v", got.Config.Config, cfg.Config)
 	}
 
-	if err := validate.Image(v1Image(t, store, img.ManifestDigest)); err != nil {
-		t.Errorf("validate.Image: %v", err)
-	}
+	validateStored(t, store, img.ManifestDigest)
 
 	again, err := Write(ctx, store, chain, cfg)
 	if err != nil {
@@ -144,9 +141,7 @@ func TestWriteVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.check(t, img, rawConfig, rawManifest)
-			if err := validate.Image(v1Image(t, store, img.ManifestDigest)); err != nil {
-				t.Errorf("validate.Image: %v", err)
-			}
+			validateStored(t, store, img.ManifestDigest)
 		})
 	}
 }
@@ -227,7 +222,5 @@ func TestReadDockerManifest(t *testing.T) {
 	if got.ID != img.ID || got.Chain[0].MediaType != cache.MediaTypeLayerGzip {
 		t.Errorf("Read = %+v", got)
 	}
-	if err := validate.Image(v1Image(t, store, md)); err != nil {
-		t.Errorf("validate.Image: %v", err)
-	}
+	validateStored(t, store, md)
 }

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/cache"
@@ -271,4 +272,27 @@ func busyboxTar(t *testing.T) string {
 		t.Skipf("busybox docker-save archive not found at %s (set KILN_BUSYBOX_TAR): %v", p, err)
 	}
 	return p
+}
+
+// validateStored checks a stored image with ggcr's validate.Image. ggcr's
+// layer check can only read gzip layers, so images with an uncompressed
+// layer get the fast check (manifest, config and that every layer exists);
+// the store itself verified their digests (== diff IDs) when they came in.
+func validateStored(t *testing.T, store *cache.Store, md digest.Digest) {
+	t.Helper()
+	img := v1Image(t, store, md)
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatalf("read manifest: %v", err)
+	}
+	var opts []validate.Option
+	for _, l := range m.Layers {
+		if l.MediaType == types.OCIUncompressedLayer || l.MediaType == types.DockerUncompressedLayer {
+			opts = append(opts, validate.Fast)
+			break
+		}
+	}
+	if err := validate.Image(img, opts...); err != nil {
+		t.Errorf("validate.Image: %v", err)
+	}
 }

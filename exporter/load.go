@@ -41,7 +41,8 @@ type loadedImage struct {
 // it is, so the image ID stays the one in the archive.
 //
 // Layer diff IDs are checked against the configs. Names are set only after
-// every image of the archive is stored; on any error nothing is tagged. The
+// every image of the archive is stored, so a bad or truncated archive tags
+// nothing (its blobs stay until a prune). The
 // returned names are in their familiar form ("busybox:latest"); untagged
 // images are listed by ID ("sha256:...").
 func Load(ctx context.Context, store *cache.Store, r io.Reader) ([]string, error) {

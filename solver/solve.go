@@ -22,9 +22,17 @@ type Options struct {
 	Parallelism int
 	// NoCache runs every op even when its key is in the index.
 	NoCache bool
+	// Index is the cache-key index; nil means Deps.Store.
+	Index Index
 	// Events, when set, receives progress. It is called from several
 	// goroutines, one event at a time.
 	Events func(Event)
+}
+
+// Index maps cache keys to results (cache.Store implements it).
+type Index interface {
+	LookupKey(ctx context.Context, key digest.Digest) (cache.Chain, error)
+	RecordKey(ctx context.Context, key digest.Digest, chain cache.Chain) error
 }
 
 // StepError is the error of a failed vertex.
@@ -74,7 +82,7 @@ func (sol *Solution) ResultOf(ctx context.Context, v *Vertex) (Result, bool) {
 		r, err := v.Op.Run(ctx, &RunContext{Deps: s.opts.Deps}, nil)
 		return r, err == nil
 	}
-	chain, err := s.opts.Deps.Store.LookupKey(ctx, kc.key)
+	chain, err := s.opts.Index.LookupKey(ctx, kc.key)
 	if err != nil {
 		return Result{}, false
 	}
@@ -85,6 +93,15 @@ func (sol *Solution) ResultOf(ctx context.Context, v *Vertex) (Result, bool) {
 func Solve(ctx context.Context, target *Vertex, opts Options) (*Solution, error) {
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = runtime.NumCPU()
+	}
+	if opts.Deps == nil {
+		opts.Deps = &Deps{}
+	}
+	if opts.Index == nil {
+		if opts.Deps.Store == nil {
+			return nil, errors.New("solve: no cache index")
+		}
+		opts.Index = opts.Deps.Store
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -252,7 +269,7 @@ func (s *solveState) compute(ctx context.Context, v *Vertex, k digest.Digest) (R
 	if u, ok := v.Op.(Uncacheable); ok && u.NoRecord() {
 		record = false
 	}
-	store := s.opts.Deps.Store
+	store := s.opts.Index
 	if record && !s.opts.NoCache {
 		chain, err := store.LookupKey(ctx, k)
 		switch {

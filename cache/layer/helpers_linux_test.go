@@ -92,7 +92,12 @@ const sentinelBody = "host file, must not change"
 // root changed.
 func jail(t testing.TB) (root string, check func()) {
 	t.Helper()
-	parent := t.TempDir()
+	return jailIn(t, t.TempDir())
+}
+
+// jailIn is jail in the empty directory parent.
+func jailIn(t testing.TB, parent string) (root string, check func()) {
+	t.Helper()
 	root = filepath.Join(parent, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
@@ -111,16 +116,16 @@ func jail(t testing.TB) (root string, check func()) {
 	}
 	return root, func() {
 		t.Helper()
-		got, err := os.ReadFile(sentinel)
-		if err != nil || string(got) != sentinelBody {
-			t.Fatalf("sentinel next to root changed: %q, %v", got, err)
-		}
 		var st unix.Stat_t
 		if err := unix.Lstat(sentinel, &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.Mode != unix.S_IFREG|0o644 || st.Mtim != before.Mtim || st.Nlink != 1 || int(st.Uid) != os.Getuid() {
 			t.Fatalf("sentinel metadata changed: mode %o nlink %d uid %d", st.Mode, st.Nlink, st.Uid)
+		}
+		got, err := os.ReadFile(sentinel)
+		if err != nil || string(got) != sentinelBody {
+			t.Fatalf("sentinel next to root changed: %q, %v", got, err)
 		}
 		names, err := os.ReadDir(parent)
 		if err != nil {

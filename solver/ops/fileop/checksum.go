@@ -72,15 +72,22 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 		s.str("match")
 		s.str(m.name)
 		s.str(m.real)
-		open := func() (*os.File, error) { return src.Open(m.real) }
-		if err := s.entry(m.real, m.fi, open, func() (string, error) { return src.Readlink(m.real) }); err != nil {
+		read := func(w io.Writer, buf []byte) error {
+			f, err := src.Open(m.real)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return copyBuffer(w, f, buf)
+		}
+		if err := s.entry(m.real, m.fi, read, func() (string, error) { return src.Readlink(m.real) }); err != nil {
 			return "", err
 		}
 		if !m.fi.IsDir() {
 			continue
 		}
 		err := t.walkDir(ctx, m.real, nil, func(e *entry) error {
-			return s.entry(e.rel, e.fi, e.open, func() (string, error) { return e.dir.Readlink(e.name) })
+			return s.entry(e.rel, e.fi, e.readTo, func() (string, error) { return e.dir.Readlink(e.name) })
 		}, nil)
 		if err != nil {
 			return "", fmt.Errorf("checksum %s: %w", m.name, err)
@@ -119,7 +126,7 @@ func (s *summer) flag(b bool) {
 }
 
 // entry adds one file, directory, symlink or device to the checksum.
-func (s *summer) entry(rel string, fi fs.FileInfo, open func() (*os.File, error), readlink func() (string, error)) error {
+func (s *summer) entry(rel string, fi fs.FileInfo, read func(io.Writer, []byte) error, readlink func() (string, error)) error {
 	mode := fi.Mode()
 	s.str(rel)
 	var typ string
@@ -151,7 +158,7 @@ func (s *summer) entry(rel string, fi fs.FileInfo, open func() (*os.File, error)
 	switch typ {
 	case "file":
 		s.num(uint64(fi.Size()))
-		d, err := s.content(rel, fi, open)
+		d, err := s.content(rel, fi, read)
 		if err != nil {
 			return err
 		}
@@ -171,7 +178,7 @@ func (s *summer) entry(rel string, fi fs.FileInfo, open func() (*os.File, error)
 }
 
 // content returns the content digest of the regular file rel.
-func (s *summer) content(rel string, fi fs.FileInfo, open func() (*os.File, error)) (digest.Digest, error) {
+func (s *summer) content(rel string, fi fs.FileInfo, read func(io.Writer, []byte) error) (digest.Digest, error) {
 	if s.fileDigest != nil {
 		d, err := s.fileDigest(s.ctx, s.src, rel, fi)
 		if err != nil {
@@ -182,34 +189,14 @@ func (s *summer) content(rel string, fi fs.FileInfo, open func() (*os.File, erro
 	if err := s.ctx.Err(); err != nil {
 		return "", err
 	}
-	f, err := open()
-	if err != nil {
-		return "", fmt.Errorf("checksum %s: %w", rel, err)
-	}
-	defer f.Close()
 	if s.buf == nil {
 		s.buf = make([]byte, 256<<10)
 	}
 	s.fh.Reset()
-	if err := hashStream(s.fh, f, s.buf); err != nil {
+	if err := read(s.fh, s.buf); err != nil {
 		return "", fmt.Errorf("checksum %s: %w", rel, err)
 	}
 	return digest.NewDigest(digest.SHA256, s.fh), nil
-}
-
-// hashStream feeds r to h through buf (io.Copy would let *os.File pick its
-// own buffer on every call).
-func hashStream(h hash.Hash, r io.Reader, buf []byte) error {
-	for {
-		n, err := r.Read(buf)
-		h.Write(buf[:n])
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // DigestFile returns the sha256 digest of the content of the regular file
@@ -225,7 +212,7 @@ func DigestFile(ctx context.Context, src *os.Root, name string) (digest.Digest, 
 	}
 	defer f.Close()
 	h := sha256.New()
-	if err := hashStream(h, f, make([]byte, 64<<10)); err != nil {
+	if err := copyBuffer(h, f, make([]byte, 64<<10)); err != nil {
 		return "", fmt.Errorf("digest %s: %w", name, err)
 	}
 	return digest.NewDigest(digest.SHA256, h), nil

@@ -1,3 +1,5 @@
+//go:build unix
+
 package fileop
 
 import (
@@ -20,8 +22,8 @@ type node struct {
 	path string
 	kind byte // 'f' file, 'd' dir, 'l' symlink, 'p' fifo
 	data string
-	mode fs.FileMode
-	uid  int // set with owners; -1 keeps the creator's
+	mode fs.FileMode // Unix bits: 0o4755 is setuid
+	uid  int         // set with owners; -1 keeps the creator's
 	gid  int
 }
 
@@ -82,7 +84,7 @@ func mkTree(t testing.TB, root string, nodes ...node) {
 			if mode == 0 {
 				mode = 0o644
 			}
-			if err := os.Chmod(p, mode); err != nil {
+			if err := os.Chmod(p, fileMode(uint32(mode))); err != nil {
 				t.Fatal(err)
 			}
 		}

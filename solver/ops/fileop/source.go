@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -131,7 +132,7 @@ func hasWildcard(s string) bool {
 }
 
 // glob expands the cleaned source p. Components before the first one with
-// a wildcard are taken literally; from there on each component is a
+// a wildcard are taken literally (a backslash quotes the next character); from there on each component is a
 // path.Match pattern matched against the visible entries of the directories
 // matched so far, so wildcards never cross '/'. Without wildcards it returns
 // p itself, whether or not it exists. Matches are sorted per directory.
@@ -142,12 +143,17 @@ func (t *srcTree) glob(p string) (names []string, wild bool, err error) {
 	comps := strings.Split(p, "/")
 	i := slices.IndexFunc(comps, hasWildcard)
 	if i < 0 {
-		return []string{p}, false, nil
+		i = len(comps)
 	}
-	cur := []string{strings.Join(comps[:i], "/")}
-	if cur[0] == "" {
-		cur[0] = "."
+	for j, c := range comps[:i] {
+		comps[j] = unescape(c)
 	}
+	// Unquoting may have made "." or ".." components: clean again.
+	prefix := cleanSource(strings.Join(comps[:i], "/"))
+	if i == len(comps) {
+		return []string{prefix}, false, nil
+	}
+	cur := []string{prefix}
 	for j, pat := range comps[i:] {
 		if _, err := path.Match(pat, ""); err != nil {
 			return nil, true, fmt.Errorf("invalid pattern %q: %w", pat, err)
@@ -179,6 +185,22 @@ func (t *srcTree) glob(p string) (names []string, wild bool, err error) {
 		cur = next
 	}
 	return cur, true, nil
+}
+
+// unescape removes the backslashes that quote wildcard characters in a
+// component without wildcards, as path.Match would read it.
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // joinRel joins a relative directory ("." for the root) and a name.
@@ -344,17 +366,28 @@ func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, err
 
 // readDirNames lists the directory dir is rooted at, sorted.
 func readDirNames(dir *os.Root) ([]string, error) {
+	f, names, err := openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return names, nil
+}
+
+// openDir opens the directory dir is rooted at and lists it, sorted. The
+// caller closes the returned file.
+func openDir(dir *os.Root) (*os.File, []string, error) {
 	f, err := dir.Open(".")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, nil, err
 	}
 	slices.Sort(names)
-	return names, nil
+	return f, names, nil
 }
 
 // readDir lists the visible entries of the directory at the relative path
@@ -372,15 +405,50 @@ func (t *srcTree) readDir(dir string) ([]fs.DirEntry, error) {
 type entry struct {
 	// rel is the path relative to the source root.
 	rel string
-	// name is the base name; dir is the directory holding it.
+	// name is the base name; dir is the directory holding it, and dirf
+	// that directory open.
 	name string
 	dir  *os.Root
+	dirf *os.File
 	fi   fs.FileInfo
 }
 
 // open opens the regular file e describes.
 func (e *entry) open() (*os.File, error) {
 	return e.dir.Open(e.name)
+}
+
+// readTo streams the content of the regular file e describes to w.
+func (e *entry) readTo(w io.Writer, buf []byte) error {
+	err := readFileAt(e.dirf, e.name, w, buf)
+	if !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	f, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return copyBuffer(w, f, buf)
+}
+
+// copyBuffer copies r to w through buf (io.CopyBuffer would let an
+// *os.File pick its own buffer).
+func copyBuffer(w io.Writer, r io.Reader, buf []byte) error {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // walkDir visits the visible contents of the directory at the relative
@@ -420,12 +488,13 @@ func (w *walker) walk(dir *os.Root, rel string, mi patternmatcher.MatchInfo) err
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	names, err := readDirNames(dir)
+	dirf, names, err := openDir(dir)
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", rel, err)
 	}
+	defer dirf.Close()
 	for _, name := range names {
-		e := entry{rel: joinRel(rel, name), name: name, dir: dir}
+		e := entry{rel: joinRel(rel, name), name: name, dir: dir, dirf: dirf}
 		var cmi patternmatcher.MatchInfo
 		excluded := false
 		if w.t.pm != nil {

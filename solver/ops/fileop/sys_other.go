@@ -4,7 +4,9 @@ package fileop
 
 import (
 	"errors"
+	"io"
 	"io/fs"
+	"os"
 	"time"
 )
 
@@ -27,3 +29,5 @@ func lsetxattr(path, _ string, _ []byte) error {
 func isNotSupported(err error) bool { return errors.Is(err, errors.ErrUnsupported) }
 
 func mkdev(int64, int64) uint64 { return 0 }
+
+func readFileAt(*os.File, string, io.Writer, []byte) error { return errors.ErrUnsupported }
