@@ -1,0 +1,376 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests build the kiln binary, make a busybox base image from
+// the host's static /bin/busybox, and drive the CLI like a user.
+
+var (
+	kilnOnce sync.Once
+	kilnBin  string
+	kilnErr  error
+)
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("requires root for namespaces and overlayfs; run as root: go test ./cmd/kiln/")
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("requires /bin/busybox (apt-get install busybox-static)")
+	}
+}
+
+// kiln returns the path of a freshly built kiln binary.
+func kiln(t testing.TB) string {
+	t.Helper()
+	kilnOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kiln-e2e-bin-")
+		if err != nil {
+			kilnErr = err
+			return
+		}
+		kilnBin = filepath.Join(dir, "kiln")
+		out, err := exec.Command("go", "build", "-o", kilnBin, ".").CombinedOutput()
+		if err != nil {
+			kilnErr = errors.New(string(out))
+		}
+	})
+	if kilnErr != nil {
+		t.Fatalf("build kiln: %v", kilnErr)
+	}
+	return kilnBin
+}
+
+// busyboxRootfs is a root filesystem tar with busybox and its applet links.
+func busyboxRootfs(t testing.TB) []byte {
+	t.Helper()
+	bin, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(1700000000, 0)
+	dir := func(name string, mode int64) {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: mtime})
+	}
+	file := func(name string, mode int64, data []byte) {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: mtime})
+		tw.Write(data)
+	}
+	dir("bin", 0o755)
+	dir("etc", 0o755)
+	dir("tmp", 0o1777)
+	dir("root", 0o700)
+	file("bin/busybox", 0o755, bin)
+	for _, a := range strings.Fields(string(list)) {
+		if a != "busybox" {
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", ModTime: mtime})
+		}
+	}
+	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
+	file("etc/group", 0o644, []byte("root:x:0:\n"))
+	tw.Close()
+	return buf.Bytes()
+}
+
+// env is a kiln store with the busybox base loaded.
+type env struct {
+	t    testing.TB
+	bin  string
+	root string
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	requireRoot(t)
+	e := &env{t: t, bin: kiln(t), root: t.TempDir()}
+	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := os.WriteFile(tarPath, busyboxRootfs(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.must("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "--change", `CMD ["sh"]`, tarPath, "busybox:latest")
+	return e
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (e *env) kiln(args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "CI=1")
+	err := cmd.Run()
+	code := 0
+	var xe *exec.ExitError
+	if errors.As(err, &xe) {
+		code = xe.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (e *env) must(args ...string) result {
+	e.t.Helper()
+	r := e.kiln(args...)
+	if r.code != 0 {
+		e.t.Fatalf("kiln %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+type want struct {
+	BuildArgs map[string]string `json:"build_args"`
+	Target    string            `json:"target"`
+	Fails     []string          `json:"fails"`
+	ExitCode  int               `json:"exit_code"`
+	Checks    []struct {
+		Cmd []string `json:"cmd"`
+		Out string   `json:"out"`
+	} `json:"checks"`
+	Config map[string]any `json:"config"`
+}
+
+func TestBuildCases(t *testing.T) {
+	e := newEnv(t)
+	cases, err := filepath.Glob("../../testdata/*/want.json")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases in testdata: %v", err)
+	}
+	for _, wf := range cases {
+		dir := filepath.Dir(wf)
+		name := filepath.Base(dir)
+		t.Run(name, func(t *testing.T) {
+			var w want
+			b, err := os.ReadFile(wf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &w); err != nil {
+				t.Fatalf("%s: %v", wf, err)
+			}
+			tag := "e2e/" + name
+			args := []string{"build", "--progress=plain", "-t", tag}
+			for k, v := range w.BuildArgs {
+				args = append(args, "--build-arg", k+"="+v)
+			}
+			if w.Target != "" {
+				args = append(args, "--target", w.Target)
+			}
+			r := e.kiln(append(args, dir)...)
+			if len(w.Fails) > 0 {
+				if r.code == 0 {
+					t.Fatalf("build succeeded, want failure")
+				}
+				for _, s := range w.Fails {
+					if !strings.Contains(r.stderr, s) {
+						t.Errorf("error output lacks %q:\n%s", s, r.stderr)
+					}
+				}
+				if w.ExitCode != 0 && r.code != w.ExitCode {
+					t.Errorf("exit code %d, want %d", r.code, w.ExitCode)
+				}
+				return
+			}
+			if r.code != 0 {
+				t.Fatalf("build failed (%d):\n%s", r.code, r.stderr)
+			}
+			for _, c := range w.Checks {
+				out := e.must(append([]string{"run", "--rm", tag}, c.Cmd...)...)
+				if out.stdout != c.Out {
+					t.Errorf("run %q: got %q, want %q", c.Cmd, out.stdout, c.Out)
+				}
+			}
+			if len(w.Config) > 0 {
+				var insp []struct{ Config map[string]any }
+				if err := json.Unmarshal([]byte(e.must("inspect", tag).stdout), &insp); err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range w.Config {
+					if !reflect.DeepEqual(insp[0].Config[k], v) {
+						t.Errorf("config %s = %v, want %v", k, insp[0].Config[k], v)
+					}
+				}
+			}
+		})
+	}
+}
+
+func writeCtx(t *testing.T, files map[string]string) string {
+	dir := t.TempDir()
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestRebuildIsCached(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo run >> /runs\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n",
+		"a.txt":      "one\n",
+	})
+	first := e.must("build", "--progress=plain", "-t", "c:1", ctx)
+	id1 := e.must("build", "-q", "-t", "c:1", ctx).stdout
+	second := e.must("build", "--progress=plain", "-t", "c:1", ctx)
+	if strings.Contains(second.stderr, "DONE") || strings.Count(second.stderr, "CACHED") != 4 {
+		t.Errorf("no-op rebuild was not all CACHED:\n%s\n(first:\n%s)", second.stderr, first.stderr)
+	}
+	if id2 := e.must("build", "-q", "-t", "c:1", ctx).stdout; id1 != id2 {
+		t.Errorf("no-op rebuild changed the image ID: %s -> %s", id1, id2)
+	}
+	// Touching a file without changing it keeps the cache; changing it
+	// reruns only the steps from the COPY on.
+	now := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(ctx, "a.txt"), now, now)
+	if r := e.must("build", "--progress=plain", "-t", "c:1", ctx); strings.Contains(r.stderr, "DONE") {
+		t.Errorf("mtime change invalidated the cache:\n%s", r.stderr)
+	}
+	os.WriteFile(filepath.Join(ctx, "a.txt"), []byte("two\n"), 0o644)
+	r := e.must("build", "--progress=plain", "-t", "c:1", ctx)
+	if strings.Count(r.stderr, "DONE") != 2 || !strings.Contains(r.stderr, "RUN echo run >> /runs\n#2 CACHED") {
+		t.Errorf("edit did not rerun exactly COPY and the RUN after it:\n%s", r.stderr)
+	}
+	if out := e.must("run", "--rm", "c:1", "cat", "/b.txt", "/runs").stdout; out != "two\nrun\n" {
+		t.Errorf("image content %q", out)
+	}
+	if r := e.must("build", "--progress=plain", "--no-cache", "-t", "c:1", ctx); strings.Count(r.stderr, "DONE") != 3 {
+		t.Errorf("--no-cache used the cache:\n%s", r.stderr)
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo saved > /saved\n"})
+	id := strings.TrimSpace(e.must("build", "-q", "-t", "s:1", ctx).stdout)
+	tarPath := filepath.Join(t.TempDir(), "s.tar")
+	e.must("save", "s:1", "-o", tarPath)
+	e2 := &env{t: t, bin: e.bin, root: t.TempDir()}
+	out := e2.must("load", "-i", tarPath).stdout
+	if !strings.Contains(out, "Loaded image: s:1") {
+		t.Errorf("load printed %q", out)
+	}
+	if got := e2.must("run", "--rm", "s:1", "cat", "/saved").stdout; got != "saved\n" {
+		t.Errorf("loaded image content %q", got)
+	}
+	var insp []struct{ Id string }
+	json.Unmarshal([]byte(e2.must("inspect", "s:1").stdout), &insp)
+	if len(insp) != 1 || insp[0].Id != id {
+		t.Errorf("loaded image ID %v, want %s", insp, id)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"busybox", "true"}, 0},
+		{[]string{"busybox", "sh", "-c", "exit 3"}, 3},
+		{[]string{"busybox", "no-such-command"}, 127},
+		{[]string{"busybox", "/etc/passwd"}, 126},
+		{[]string{"no-such-image"}, 125},
+	}
+	for _, tc := range tests {
+		r := e.kiln(append([]string{"run", "--rm", "--network", "none"}, tc.args...)...)
+		if r.code != tc.code {
+			t.Errorf("run %q: exit %d, want %d (%s)", tc.args, r.code, tc.code, r.stderr)
+		}
+	}
+}
+
+func TestConcurrentBuilds(t *testing.T) {
+	e := newEnv(t)
+	var wg sync.WaitGroup
+	errs := make([]string, 2)
+	for i := range 2 {
+		ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo shared > /s\nRUN sleep 0.2 && echo " + string(rune('a'+i)) + " > /x\n"})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := e.kiln("build", "--progress=plain", "-t", "p:"+string(rune('a'+i)), ctx); r.code != 0 {
+				errs[i] = r.stderr
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range errs {
+		if s != "" {
+			t.Errorf("concurrent build failed:\n%s", s)
+		}
+	}
+}
+
+func TestKilledBuildLeavesUsableStore(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo before > /f && sleep 30\n"})
+	cmd := exec.Command(e.bin, "--root", e.root, "build", "--progress=plain", "-t", "k:1", ctx)
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "RUN echo") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	ctx2 := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo after > /f\n"})
+	e.must("build", "-t", "k:2", ctx2)
+	if got := e.must("run", "--rm", "k:2", "cat", "/f").stdout; got != "after\n" {
+		t.Errorf("got %q", got)
+	}
+	e.must("prune", "--all")
+	if got := e.must("run", "--rm", "k:2", "cat", "/f").stdout; got != "after\n" {
+		t.Errorf("after prune: got %q", got)
+	}
+}
+
+func TestBuildContextFromStdin(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY x /x\n", "x": "stdin\n"})
+	tarOut, err := exec.Command("tar", "-C", ctx, "-cf", "-", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e.bin, "--root", e.root, "build", "-q", "-t", "in:1", "-")
+	cmd.Stdin = bytes.NewReader(tarOut)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := e.must("run", "--rm", "in:1", "cat", "/x").stdout; got != "stdin\n" {
+		t.Errorf("got %q", got)
+	}
+}
