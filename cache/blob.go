@@ -80,7 +80,7 @@ func (s *Store) WriteBlob(ctx context.Context, r io.Reader, expected digest.Dige
 	}
 	defer t.cleanup()
 	buf := make([]byte, copyBufferSize)
-	if _, err := io.CopyBuffer(t, ctxReader{ctx, r}, buf); err != nil {
+	if _, err := io.CopyBuffer(t, ctxReader(ctx, r), buf); err != nil {
 		return "", 0, fmt.Errorf("write blob: %w", err)
 	}
 	d, err := t.commit(expected)
@@ -123,7 +123,7 @@ func (t *ingest) digest() digest.Digest {
 func (t *ingest) commit(expected digest.Digest) (digest.Digest, error) {
 	d := t.digest()
 	if expected != "" && d != expected {
-		return "", fmt.Errorf("write blob %s: the content received has digest %s: %w", short(expected), short(d), ErrCorrupt)
+		return "", fmt.Errorf("blob %s: the content received has digest %s: %w", short(expected), short(d), ErrCorrupt)
 	}
 	dst, err := t.s.blobPath(d)
 	if err != nil {

@@ -1,11 +1,14 @@
 package cache
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 
@@ -14,10 +17,13 @@ import (
 	"github.com/kiln-build/kiln/cache/layer"
 )
 
-// Magic numbers at the start of compressed layer blobs.
+// Magic numbers at the start of compressed layer blobs (those of
+// layer.Decompress).
 var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	gzipMagic  = []byte{0x1f, 0x8b, 0x08}
+	zstdMagic  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	xzMagic    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	bzip2Magic = []byte{'B', 'Z', 'h'}
 )
 
 // layerKind maps a layer media type (OCI or Docker) to one of the
@@ -30,7 +36,7 @@ func layerKind(mediaType string) (string, error) {
 		return MediaTypeLayerGzip, nil
 	case strings.HasSuffix(mt, "+zstd") || strings.HasSuffix(mt, ".tar.zstd"):
 		return MediaTypeLayerZstd, nil
-	case strings.HasSuffix(mt, ".tar") || strings.HasSuffix(mt, "layer.v1.tar"):
+	case strings.HasSuffix(mt, ".tar"):
 		return MediaTypeLayerTar, nil
 	default:
 		return "", fmt.Errorf("unsupported layer media type %q: want a tar, tar+gzip or tar+zstd layer", mediaType)
@@ -38,14 +44,33 @@ func layerKind(mediaType string) (string, error) {
 }
 
 // sniff returns the layer media type matching the first bytes of a blob.
-func sniff(head []byte) string {
+func sniff(head []byte) (string, error) {
 	switch {
 	case bytes.HasPrefix(head, gzipMagic):
-		return MediaTypeLayerGzip
+		return MediaTypeLayerGzip, nil
 	case bytes.HasPrefix(head, zstdMagic):
-		return MediaTypeLayerZstd
+		return MediaTypeLayerZstd, nil
+	case bytes.HasPrefix(head, xzMagic):
+		return "", errors.New("the layer is xz-compressed: kiln stores plain, gzip and zstd layers only")
+	case bytes.HasPrefix(head, bzip2Magic) && len(head) > 3 && head[3] >= '1' && head[3] <= '9':
+		return "", errors.New("the layer is bzip2-compressed: kiln stores plain, gzip and zstd layers only")
 	default:
-		return MediaTypeLayerTar
+		return MediaTypeLayerTar, nil
+	}
+}
+
+// checkTar reads a tar stream up to its end-of-archive marker and fails
+// when it is not a tar.
+func checkTar(r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		_, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("the layer is not a valid tar archive: %w", err)
+		}
 	}
 }
 
@@ -82,34 +107,49 @@ func (s *Store) ImportLayer(ctx context.Context, r io.Reader, mediaType string, 
 		return Layer{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer t.cleanup()
-	br := bufio.NewReaderSize(ctxReader{ctx, r}, copyBufferSize)
-	head, _ := br.Peek(len(zstdMagic)) // a short or failing read shows up below
-	kind := sniff(head)
+	br := bufio.NewReaderSize(ctxReader(ctx, r), copyBufferSize)
+	head, _ := br.Peek(len(xzMagic)) // a short or failing read shows up below
+	kind, err := sniff(head)
+	if err != nil {
+		return Layer{}, fmt.Errorf("%s: %w", what, err)
+	}
 	if declared != "" && declared != kind {
 		s.log.Debug("layer media type does not match its content", "declared", mediaType, "detected", kind)
 	}
-	// Everything read from tee lands in the blob file and its hash.
+	// Everything read from tee lands in the blob file and its hash; the
+	// tar goes on through the diff ID hash (compressed layers only: a
+	// plain tar's diff ID is its digest) and a check that it is a tar.
 	tee := io.TeeReader(br, t)
 	buf := make([]byte, copyBufferSize)
-	var diffID digest.Digest
+	tarStream := io.Reader(tee)
+	var dh hash.Hash
 	if kind != MediaTypeLayerTar {
 		dr, err := layer.Decompress(tee)
 		if err != nil {
-			return Layer{}, fmt.Errorf("%s: decompress: %w", what, err)
+			return Layer{}, fmt.Errorf("%s: %w", what, err)
 		}
-		dh := sha256.New()
-		_, err = io.CopyBuffer(dh, dr, buf)
-		if cerr := dr.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return Layer{}, fmt.Errorf("%s: decompress: %w", what, err)
-		}
-		diffID = digest.NewDigest(digest.SHA256, dh)
+		defer dr.Close()
+		dh = sha256.New()
+		tarStream = io.TeeReader(dr, dh)
 	}
-	// Whatever the decompressor left unread (or all of a plain tar).
+	if err := checkTar(tarStream); err != nil {
+		// Bytes other than the expected ones explain it better.
+		if _, cerr := io.CopyBuffer(io.Discard, tee, buf); cerr == nil && expected != "" && t.digest() != expected {
+			_, err = t.commit(expected)
+			return Layer{}, err
+		}
+		return Layer{}, fmt.Errorf("%s: %w", what, err)
+	}
+	// The rest: tar padding, then whatever the decompressor left unread.
+	if _, err := io.CopyBuffer(io.Discard, tarStream, buf); err != nil {
+		return Layer{}, fmt.Errorf("%s: decompress: %w", what, err)
+	}
 	if _, err := io.CopyBuffer(io.Discard, tee, buf); err != nil {
 		return Layer{}, fmt.Errorf("%s: %w", what, err)
+	}
+	var diffID digest.Digest
+	if dh != nil {
+		diffID = digest.NewDigest(digest.SHA256, dh)
 	}
 	d, err := t.commit(expected)
 	if err != nil {

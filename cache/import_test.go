@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -70,6 +71,12 @@ func TestImportLayerErrors(t *testing.T) {
 		{"wrong expected gzip", gz, "", digest.FromString("other"), true},
 		{"truncated gzip", truncated, "", "", false},
 		{"unknown media type", tarball, "application/vnd.example.layer+lz4", "", false},
+		{"not a tar", []byte("<html>rate limited</html>" + strings.Repeat(" ", 600)), "", "", false},
+		{"not a tar, wrong expected", []byte("<html>rate limited</html>"), "", digest.FromBytes(tarball), true},
+		{"gzip of not a tar", gzipBytes(t, bytes.Repeat([]byte("garbage!"), 200)), "", "", false},
+		{"garbage after gzip magic", []byte{0x1f, 0x8b, 0x08, 1, 2, 3}, "", "", false},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0x00, 0, 0}, "", "", false},
+		{"bzip2", []byte("BZh91AY&SY"), "", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -120,6 +120,9 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.open(ctx); err != nil {
+		if s.tmp != "" {
+			_ = removeAll(s.tmp)
+		}
 		s.release()
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
@@ -296,7 +299,7 @@ func (s *Store) now() time.Time {
 	return time.Now()
 }
 
-// newTemp returns a fresh path inside the Store's temp dir.
+// newTempDir creates a fresh directory inside the Store's temp dir.
 func (s *Store) newTempDir(prefix string) (string, error) {
 	return os.MkdirTemp(s.tmp, prefix)
 }
@@ -331,15 +334,18 @@ func short(d digest.Digest) string {
 	}
 }
 
-// ctxReader makes a long copy stop when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+// ctxReader returns a reader of r that fails once ctx is done, so a long
+// copy stops.
+func ctxReader(ctx context.Context, r io.Reader) io.Reader {
+	return readerFunc(func(p []byte) (int, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		return r.Read(p)
+	})
 }
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
+// readerFunc is a function that is an io.Reader.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,5 +373,21 @@ func TestBuildContextFromStdin(t *testing.T) {
 	}
 	if got := e.must("run", "--rm", "in:1", "cat", "/x").stdout; got != "stdin\n" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// BenchmarkNoopRebuild measures a rebuild where every step is cached: the
+// build-edit-rebuild loop's floor.
+func BenchmarkNoopRebuild(b *testing.B) {
+	e := newEnv(b)
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nCOPY . /src\nRUN ls /src > /list\nRUN echo done > /done\n"), 0o644)
+	for i := range 50 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), bytes.Repeat([]byte{byte(i)}, 1000), 0o644)
+	}
+	e.must("build", "-q", "-t", "bench:1", dir)
+	b.ResetTimer()
+	for b.Loop() {
+		e.must("build", "-q", "-t", "bench:1", dir)
 	}
 }

@@ -291,6 +291,8 @@ func loopbackUp() error {
 type stubber struct {
 	upperFD int // the upper dir, to tell whether a parent dir was there
 	stubs   []stub
+	// parents holds each parent dir's state from before its first stub.
+	parents map[string]*parentInfo
 }
 
 // mountAt makes sure p exists (a directory when dir, else a file), creating
@@ -328,7 +330,13 @@ func (s *stubber) ensure(p string, dir bool) (string, error) {
 	target := path.Join(parent, path.Base(p))
 	st := stub{Path: target}
 	if parentExisted && parent != "/" {
-		st.Parent = s.parentInfo(parent)
+		if s.parents[parent] == nil {
+			if s.parents == nil {
+				s.parents = map[string]*parentInfo{}
+			}
+			s.parents[parent] = s.parentInfo(parent)
+		}
+		st.Parent = s.parents[parent]
 	}
 	if dir {
 		err = unix.Mkdir(target, 0o755)

@@ -3,6 +3,7 @@ package linux_test
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/kiln-build/kiln/executor"
@@ -87,11 +88,13 @@ func BenchmarkRunTrue(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			rootfs := executortest.NewRootfs(b, bin, etc)
 			spec := executor.Spec{Rootfs: rootfs, Network: bc.net, Process: &executor.Process{Args: []string{"true"}}}
+			before := childrenCPU(b)
 			for b.Loop() {
 				if err := e.Run(b.Context(), spec); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(childrenCPU(b)-before)/float64(b.N), "child-cpu-ns/op")
 		})
 	}
 }
@@ -101,6 +104,7 @@ func BenchmarkRunTrue(b *testing.B) {
 func BenchmarkExecTrue(b *testing.B) {
 	executortest.RequireRoot(b)
 	bin := executortest.BinLayer(b)
+	before := childrenCPU(b)
 	for b.Loop() {
 		p, err := os.StartProcess(filepath.Join(bin, "bin", "true"), []string{"true"}, &os.ProcAttr{})
 		if err != nil {
@@ -110,4 +114,14 @@ func BenchmarkExecTrue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(childrenCPU(b)-before)/float64(b.N), "child-cpu-ns/op")
+}
+
+// childrenCPU is the user and system CPU time of all reaped children, in ns.
+func childrenCPU(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

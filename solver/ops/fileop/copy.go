@@ -302,9 +302,11 @@ func (cp *copier) writeNode(h string, fi fs.FileInfo, open func() (*os.File, err
 	if err := removeNonDir(h); err != nil {
 		return err
 	}
+	var xattrs []xattr
 	switch mode := fi.Mode(); {
 	case mode.IsRegular():
-		if err := cp.writeFile(h, open); err != nil {
+		var err error
+		if xattrs, err = cp.writeFile(h, open); err != nil {
 			return err
 		}
 	case mode&fs.ModeSymlink != 0:
@@ -320,7 +322,16 @@ func (cp *copier) writeNode(h string, fi fs.FileInfo, open func() (*os.File, err
 			return err
 		}
 	}
-	return cp.setMeta(h, fi)
+	if err := cp.setMeta(h, fi); err != nil {
+		return err
+	}
+	// After chown, which drops file capabilities.
+	for _, x := range xattrs {
+		if err := lsetxattr(h, x.key, x.value); err != nil && !isNotSupported(err) {
+			return fmt.Errorf("set extended attribute %s on %s: %w", x.key, h, err)
+		}
+	}
+	return nil
 }
 
 // removeNonDir removes what is at the host path h unless it is a
@@ -340,21 +351,28 @@ func removeNonDir(h string) error {
 }
 
 // writeFile creates the host path h (which must not exist) with the content
-// of the file open returns.
-func (cp *copier) writeFile(h string, open func() (*os.File, error)) error {
+// of the file open returns. With PreserveOwner it also returns the source's
+// extended attributes, which the caller sets once owner and mode are final.
+func (cp *copier) writeFile(h string, open func() (*os.File, error)) ([]xattr, error) {
 	in, err := open()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer in.Close()
 	out, err := os.OpenFile(h, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// *os.File.ReadFrom uses copy_file_range where it can.
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("write %s: %w", h, err)
+		return nil, fmt.Errorf("write %s: %w", h, err)
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return nil, err
+	}
+	if !cp.c.PreserveOwner {
+		return nil, nil
+	}
+	return readXattrs(in), nil
 }

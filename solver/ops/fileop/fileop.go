@@ -42,7 +42,10 @@ type Copy struct {
 	// Chmod is "" or an octal mode applied to every copied file and dir.
 	Chmod string `json:"chmod,omitempty"`
 	// Unpack extracts local tar archives (plain, gzip, bzip2, xz, zstd)
-	// into Dest instead of copying them (ADD).
+	// into Dest instead of copying them (ADD). Dest is then a directory.
+	// Extracted entries keep the archive's modes, owners (unless Chown is
+	// set) and extended attributes; Chmod does not apply to them. Other
+	// files, and directories, are copied as without Unpack.
 	Unpack bool `json:"unpack,omitempty"`
 	// Excludes are .dockerignore patterns; matching source paths are
 	// invisible (moby/patternmatcher semantics).
@@ -51,8 +54,10 @@ type Copy struct {
 	// error (BuildKit allows it when another source matched).
 	AllowEmptyWildcard bool `json:"allowEmptyWildcard,omitempty"`
 	// PreserveOwner keeps the source entries' uid and gid when Chown is
-	// empty. The frontend sets it for COPY --from=<stage>, whose owners are
-	// meaningful; files from the build context always become 0:0.
+	// empty, and the extended attributes of regular files (such as file
+	// capabilities; SELinux labels excepted) in any case. The frontend sets
+	// it for COPY --from=<stage>, whose owners are meaningful; files from
+	// the build context always become 0:0.
 	PreserveOwner bool `json:"preserveOwner,omitempty"`
 }
 

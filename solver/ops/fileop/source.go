@@ -132,10 +132,11 @@ func hasWildcard(s string) bool {
 }
 
 // glob expands the cleaned source p. Components before the first one with
-// a wildcard are taken literally (a backslash quotes the next character); from there on each component is a
-// path.Match pattern matched against the visible entries of the directories
-// matched so far, so wildcards never cross '/'. Without wildcards it returns
-// p itself, whether or not it exists. Matches are sorted per directory.
+// a wildcard are taken literally (a backslash quotes the next character);
+// from there on each component is a path.Match pattern matched against the
+// visible entries of the directories matched so far, so wildcards never
+// cross '/'. Without wildcards it returns p itself, whether or not it
+// exists. Matches are sorted per directory.
 func (t *srcTree) glob(p string) (names []string, wild bool, err error) {
 	if p == "." {
 		return []string{"."}, false, nil
