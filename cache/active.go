@@ -157,8 +157,10 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	}
 	chain := a.Parent.Append(l)
 	dst := s.snapshotPath(chain.ChainID())
-	if err := syncFS(a.UpperDir); err != nil {
-		return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+	if s.opts.Durable {
+		if err := syncFS(a.UpperDir); err != nil {
+			return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+		}
 	}
 	switch err := renameNoReplace(a.UpperDir, dst); {
 	case errors.Is(err, os.ErrExist):

@@ -122,8 +122,10 @@ func (s *Store) unpackSnapshot(ctx context.Context, l Layer, dir string) error {
 	if err := s.unpackBlob(ctx, l, tmp); err != nil {
 		return err
 	}
-	if err := syncFS(tmp); err != nil {
-		return err
+	if s.opts.Durable {
+		if err := syncFS(tmp); err != nil {
+			return err
+		}
 	}
 	if err := renameNoReplace(tmp, dir); err != nil {
 		if errors.Is(err, os.ErrExist) {

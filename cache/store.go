@@ -36,6 +36,12 @@ type Options struct {
 	// IndexTimeout bounds how long one index operation waits for another
 	// process that holds index.db; 0 means two minutes.
 	IndexTimeout time.Duration
+	// Durable flushes the filesystem (syncfs) before a snapshot is renamed
+	// into place, so snapshots survive a power loss. Without it a crash of
+	// kiln (kill -9) still leaves a consistent store, since every snapshot
+	// appears by an atomic rename; only a power cut could leave a snapshot
+	// with unflushed files. Blobs are always fsynced.
+	Durable bool
 }
 
 // Names of the entries under a store root.

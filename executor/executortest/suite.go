@@ -59,6 +59,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"FuncError", s.testFuncError},
 		{"FuncLowerInputs", s.testFuncLowerInputs},
 		{"Parallel", s.testParallel},
+		{"NoLowerDirs", s.testNoLowerDirs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.fn)
@@ -530,5 +531,28 @@ func (s *suite) testParallel(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func (s *suite) testNoLowerDirs(t *testing.T) {
+	in := t.TempDir()
+	WriteFiles(t, in, map[string]string{"f": "x"})
+	spec := s.funcSpec(t, CopyHandlerName, CopyPayload{Src: "f", Dst: "/f"}, nil, executor.Input{Dir: in})
+	spec.Rootfs = NewRootfs(t)
+	if err := s.exec.Run(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if files := upperFiles(t, spec.Rootfs.UpperDir); strings.Join(files, " ") != "f" {
+		t.Errorf("upper = %q, want [f]", files)
+	}
+	// A process whose binaries are prepared in the upper dir.
+	r := s.mustRun(t, []string{"/bin/echo", "ok"}, func(sp *executor.Spec) {
+		sp.Rootfs = NewRootfs(t)
+		if err := os.CopyFS(sp.Rootfs.UpperDir, os.DirFS(s.bin)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if r.stdout != "ok\n" {
+		t.Errorf("stdout %q", r.stdout)
 	}
 }
