@@ -18,7 +18,7 @@ import (
 type Options struct {
 	// Deps are handed to every op.
 	Deps *Deps
-	// Parallelism bounds how many ops run at once; 0 means the number of CPUs.
+	// Parallelism bounds how many ops run at once; 0 means max(8, 2×CPUs).
 	Parallelism int
 	// NoCache runs every op even when its key is in the index.
 	NoCache bool
@@ -92,7 +92,9 @@ func (sol *Solution) ResultOf(ctx context.Context, v *Vertex) (Result, bool) {
 // Solve builds target and returns its result.
 func Solve(ctx context.Context, target *Vertex, opts Options) (*Solution, error) {
 	if opts.Parallelism <= 0 {
-		opts.Parallelism = runtime.NumCPU()
+		// Steps often wait (sleep, network, disk) rather than compute,
+		// so run more of them than there are CPUs, as BuildKit does.
+		opts.Parallelism = max(8, 2*runtime.NumCPU())
 	}
 	if opts.Deps == nil {
 		opts.Deps = &Deps{}

@@ -3,12 +3,12 @@ package layer
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,7 +16,6 @@ import (
 
 // differ holds the state of one Diff call.
 type differ struct {
-	upper string
 	bw    *bufio.Writer
 	tw    *tar.Writer
 	n     int // entries written
@@ -40,7 +39,6 @@ func diff(ctx context.Context, upper string, w io.Writer) (int, error) {
 	}
 	defer unix.Close(fd)
 	d := &differ{
-		upper: upper,
 		bw:    bufio.NewWriterSize(w, 64<<10),
 		buf:   make([]byte, copyBufSize),
 		dent:  make([]byte, direntBufSize),
@@ -127,7 +125,7 @@ func (d *differ) entry(ctx context.Context, dirfd int, rel, name string) error {
 	case unix.S_IFDIR:
 		return d.dir(ctx, dirfd, p, name)
 	case unix.S_IFREG:
-		return d.file(dirfd, name, st.Size)
+		return d.file(ctx, dirfd, name, st.Size)
 	case unix.S_IFLNK:
 		n, err := unix.Readlinkat(dirfd, name, d.buf)
 		if err != nil {
@@ -147,7 +145,7 @@ func (d *differ) entry(ctx context.Context, dirfd int, rel, name string) error {
 	default:
 		return fmt.Errorf("diff: %q has unsupported file type %#o", p, typ)
 	}
-	recs, _, err := d.xattrs(-1, d.upper+"/"+p)
+	recs, _, err := d.xattrs(-1, procPath(dirfd, name))
 	if err != nil {
 		return fmt.Errorf("diff: read xattrs of %q: %w", p, err)
 	}
@@ -183,7 +181,7 @@ func (d *differ) dir(ctx context.Context, dirfd int, p, name string) error {
 }
 
 // file writes the regular file entry in d.hdr and size bytes of content.
-func (d *differ) file(dirfd int, name string, size int64) error {
+func (d *differ) file(ctx context.Context, dirfd int, name string, size int64) error {
 	p := d.hdr.Name
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -201,6 +199,9 @@ func (d *differ) file(dirfd int, name string, size int64) error {
 		return err
 	}
 	for size > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("diff layer: %w", err)
+		}
 		chunk := d.buf
 		if int64(len(chunk)) > size {
 			chunk = chunk[:size]
@@ -242,35 +243,27 @@ func (d *differ) write() error {
 // following it) as PAX records, leaving out overlayfs-internal ones and
 // security.selinux, and reports whether the overlay opaque xattr is "y".
 func (d *differ) xattrs(fd int, path string) (recs map[string]string, opaque bool, err error) {
-	list := func(dest []byte) (int, error) {
-		if fd >= 0 {
-			return unix.Flistxattr(fd, dest)
-		}
-		return unix.Llistxattr(path, dest)
-	}
-	get := func(name string, dest []byte) (int, error) {
-		if fd >= 0 {
-			return unix.Fgetxattr(fd, name, dest)
-		}
-		return unix.Lgetxattr(path, name, dest)
-	}
-	n, err := readSized(list, &d.xlist)
+	n, err := listXattrs(fd, path, &d.xlist)
 	if err == unix.ENOTSUP || n == 0 {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	for names := string(d.xlist[:n]); names != ""; {
-		var name string
-		name, names, _ = strings.Cut(names, "\x00")
+	for names := d.xlist[:n]; len(names) > 0; {
+		i := bytes.IndexByte(names, 0)
+		if i < 0 {
+			i = len(names)
+		}
+		name := string(names[:i])
+		names = names[min(i+1, len(names)):]
 		if name == "" || name == "security.selinux" {
 			continue
 		}
 		if overlayXattr(name) && name != opaqueXattr && name != userOpaqueXattr {
 			continue
 		}
-		vn, err := readSized(func(dest []byte) (int, error) { return get(name, dest) }, &d.xval)
+		vn, err := getXattr(fd, path, name, &d.xval)
 		if err == unix.ENODATA {
 			continue // removed meanwhile
 		}
@@ -289,17 +282,41 @@ func (d *differ) xattrs(fd int, path string) (recs map[string]string, opaque boo
 	return recs, opaque, nil
 }
 
-// readSized calls read with *buf, growing *buf while read reports ERANGE.
-func readSized(read func([]byte) (int, error), buf *[]byte) (int, error) {
+// listXattrs reads the xattr names of fd (or path, if fd < 0) into *buf,
+// growing it as needed.
+func listXattrs(fd int, path string, buf *[]byte) (int, error) {
 	for {
-		n, err := read(*buf)
+		var n int
+		var err error
+		if fd >= 0 {
+			n, err = unix.Flistxattr(fd, *buf)
+		} else {
+			n, err = unix.Llistxattr(path, *buf)
+		}
 		if err != unix.ERANGE {
 			return n, err
 		}
-		size, err := read(nil)
-		if err != nil {
+		*buf = make([]byte, 2*len(*buf))
+	}
+}
+
+// getXattr reads the value of xattr name of fd (or path, if fd < 0) into
+// *buf, growing it as needed.
+func getXattr(fd int, path, name string, buf *[]byte) (int, error) {
+	for {
+		var n int
+		var err error
+		if fd >= 0 {
+			n, err = unix.Fgetxattr(fd, name, *buf)
+		} else {
+			n, err = unix.Lgetxattr(path, name, *buf)
+		}
+		if err != unix.ERANGE {
+			return n, err
+		}
+		if len(*buf) >= 1<<20 {
 			return 0, err
 		}
-		*buf = make([]byte, max(size, 2*len(*buf)))
+		*buf = make([]byte, 2*len(*buf))
 	}
 }

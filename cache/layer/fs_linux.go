@@ -3,6 +3,7 @@ package layer
 import (
 	"archive/tar"
 	"path"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -160,4 +161,21 @@ func headerTimes(hdr *tar.Header) [2]unix.Timespec {
 		a = unix.Timespec{Sec: hdr.AccessTime.Unix(), Nsec: int64(hdr.AccessTime.Nanosecond())}
 	}
 	return [2]unix.Timespec{a, m}
+}
+
+// chmodAt sets the mode of name in dirfd without following a symlink
+// (fchmodat2, Linux 6.6); older kernels fall back to fchmodat, which is safe
+// because callers only pass names they have just checked or created.
+func chmodAt(dirfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+		err = unix.Fchmodat(dirfd, name, mode, 0)
+	}
+	return err
+}
+
+// procPath returns a path to name in the directory dirfd that is resolved
+// from dirfd, for the calls that have no *at form (lsetxattr, llistxattr).
+func procPath(dirfd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -84,7 +83,7 @@ func unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
 			return fmt.Errorf("read layer tar: %w", err)
 		}
-		if err := u.entry(hdr, tr); err != nil {
+		if err := u.entry(ctx, hdr, tr); err != nil {
 			return fmt.Errorf("unpack layer entry %q: %w", hdr.Name, err)
 		}
 	}
@@ -148,7 +147,7 @@ func (u *unpacker) mkdirAll(dirPath string) (int, error) {
 			err = unix.Mkdirat(cur, comp, 0o755)
 			if err == nil {
 				// Undo the umask; the tar may set the mode later.
-				err = unix.Fchmodat(cur, comp, 0o755, 0)
+				err = chmodAt(cur, comp, 0o755)
 				if u.written != nil {
 					u.written[prefix] = struct{}{}
 				}
@@ -172,7 +171,7 @@ func (u *unpacker) mkdirAll(dirPath string) (int, error) {
 }
 
 // entry applies one tar entry.
-func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+func (u *unpacker) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
@@ -195,7 +194,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		err = u.dir(pfd, name, base, hdr)
 	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
-		err = u.file(pfd, base, hdr, r)
+		err = u.file(ctx, pfd, base, hdr, r)
 	case tar.TypeSymlink:
 		err = u.symlink(pfd, base, hdr)
 	case tar.TypeLink:
@@ -263,7 +262,7 @@ func (u *unpacker) dirEntry(pfd int, name, base string, hdr *tar.Header) error {
 }
 
 // file writes a regular file.
-func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) error {
+func (u *unpacker) file(ctx context.Context, pfd int, base string, hdr *tar.Header, r io.Reader) error {
 	if hdr.Size < 0 {
 		return fmt.Errorf("invalid size %d", hdr.Size)
 	}
@@ -283,7 +282,7 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 		return fmt.Errorf("create file: %w", err)
 	}
 	defer unix.Close(fd)
-	if err := u.copy(fd, r, hdr.Size); err != nil {
+	if err := u.copy(ctx, fd, r, hdr.Size); err != nil {
 		return err
 	}
 	if !u.opts.NoSameOwner {
@@ -306,9 +305,13 @@ func (u *unpacker) file(pfd int, base string, hdr *tar.Header, r io.Reader) erro
 	return u.setTimes(pfd, base, hdr)
 }
 
-// copy copies size bytes from r to fd through the unpacker's buffer.
-func (u *unpacker) copy(fd int, r io.Reader, size int64) error {
+// copy copies size bytes from r to fd through the unpacker's buffer,
+// checking ctx between chunks.
+func (u *unpacker) copy(ctx context.Context, fd int, r io.Reader, size int64) error {
 	for size > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		chunk := u.buf
 		if int64(len(chunk)) > size {
 			chunk = chunk[:size]
@@ -420,8 +423,7 @@ func (u *unpacker) node(pfd int, base string, hdr *tar.Header) error {
 	if err := u.chown(pfd, base, hdr); err != nil {
 		return err
 	}
-	// base was just created by mknod, so it is not a symlink to follow.
-	if err := unix.Fchmodat(pfd, base, perm(hdr), 0); err != nil {
+	if err := chmodAt(pfd, base, perm(hdr)); err != nil {
 		return fmt.Errorf("change mode: %w", err)
 	}
 	if err := u.setXattrsAt(pfd, base, hdr); err != nil {
@@ -529,7 +531,7 @@ func (u *unpacker) finishDirs() error {
 		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue // removed or replaced by a later entry
 		}
-		if err := unix.Fchmodat(pfd, base, m.mode, 0); err != nil {
+		if err := chmodAt(pfd, base, m.mode); err != nil {
 			return fmt.Errorf("change mode of directory %q: %w", p, err)
 		}
 		if err := unix.UtimesNanoAt(pfd, base, m.times[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -569,7 +571,7 @@ func (u *unpacker) setXattrsAt(pfd int, base string, hdr *tar.Header) error {
 	if !hasXattrs(hdr) {
 		return nil
 	}
-	p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
+	p := procPath(pfd, base)
 	return u.setXattrs(hdr, func(k string, v []byte) error { return unix.Lsetxattr(p, k, v, 0) })
 }
 

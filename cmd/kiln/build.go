@@ -55,7 +55,7 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringVar(&f.network, "network", "default", "network of RUN steps: default (host), host or none")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
-	fl.IntVar(&f.jobs, "jobs", 0, "steps run in parallel (default: number of CPUs)")
+	fl.IntVar(&f.jobs, "jobs", 0, "steps run in parallel (default: max(8, 2 x CPUs))")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only linux/amd64)")
 	fl.StringVar(&f.pull, "pull", "", "accepted for compatibility; base images come from the local store")
 	fl.Lookup("pull").NoOptDefVal = "always"
