@@ -18,6 +18,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
 // DefaultPath is the PATH an image without one gets, as in BuildKit.
@@ -52,6 +53,9 @@ type Options struct {
 	ContextDir string
 	// Excludes are the .dockerignore patterns.
 	Excludes []string
+	// FileDigest, when set, supplies content digests of context files
+	// for COPY/ADD cache keys (a stat cache).
+	FileDigest fileop.FileDigestFunc
 	// Resolver finds base images.
 	Resolver ImageResolver
 	// Network is the default network of RUN steps.

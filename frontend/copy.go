@@ -74,6 +74,7 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 		preserveOwner(cp)
 	} else {
 		op.ContextDir = c.opts.ContextDir
+		op.FileDigest = c.opts.FileDigest
 		cp.Excludes = c.opts.Excludes
 		if op.ContextDir == "" {
 			return fmt.Errorf("%s needs a build context", verb)

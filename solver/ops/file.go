@@ -20,6 +20,9 @@ import (
 type File struct {
 	Action     fileop.Action
 	ContextDir string
+	// FileDigest, when set, supplies content digests of context files
+	// (a stat cache); nil reads every file.
+	FileDigest fileop.FileDigestFunc
 }
 
 // Kind implements solver.Op.
@@ -39,7 +42,7 @@ func (o *File) CacheKey(ctx context.Context) (digest.Digest, error) {
 		return "", fmt.Errorf("open build context: %w", err)
 	}
 	defer root.Close()
-	sum, err := fileop.Checksum(ctx, root, o.Action.Copy)
+	sum, err := fileop.ChecksumWith(ctx, root, o.Action.Copy, fileop.ChecksumOptions{FileDigest: o.FileDigest})
 	if err != nil {
 		return "", err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,14 +15,17 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	"github.com/moby/patternmatcher/ignorefile"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
 // BuildRequest is one kiln build.
@@ -105,7 +109,16 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		}
 		now = time.Unix(sec, 0).UTC()
 	}
+	hashes := contenthash.Open(filepath.Join(a.Store.Root(), "contexthash", digest.FromString(contextDir).Encoded()+".json"))
+	defer func() {
+		if err := hashes.Save(); err != nil {
+			a.Logger.Debug("cannot save the context stat cache", "err", err)
+		}
+	}()
 	plan, err := frontend.Convert(ctx, df, frontend.Options{
+		FileDigest: func(ctx context.Context, src *os.Root, name string, fi fs.FileInfo) (digest.Digest, error) {
+			return hashes.Digest(ctx, name, fi, func() (digest.Digest, error) { return fileop.DigestFile(ctx, src, name) })
+		},
 		Filename:   displayPath(dfPath),
 		BuildArgs:  req.BuildArgs,
 		Target:     req.Target,

@@ -1,0 +1,78 @@
+package contenthash
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestDigestCachesUntilStatChanges(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, []byte("one"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(p, old, old)
+	store := filepath.Join(t.TempDir(), "hashes.json")
+	c := Open(store)
+	reads := 0
+	compute := func() (digest.Digest, error) {
+		reads++
+		b, err := os.ReadFile(p)
+		return digest.FromBytes(b), err
+	}
+	stat := func() os.FileInfo {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	// ctime is "now" right after the write; pretend time has moved on.
+	c.now = func() time.Time { return time.Now().Add(time.Minute) }
+	ctx := context.Background()
+	d1, _ := c.Digest(ctx, "f", stat(), compute)
+	d2, _ := c.Digest(ctx, "f", stat(), compute)
+	if d1 != d2 || reads != 1 {
+		t.Fatalf("second lookup read the file (reads=%d)", reads)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := Open(store)
+	c2.now = c.now
+	if _, err := c2.Digest(ctx, "f", stat(), compute); err != nil || reads != 1 {
+		t.Fatalf("persisted cache not used (reads=%d, err=%v)", reads, err)
+	}
+	os.WriteFile(p, []byte("two"), 0o644)
+	os.Chtimes(p, old, old) // same mtime, but size and ctime differ
+	d3, _ := c2.Digest(ctx, "f", stat(), compute)
+	if d3 == d1 || reads != 2 {
+		t.Fatalf("changed file not re-read (reads=%d)", reads)
+	}
+}
+
+func TestRacyEntriesNotRemembered(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, []byte("x"), 0o644)
+	c := Open(filepath.Join(t.TempDir(), "h.json"))
+	reads := 0
+	fi, _ := os.Lstat(p)
+	for range 2 {
+		c.Digest(context.Background(), "f", fi, func() (digest.Digest, error) { reads++; return digest.FromString("x"), nil })
+	}
+	if reads != 2 {
+		t.Errorf("a just-written file was served from the cache")
+	}
+}
+
+func TestDamagedFileIgnored(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "h.json")
+	os.WriteFile(store, []byte("{not json"), 0o644)
+	if c := Open(store); len(c.entries) != 0 {
+		t.Errorf("damaged cache file loaded")
+	}
+}
