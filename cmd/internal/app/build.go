@@ -15,8 +15,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/opencontainers/go-digest"
 	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/contenthash"
