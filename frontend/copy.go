@@ -41,10 +41,27 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	case len(a.excludes) > 0:
 		return fmt.Errorf("%s --exclude is not supported by kiln yet", verb)
 	}
-	for _, src := range a.sources {
-		if a.add && (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "git@")) {
-			return fmt.Errorf("ADD %s: adding from a URL is not supported by kiln yet", src)
+	if a.add {
+		var local []string
+		for _, src := range a.sources {
+			switch {
+			case strings.HasPrefix(src, "git@") || strings.HasSuffix(src, ".git"):
+				return fmt.Errorf("ADD %s: adding a git repository is not supported by kiln yet", src)
+			case isURL(src):
+				if err := c.addURL(s, cmd, a, src); err != nil {
+					return err
+				}
+			default:
+				local = append(local, src)
+			}
 		}
+		if len(local) == 0 {
+			return nil
+		}
+		if len(local) < len(a.sources) && !strings.HasSuffix(a.dest, "/") {
+			return fmt.Errorf("ADD with several sources needs a destination directory ending in /")
+		}
+		a.sources = local
 	}
 	if a.chmod != "" {
 		if _, err := parseOctal(a.chmod); err != nil {
@@ -88,6 +105,34 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	}
 	s.vertex = v
 	c.commit(s, fmt.Sprintf("%s %s %s # buildkit", verb, strings.Join(a.sources, " "), dest), v)
+	return nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// addURL adds a step that downloads src and copies the file to the
+// destination (root-owned, mode 0600, never extracted, as in Docker).
+func (c *converter) addURL(s *stageState, cmd instructions.Command, a copyArgs, src string) error {
+	dl := &solver.Vertex{
+		Name:     "ADD " + src + " (download)",
+		Op:       &ops.HTTP{URL: src},
+		Location: c.location(cmd.Location()),
+	}
+	dest := c.destPath(s, a.dest)
+	if len(a.sources) > 1 && !strings.HasSuffix(dest, "/") {
+		dest += "/"
+	}
+	cp := &fileop.Copy{Sources: []string{"/*"}, Dest: dest, Chown: a.chown, Chmod: a.chmod}
+	v := &solver.Vertex{
+		Name:     c.vertexName(s, "ADD "+src+" "+a.dest),
+		Op:       &ops.File{Action: fileop.Action{Copy: cp}},
+		Inputs:   []*solver.Vertex{s.vertex, dl},
+		Location: c.location(cmd.Location()),
+	}
+	s.vertex = v
+	c.commit(s, fmt.Sprintf("ADD %s %s # buildkit", src, dest), v)
 	return nil
 }
 

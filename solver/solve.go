@@ -115,6 +115,7 @@ func Solve(ctx context.Context, target *Vertex, opts Options) (*Solution, error)
 		index:   map[*Vertex]int{},
 		cancel:  cancel,
 	}
+	defer s.cleanup()
 	res, err := s.result(ctx, target)
 	if err != nil {
 		return nil, err
@@ -330,6 +331,17 @@ func (s *solveState) compute(ctx context.Context, v *Vertex, k digest.Digest) (R
 	}
 	s.emit(Event{Kind: EventDone, Vertex: v, Elapsed: time.Since(start)})
 	return res, nil
+}
+
+// cleanup lets every op with temporary state release it.
+func (s *solveState) cleanup() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v := range s.keys {
+		if c, ok := v.Op.(Cleaner); ok {
+			c.Cleanup()
+		}
+	}
 }
 
 // emitCachedAncestors reports the steps below a cache hit that Solve will

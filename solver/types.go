@@ -50,6 +50,12 @@ type Uncacheable interface {
 	NoRecord() bool
 }
 
+// Cleaner is implemented by ops that hold temporary files between
+// CacheKey and Run; Solve calls Cleanup on every such op when it returns.
+type Cleaner interface {
+	Cleanup()
+}
+
 // Result is what a vertex produces: a layer chain.
 type Result struct {
 	Chain cache.Chain

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,5 +392,23 @@ func BenchmarkNoopRebuild(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		e.must("build", "-q", "-t", "bench:1", dir)
+	}
+}
+
+func TestAddURL(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+		io.WriteString(w, "downloaded "+r.URL.Path+"\n")
+	}))
+	defer srv.Close()
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nADD " + srv.URL + "/files/a.txt /dl/\nADD " + srv.URL + "/b.txt /named.txt\n"})
+	e.must("build", "--progress=plain", "-t", "url:1", ctx)
+	out := e.must("run", "--rm", "url:1", "sh", "-c", "cat /dl/a.txt /named.txt; stat -c '%a %u' /dl/a.txt").stdout
+	if out != "downloaded /files/a.txt\ndownloaded /b.txt\n600 0\n" {
+		t.Errorf("got %q", out)
+	}
+	if r := e.must("build", "--progress=plain", "-t", "url:1", ctx); strings.Count(r.stderr, "DONE") != 0 {
+		t.Errorf("unchanged download was not cached:\n%s", r.stderr)
 	}
 }
