@@ -412,3 +412,42 @@ func TestAddURL(t *testing.T) {
 		t.Errorf("unchanged download was not cached:\n%s", r.stderr)
 	}
 }
+
+func TestOnbuildTriggers(t *testing.T) {
+	e := newEnv(t)
+	parent := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nONBUILD RUN echo triggered > /t\nONBUILD COPY x /x\n"})
+	e.must("build", "-t", "parent:1", parent)
+	if out := e.kiln("run", "--rm", "parent:1", "cat", "/t"); out.code == 0 {
+		t.Errorf("trigger ran in the stage that declares it")
+	}
+	child := writeCtx(t, map[string]string{"Dockerfile": "FROM parent:1\nRUN cat /t /x > /both\n", "x": "copied\n"})
+	e.must("build", "-t", "child:1", child)
+	if out := e.must("run", "--rm", "child:1", "cat", "/both").stdout; out != "triggered\ncopied\n" {
+		t.Errorf("got %q", out)
+	}
+	var insp []struct{ Config struct{ OnBuild []string } }
+	json.Unmarshal([]byte(e.must("inspect", "child:1").stdout), &insp)
+	if len(insp) != 1 || len(insp[0].Config.OnBuild) != 0 {
+		t.Errorf("triggers were inherited by the child: %+v", insp)
+	}
+}
+
+func TestPruneAndDf(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 100000 /dev/urandom > /r\n"})
+	e.must("build", "-t", "gone:1", ctx)
+	if out := e.must("df").stdout; !strings.Contains(out, "Build cache entries   1") {
+		t.Errorf("df:\n%s", out)
+	}
+	e.must("rmi", "gone:1")
+	out := e.must("prune", "--all").stdout
+	if !strings.Contains(out, "Deleted 1 cache entries") {
+		t.Errorf("prune: %s", out)
+	}
+	if r := e.kiln("run", "--rm", "gone:1", "true"); r.code != 125 {
+		t.Errorf("removed image still runs")
+	}
+	if out := e.must("run", "--rm", "busybox", "echo", "ok").stdout; out != "ok\n" {
+		t.Errorf("base image damaged by prune: %q", out)
+	}
+}
