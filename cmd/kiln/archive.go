@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -34,24 +33,7 @@ func (c *cli) saveCommand() *cobra.Command {
 				}
 				return exporter.Save(ctx, a.Store, c.stdout, args)
 			}
-			// Write next to the target and rename, so a failed save
-			// leaves no half-written file behind.
-			tmp, err := os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".tmp-")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			if err := exporter.Save(ctx, a.Store, tmp, args); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := tmp.Close(); err != nil {
-				return err
-			}
-			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-				return err
-			}
-			return os.Rename(tmp.Name(), output)
+			return a.SaveFile(ctx, output, args)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")

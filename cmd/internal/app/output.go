@@ -74,26 +74,32 @@ func (a *App) WriteOutput(ctx context.Context, img *exporter.Image, tags []strin
 		if len(names) == 0 {
 			names = []string{string(img.ID)}
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(o.Dest), "."+filepath.Base(o.Dest)+".tmp-")
-		if err != nil {
-			return fmt.Errorf("--output: %w", err)
-		}
-		defer os.Remove(tmp.Name())
-		if err := exporter.Save(ctx, a.Store, tmp, names); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-			return err
-		}
-		return os.Rename(tmp.Name(), o.Dest)
+		return a.SaveFile(ctx, o.Dest, names)
 	case "local":
 		return a.exportRootfs(ctx, img, o.Dest)
 	}
 	return nil
+}
+
+// SaveFile writes the named images (see exporter.Save) to path through a
+// temp file and a rename, so a failure leaves no half-written archive.
+func (a *App) SaveFile(ctx context.Context, path string, names []string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := exporter.Save(ctx, a.Store, tmp, names); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // exportRootfs applies the image's layers, in order, to dir.
