@@ -10,6 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -57,7 +59,6 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 		ctx:        ctx,
 		src:        src,
 		h:          sha256.New(),
-		fh:         sha256.New(),
 		fileDigest: opts.FileDigest,
 		owners:     c.PreserveOwner,
 	}
@@ -68,32 +69,145 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 	}
 	s.flag(c.Unpack)
 	s.flag(c.PreserveOwner)
-	for _, m := range matches {
-		s.str("match")
-		s.str(m.name)
-		s.str(m.real)
-		read := func(w io.Writer, buf []byte) error {
-			f, err := src.Open(m.real)
+	// The walk records every entry in order and hands regular files to a
+	// pool of hashers; the records are then summed in order, so the result
+	// does not depend on which hasher finishes first.
+	pool := newHashPool(ctx, &s)
+	var recs []*record
+	walkErr := func() error {
+		for _, m := range matches {
+			recs = append(recs, &record{match: true, name: m.name, real: m.real})
+			r, err := pool.record(m.real, m.fi, func() (string, error) { return src.Readlink(m.real) })
 			if err != nil {
 				return err
 			}
-			defer f.Close()
-			return copyBuffer(w, f, buf)
+			recs = append(recs, r)
+			if !m.fi.IsDir() {
+				continue
+			}
+			err = t.walkDir(ctx, m.real, nil, func(e *entry) error {
+				r, err := pool.record(e.rel, e.fi, func() (string, error) { return e.dir.Readlink(e.name) })
+				recs = append(recs, r)
+				return err
+			}, nil)
+			if err != nil {
+				return fmt.Errorf("checksum %s: %w", m.name, err)
+			}
 		}
-		if err := s.entry(m.real, m.fi, read, func() (string, error) { return src.Readlink(m.real) }); err != nil {
+		return nil
+	}()
+	pool.close()
+	if walkErr != nil {
+		return "", walkErr
+	}
+	for _, r := range recs {
+		if err := s.add(r); err != nil {
 			return "", err
-		}
-		if !m.fi.IsDir() {
-			continue
-		}
-		err := t.walkDir(ctx, m.real, nil, func(e *entry) error {
-			return s.entry(e.rel, e.fi, e.readTo, func() (string, error) { return e.dir.Readlink(e.name) })
-		}, nil)
-		if err != nil {
-			return "", fmt.Errorf("checksum %s: %w", m.name, err)
 		}
 	}
 	return digest.NewDigest(digest.SHA256, s.h), nil
+}
+
+// record is one entry of a checksum: a matched source, or a file, dir,
+// symlink or device with its metadata.
+type record struct {
+	match      bool
+	name, real string
+
+	rel          string
+	typ          string
+	perm         uint32
+	uid, gid     uint64
+	size         int64
+	link         string
+	major, minor uint32
+	info         fs.FileInfo
+
+	// done is closed when digest (or err) is set, for regular files.
+	done   chan struct{}
+	digest digest.Digest
+	err    error
+}
+
+// hashPool digests regular files concurrently.
+type hashPool struct {
+	ctx  context.Context
+	s    *summer
+	jobs chan *record
+	wg   sync.WaitGroup
+}
+
+func newHashPool(ctx context.Context, s *summer) *hashPool {
+	p := &hashPool{ctx: ctx, s: s, jobs: make(chan *record, 256)}
+	n := max(2, 2*runtime.NumCPU())
+	for range n {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			fh := sha256.New()
+			buf := make([]byte, 256<<10)
+			for r := range p.jobs {
+				r.digest, r.err = p.s.content(r.rel, r.info, fh, buf)
+				close(r.done)
+			}
+		}()
+	}
+	return p
+}
+
+func (p *hashPool) close() {
+	close(p.jobs)
+	p.wg.Wait()
+}
+
+// record describes one entry and queues its content for hashing.
+func (p *hashPool) record(rel string, fi fs.FileInfo, readlink func() (string, error)) (*record, error) {
+	mode := fi.Mode()
+	r := &record{rel: rel, typ: fileType(mode), perm: unixPerm(mode)}
+	if p.s.owners {
+		o := statOwner(fi)
+		r.uid, r.gid = uint64(o.uid), uint64(o.gid)
+	}
+	switch r.typ {
+	case "file":
+		r.size = fi.Size()
+		r.done = make(chan struct{})
+		r.info = fi
+		select {
+		case p.jobs <- r:
+		case <-p.ctx.Done():
+			return r, p.ctx.Err()
+		}
+	case "symlink":
+		link, err := readlink()
+		if err != nil {
+			return r, fmt.Errorf("read symlink %s: %w", rel, err)
+		}
+		r.link = link
+	case "char", "block":
+		r.major, r.minor = devMajorMinor(statRdev(fi))
+	}
+	return r, nil
+}
+
+func fileType(mode fs.FileMode) string {
+	switch {
+	case mode.IsRegular():
+		return "file"
+	case mode.IsDir():
+		return "dir"
+	case mode&fs.ModeSymlink != 0:
+		return "symlink"
+	case mode&fs.ModeCharDevice != 0:
+		return "char"
+	case mode&fs.ModeDevice != 0:
+		return "block"
+	case mode&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case mode&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "other"
 }
 
 // summer accumulates the checksum of a copy's sources.
@@ -101,8 +215,6 @@ type summer struct {
 	ctx        context.Context
 	src        *os.Root
 	h          hash.Hash
-	fh         hash.Hash // reused for file contents
-	buf        []byte    // reused for file contents
 	scratch    [binary.MaxVarintLen64]byte
 	fileDigest FileDigestFunc
 	owners     bool
@@ -125,60 +237,41 @@ func (s *summer) flag(b bool) {
 	}
 }
 
-// entry adds one file, directory, symlink or device to the checksum.
-func (s *summer) entry(rel string, fi fs.FileInfo, read func(io.Writer, []byte) error, readlink func() (string, error)) error {
-	mode := fi.Mode()
-	s.str(rel)
-	var typ string
-	switch {
-	case mode.IsRegular():
-		typ = "file"
-	case mode.IsDir():
-		typ = "dir"
-	case mode&fs.ModeSymlink != 0:
-		typ = "symlink"
-	case mode&fs.ModeCharDevice != 0:
-		typ = "char"
-	case mode&fs.ModeDevice != 0:
-		typ = "block"
-	case mode&fs.ModeNamedPipe != 0:
-		typ = "fifo"
-	case mode&fs.ModeSocket != 0:
-		typ = "socket"
-	default:
-		typ = "other"
+// add feeds one record into the checksum, waiting for its content digest.
+func (s *summer) add(r *record) error {
+	if r.match {
+		s.str("match")
+		s.str(r.name)
+		s.str(r.real)
+		return nil
 	}
-	s.str(typ)
-	s.num(uint64(unixPerm(mode)))
+	s.str(r.rel)
+	s.str(r.typ)
+	s.num(uint64(r.perm))
 	if s.owners {
-		o := statOwner(fi)
-		s.num(uint64(o.uid))
-		s.num(uint64(o.gid))
+		s.num(r.uid)
+		s.num(r.gid)
 	}
-	switch typ {
+	switch r.typ {
 	case "file":
-		s.num(uint64(fi.Size()))
-		d, err := s.content(rel, fi, read)
-		if err != nil {
-			return err
+		s.num(uint64(r.size))
+		<-r.done
+		if r.err != nil {
+			return r.err
 		}
-		s.str(d.String())
+		s.str(r.digest.String())
 	case "symlink":
-		link, err := readlink()
-		if err != nil {
-			return fmt.Errorf("read symlink %s: %w", rel, err)
-		}
-		s.str(link)
+		s.str(r.link)
 	case "char", "block":
-		major, minor := devMajorMinor(statRdev(fi))
-		s.num(uint64(major))
-		s.num(uint64(minor))
+		s.num(uint64(r.major))
+		s.num(uint64(r.minor))
 	}
 	return nil
 }
 
-// content returns the content digest of the regular file rel.
-func (s *summer) content(rel string, fi fs.FileInfo, read func(io.Writer, []byte) error) (digest.Digest, error) {
+// content returns the content digest of the regular file rel, through the
+// FileDigest hook when there is one.
+func (s *summer) content(rel string, fi fs.FileInfo, fh hash.Hash, buf []byte) (digest.Digest, error) {
 	if s.fileDigest != nil {
 		d, err := s.fileDigest(s.ctx, s.src, rel, fi)
 		if err != nil {
@@ -189,14 +282,16 @@ func (s *summer) content(rel string, fi fs.FileInfo, read func(io.Writer, []byte
 	if err := s.ctx.Err(); err != nil {
 		return "", err
 	}
-	if s.buf == nil {
-		s.buf = make([]byte, 256<<10)
-	}
-	s.fh.Reset()
-	if err := read(s.fh, s.buf); err != nil {
+	f, err := s.src.Open(rel)
+	if err != nil {
 		return "", fmt.Errorf("checksum %s: %w", rel, err)
 	}
-	return digest.NewDigest(digest.SHA256, s.fh), nil
+	defer f.Close()
+	fh.Reset()
+	if err := copyBuffer(fh, f, buf); err != nil {
+		return "", fmt.Errorf("checksum %s: %w", rel, err)
+	}
+	return digest.NewDigest(digest.SHA256, fh), nil
 }
 
 // DigestFile returns the sha256 digest of the content of the regular file
