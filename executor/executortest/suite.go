@@ -46,6 +46,10 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"UpperDir", s.testUpperDir},
 		{"NoStubsInUpper", s.testNoStubsInUpper},
 		{"Whiteout", s.testWhiteout},
+		{"DeleteDir", s.testDeleteDir},
+		{"ReplaceDir", s.testReplaceDir},
+		{"Metadata", s.testMetadata},
+		{"PreparedUpper", s.testPreparedUpper},
 		{"NetworkNone", s.testNetworkNone},
 		{"Hostname", s.testHostname},
 		{"PID1", s.testPID1},
@@ -310,6 +314,113 @@ func (s *suite) testWhiteout(t *testing.T) {
 	}
 	if fi.Mode()&fs.ModeCharDevice == 0 || rdev(fi) != 0 {
 		t.Errorf("etc/motd in upper is %v (rdev %d), want a 0:0 character device", fi.Mode(), rdev(fi))
+	}
+}
+
+// dataLayer returns a lower dir with /data/a and /data/b/c.
+func dataLayer(t *testing.T) string {
+	dir := t.TempDir()
+	WriteFiles(t, dir, map[string]string{"data/a": "a", "data/b/c": "c"})
+	return dir
+}
+
+func (s *suite) testDeleteDir(t *testing.T) {
+	data := dataLayer(t)
+	r := s.mustRun(t, []string{"rm", "-r", "/data/b"}, func(sp *executor.Spec) {
+		sp.Rootfs.LowerDirs = append(sp.Rootfs.LowerDirs, data)
+	})
+	if files := upperFiles(t, r.rootfs.UpperDir); strings.Join(files, " ") != "data data/b" {
+		t.Errorf("upper = %q, want [data data/b]", files)
+	}
+	fi, err := os.Lstat(filepath.Join(r.rootfs.UpperDir, "data", "b"))
+	if err != nil || fi.Mode()&fs.ModeCharDevice == 0 || rdev(fi) != 0 {
+		t.Errorf("data/b in upper: %v, %v; want a 0:0 character device", fi, err)
+	}
+}
+
+func (s *suite) testReplaceDir(t *testing.T) {
+	data := dataLayer(t)
+	r := s.mustRun(t, sh("rm -r /data && mkdir /data && echo n > /data/new && ls /data"), func(sp *executor.Spec) {
+		sp.Rootfs.LowerDirs = append(sp.Rootfs.LowerDirs, data)
+	})
+	if r.stdout != "new\n" {
+		t.Errorf("ls /data = %q, want only new", r.stdout)
+	}
+	if files := upperFiles(t, r.rootfs.UpperDir); strings.Join(files, " ") != "data data/new" {
+		t.Errorf("upper = %q, want [data data/new]", files)
+	}
+	if v, err := getXattr(filepath.Join(r.rootfs.UpperDir, "data"), "trusted.overlay.opaque"); v != "y" {
+		t.Errorf("data in upper is not opaque: %q, %v", v, err)
+	}
+}
+
+func (s *suite) testMetadata(t *testing.T) {
+	m := t.TempDir()
+	WriteFiles(t, m, map[string]string{"m/file": "content", "m/other": "other"})
+	file := filepath.Join(m, "m", "file")
+	mtime := time.Unix(1500000000, 0)
+	for _, err := range []error{
+		os.Lchown(file, 1000, 50),
+		os.Chmod(file, os.ModeSetuid|0o751),
+		setXattr(file, "user.kiln", "v"),
+		os.Chtimes(file, mtime, mtime),
+		os.Link(file, filepath.Join(m, "m", "link")),
+		os.Symlink("file", filepath.Join(m, "m", "sym")),
+		mkfifo(filepath.Join(m, "m", "fifo")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := s.mustRun(t, sh("stat -c '%A %u %g %Y %h %s' /m/file /m/link; readlink /m/sym; test -p /m/fifo && echo fifo"),
+		func(sp *executor.Spec) { sp.Rootfs.LowerDirs = append(sp.Rootfs.LowerDirs, m) })
+	want := "-rwsr-x--x 1000 50 1500000000 2 7\n-rwsr-x--x 1000 50 1500000000 2 7\nfile\nfifo\n"
+	if r.stdout != want {
+		t.Errorf("lower file attributes in the container:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	if files := upperFiles(t, r.rootfs.UpperDir); len(files) != 0 {
+		t.Errorf("upper after reading = %q, want empty", files)
+	}
+	// A changed file keeps its owner and xattrs in the upper dir; an
+	// untouched one is not there.
+	r = s.mustRun(t, []string{"chmod", "600", "/m/other", "/m/file"},
+		func(sp *executor.Spec) { sp.Rootfs.LowerDirs = append(sp.Rootfs.LowerDirs, m) })
+	up := filepath.Join(r.rootfs.UpperDir, "m", "file")
+	fi, err := os.Lstat(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || owner(fi) != "1000:50" || !fi.ModTime().Equal(mtime) {
+		t.Errorf("m/file in upper: %v %s %v", fi.Mode(), owner(fi), fi.ModTime())
+	}
+	if v, err := getXattr(up, "user.kiln"); v != "v" {
+		t.Errorf("xattr user.kiln of m/file in upper = %q, %v", v, err)
+	}
+	if files := upperFiles(t, r.rootfs.UpperDir); strings.Join(files, " ") != "m m/file m/link m/other" &&
+		strings.Join(files, " ") != "m m/file m/other" {
+		t.Errorf("upper = %q, want m, m/file, m/other (and m/link)", files)
+	}
+}
+
+func (s *suite) testPreparedUpper(t *testing.T) {
+	r := s.mustRun(t, sh("cat /prep/keep; echo more >> /prep/edit; test -e /etc/motd || echo gone"), func(sp *executor.Spec) {
+		WriteFiles(t, sp.Rootfs.UpperDir, map[string]string{"prep/keep": "k\n", "prep/edit": "e\n", "etc/x": "x"})
+		if err := mkWhiteout(filepath.Join(sp.Rootfs.UpperDir, "etc", "motd")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if r.stdout != "k\ngone\n" {
+		t.Errorf("stdout %q, want k and gone", r.stdout)
+	}
+	if files := upperFiles(t, r.rootfs.UpperDir); strings.Join(files, " ") != "etc etc/motd etc/x prep prep/edit prep/keep" {
+		t.Errorf("upper = %q", files)
+	}
+	if got, err := os.ReadFile(filepath.Join(r.rootfs.UpperDir, "prep", "edit")); string(got) != "e\nmore\n" {
+		t.Errorf("prep/edit = %q, %v", got, err)
+	}
+	fi, err := os.Lstat(filepath.Join(r.rootfs.UpperDir, "etc", "motd"))
+	if err != nil || fi.Mode()&fs.ModeCharDevice == 0 || rdev(fi) != 0 {
+		t.Errorf("etc/motd in upper: %v, %v; want a whiteout", fi, err)
 	}
 }
 

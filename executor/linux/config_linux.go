@@ -16,6 +16,7 @@ type initConfig struct {
 	UpperDir   string           `json:"upperDir"`
 	WorkDir    string           `json:"workDir"`
 	ReadOnly   bool             `json:"readOnly,omitempty"`
+	CopyMode   bool             `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
 	Process    *processConfig   `json:"process,omitempty"`
 	Func       *funcConfig      `json:"func,omitempty"`
 	Inputs     []executor.Input `json:"inputs,omitempty"`
@@ -52,6 +53,13 @@ type status struct {
 	// Code is the exit code to report with Error (126 or 127 for a command
 	// that cannot be executed or found), or 0 for a plain error.
 	Code int `json:"code,omitempty"`
+	// Copied is sent before the init starts copying the root filesystem
+	// into copyDirName in the work dir: the parent writes the changes to
+	// the upper dir afterwards and removes the copy.
+	Copied bool `json:"copied,omitempty"`
+	// Fallback is why overlayfs could not be mounted, when the init fell
+	// back to copying; the parent then copies in later runs right away.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // stub is a path the init created so it could mount on it. The parent

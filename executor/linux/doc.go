@@ -14,5 +14,18 @@
 // when kiln dies. Mount points the init had to create are removed from the
 // upper dir after the run.
 //
+// Where overlayfs cannot be mounted (the kernel has none, a container
+// forbids it, or the upper dir is on a filesystem overlayfs rejects, such as
+// another overlayfs), the init falls back to copy mode: it copies the layers
+// and the upper dir's content into a scratch dir in the work dir (reflinks
+// where the filesystem has them), runs the container in that copy, and the
+// parent then writes what changed into the upper dir in overlayfs' format
+// (whiteouts, opaque directories), so callers see no difference. The
+// Executor remembers the failure and copies straight away in later runs.
+// Copy mode costs a copy of the root filesystem per run. Setting
+// KILN_SNAPSHOTTER=copy (read by New) forces it, as a debugging aid. Copy
+// mode needs a filesystem that can hold overlayfs whiteouts (0:0 character
+// devices) for runs that delete files; overlayfs itself cannot.
+//
 // Not supported yet: Process.Tty, user namespaces (rootless), cgroups.
 package linux

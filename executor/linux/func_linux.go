@@ -30,8 +30,16 @@ func runFunc(cfg *initConfig, rootfs string, handlers map[string]Handler) error 
 		case in.Dir != "":
 			err = bindReadOnly(in.Dir, dir)
 		case len(in.LowerDirs) >= 2:
-			ov := overlay{linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
-			err = ov.mount(dir, unix.MS_RDONLY)
+			if !cfg.CopyMode {
+				ov := overlay{linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
+				err = ov.mount(dir, unix.MS_RDONLY)
+			}
+			if cfg.CopyMode || (err != nil && overlayUnavailable(err)) {
+				// Copied into the run dir, which the parent removes.
+				if err = mergeLayers(dir, in.LowerDirs); err == nil {
+					err = bindReadOnly(dir, dir)
+				}
+			}
 		case len(in.LowerDirs) == 1:
 			err = bindReadOnly(in.LowerDirs[0], dir)
 		default:

@@ -70,8 +70,22 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 		upper:   cfg.UpperDir,
 		work:    cfg.WorkDir,
 	}
-	if err := ov.mount(rootfs, 0); err != nil {
-		return 0, fmt.Errorf("mount the root filesystem: %w", err)
+	if !cfg.CopyMode {
+		err := ov.mount(rootfs, 0)
+		if err != nil && !overlayUnavailable(err) {
+			return 0, fmt.Errorf("mount the root filesystem: %w", err)
+		}
+		if err != nil {
+			// Inputs that are overlay stacks are copied too from now on.
+			cfg.CopyMode = true
+			report(statusW, status{Fallback: err.Error()})
+		}
+	}
+	if cfg.CopyMode {
+		report(statusW, status{Copied: true})
+		if err := copyRoot(cfg, rootfs); err != nil {
+			return 0, fmt.Errorf("copy the root filesystem: %w", err)
+		}
 	}
 	if cfg.Func != nil {
 		return 0, runFunc(cfg, rootfs, handlers)
@@ -155,7 +169,23 @@ func (o overlay) mount(target string, flags uintptr) error {
 		err = unix.Mount("overlay", target, "overlay", flags, data)
 	}
 	if err != nil {
-		return fmt.Errorf("overlay of %d layers: %w", len(o.lowers), err)
+		return fmt.Errorf("overlay of %d layers: %w", len(o.lowers), os.NewSyscallError("mount", err))
 	}
 	return nil
+}
+
+// overlayUnavailable reports whether err is the kernel refusing an overlay
+// mount as such (no overlayfs, not allowed here, or a filesystem it rejects
+// as upper or lower dir), the cases where copying still works.
+func overlayUnavailable(err error) bool {
+	var se *os.SyscallError
+	if !errors.As(err, &se) || se.Syscall != "mount" {
+		return false
+	}
+	for _, errno := range []unix.Errno{unix.EINVAL, unix.EPERM, unix.ENODEV, unix.EOPNOTSUPP, unix.ENOSYS} {
+		if se.Err == errno {
+			return true
+		}
+	}
+	return false
 }

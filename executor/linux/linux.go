@@ -2,8 +2,10 @@ package linux
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/kiln-build/kiln/executor"
 )
@@ -22,14 +24,36 @@ type Options struct {
 	// generated /etc/hosts). Each run uses its own subdirectory and removes
 	// it when the run ends. Default: kiln-executor under os.TempDir().
 	StateDir string
+
+	// forceCopy starts the Executor in copy mode (see SnapshotterEnv); set
+	// by tests.
+	forceCopy bool
 }
 
-// Executor runs containers with namespaces and overlayfs. It is safe for
+// SnapshotterEnv names the environment variable New reads as a debugging
+// aid: "copy" makes every run build its root filesystem by copying instead
+// of trying overlayfs first; "" or "auto" detects (the default).
+const SnapshotterEnv = "KILN_SNAPSHOTTER"
+
+// Executor runs containers with namespaces and overlayfs, or, where
+// overlayfs cannot be mounted, with a copied root filesystem. It is safe for
 // concurrent use; each Run is independent.
-type Executor struct{ opts Options }
+type Executor struct {
+	opts Options
+	// copyMode is set once an overlay mount of a root filesystem failed
+	// (or copy mode was forced): later runs copy straight away.
+	copyMode atomic.Bool
+}
 
 // New returns an Executor. It creates Options.StateDir when missing.
 func New(opts Options) (*Executor, error) {
+	switch v := os.Getenv(SnapshotterEnv); v {
+	case "", "auto":
+	case "copy":
+		opts.forceCopy = true
+	default:
+		return nil, fmt.Errorf("%s=%q: want \"copy\" or \"auto\"", SnapshotterEnv, v)
+	}
 	if opts.StateDir == "" {
 		opts.StateDir = filepath.Join(os.TempDir(), "kiln-executor")
 	}
@@ -41,7 +65,9 @@ func New(opts Options) (*Executor, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Executor{opts: opts}, nil
+	e := &Executor{opts: opts}
+	e.copyMode.Store(opts.forceCopy)
+	return e, nil
 }
 
 var _ executor.Executor = (*Executor)(nil)

@@ -33,6 +33,43 @@ func TestConformance(t *testing.T) {
 	executortest.Suite(t, func(t *testing.T) executor.Executor { return newExecutor(t) })
 }
 
+// TestSuiteCopyMode runs the conformance suite with the copying fallback
+// that replaces overlayfs where it cannot be mounted.
+func TestSuiteCopyMode(t *testing.T) {
+	executortest.Suite(t, func(t *testing.T) executor.Executor { return newCopyExecutor(t) })
+}
+
+func newCopyExecutor(t testing.TB) *linux.Executor {
+	t.Helper()
+	e, err := linux.NewCopyMode(linux.Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.CopyMode() {
+		t.Fatal("NewCopyMode returned an executor that does not copy")
+	}
+	return e
+}
+
+func TestSnapshotterEnv(t *testing.T) {
+	for _, tt := range []struct {
+		val      string
+		copyMode bool
+		err      bool
+	}{{"", false, false}, {"auto", false, false}, {"copy", true, false}, {"overlay2", false, true}} {
+		t.Run(tt.val, func(t *testing.T) {
+			t.Setenv(linux.SnapshotterEnv, tt.val)
+			e, err := linux.New(linux.Options{StateDir: t.TempDir()})
+			if (err != nil) != tt.err {
+				t.Fatalf("New: error %v, want error %v", err, tt.err)
+			}
+			if err == nil && e.CopyMode() != tt.copyMode {
+				t.Errorf("copy mode %v, want %v", e.CopyMode(), tt.copyMode)
+			}
+		})
+	}
+}
+
 func TestStateDirCleanedUp(t *testing.T) {
 	executortest.RequireRoot(t)
 	state := t.TempDir()
@@ -81,16 +118,18 @@ func BenchmarkRunTrue(b *testing.B) {
 	e := newExecutor(b)
 	bin := executortest.BinLayer(b)
 	etc := executortest.EtcLayer(b)
+	ce := newCopyExecutor(b)
 	for _, bc := range []struct {
 		name string
 		net  executor.Network
-	}{{"host", executor.NetworkHost}, {"none", executor.NetworkNone}} {
+		e    *linux.Executor
+	}{{"host", executor.NetworkHost, e}, {"none", executor.NetworkNone, e}, {"copy", executor.NetworkHost, ce}} {
 		b.Run(bc.name, func(b *testing.B) {
 			rootfs := executortest.NewRootfs(b, bin, etc)
 			spec := executor.Spec{Rootfs: rootfs, Network: bc.net, Process: &executor.Process{Args: []string{"true"}}}
 			before := childrenCPU(b)
 			for b.Loop() {
-				if err := e.Run(b.Context(), spec); err != nil {
+				if err := bc.e.Run(b.Context(), spec); err != nil {
 					b.Fatal(err)
 				}
 			}

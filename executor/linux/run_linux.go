@@ -55,6 +55,7 @@ func (e *Executor) run(ctx context.Context, spec executor.Spec) error {
 		UpperDir:   spec.Rootfs.UpperDir,
 		WorkDir:    spec.Rootfs.WorkDir,
 		ReadOnly:   spec.Rootfs.ReadOnly,
+		CopyMode:   e.copyMode.Load(),
 		Inputs:     spec.Inputs,
 		Hostname:   spec.Hostname,
 		NewNetwork: spec.Network == executor.NetworkNone,
@@ -80,6 +81,22 @@ func (e *Executor) run(ctx context.Context, spec executor.Spec) error {
 	}
 
 	st, exitErr, err := start(ctx, cfgData, cfg.NewNetwork, stdin, stdout, stderr)
+	if st.Fallback != "" {
+		e.copyMode.Store(true)
+	}
+	var copyErr error
+	if st.Copied {
+		copyDir := filepath.Join(spec.Rootfs.WorkDir, copyDirName)
+		if err == nil && ctx.Err() == nil {
+			copyErr = writeChanges(copyDir, spec.Rootfs.UpperDir)
+		}
+		if rerr := os.RemoveAll(copyDir); copyErr == nil {
+			copyErr = rerr
+		}
+		if copyErr != nil {
+			copyErr = fmt.Errorf("write the changes of the copied root filesystem: %w", copyErr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -97,7 +114,10 @@ func (e *Executor) run(ctx context.Context, spec executor.Spec) error {
 		}
 		return errors.New(st.Error)
 	}
-	return exitErr
+	if exitErr != nil {
+		return exitErr
+	}
+	return copyErr
 }
 
 // checkSpec rejects specs the init cannot run, with errors that say why.
@@ -172,6 +192,10 @@ func start(ctx context.Context, cfgData []byte, newNet bool, stdin io.Reader, st
 			break
 		}
 		st.Stubs = append(st.Stubs, s.Stubs...)
+		st.Copied = st.Copied || s.Copied
+		if s.Fallback != "" {
+			st.Fallback = s.Fallback
+		}
 		if s.Error != "" {
 			st.Error, st.Code = s.Error, s.Code
 		}
