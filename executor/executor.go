@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"syscall"
 )
 
 // Executor runs one container to completion.
@@ -46,6 +47,88 @@ type Spec struct {
 	Network Network
 	// ExtraHosts are added to /etc/hosts ("name ip").
 	ExtraHosts []string
+
+	// The fields below serve kiln run (containers); builds leave them
+	// zero.
+
+	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
+	// /run/kiln/netns/ID prepared by the network code) the container
+	// joins instead of NetworkHost/NetworkNone.
+	NetNSPath string
+	// Mounts are extra mounts inside the container, in order.
+	Mounts []Mount
+	// Resources are cgroup limits; nil means none beyond a cgroup of
+	// its own when CgroupPath is set.
+	Resources *Resources
+	// CgroupPath is the container's cgroup, relative to the cgroup root
+	// (v2) or to each controller's root (v1), e.g. "kiln/<id>". Empty:
+	// no cgroup of its own.
+	CgroupPath string
+	// CapAdd and CapDrop adjust Docker's default capability set
+	// ("NET_ADMIN", "CAP_NET_ADMIN" or "ALL").
+	CapAdd, CapDrop []string
+	// Init keeps kiln's init as PID 1: it reaps zombies, forwards
+	// signals to the process, exits with its status, and serves Exec
+	// (docker run --init; required for Container.Exec).
+	Init bool
+	// StopSignal is the signal Container.Stop sends first; default SIGTERM.
+	StopSignal string
+}
+
+// Mount is an extra mount in a container.
+type Mount struct {
+	// Type is "bind" or "tmpfs".
+	Type string
+	// Source is the host path of a bind mount (a named volume's data dir
+	// is a bind source too).
+	Source string
+	// Target is the absolute path inside the container; created when
+	// missing.
+	Target string
+	// ReadOnly mounts it read-only.
+	ReadOnly bool
+	// Options are extra mount options (tmpfs: "size=64m", "mode=1777").
+	Options []string
+}
+
+// Resources are cgroup limits.
+type Resources struct {
+	// Memory limit in bytes (0: none).
+	Memory int64
+	// CPUs is a CPU quota in CPUs, e.g. 1.5 (0: none).
+	CPUs float64
+	// PidsLimit caps the number of tasks (0: none).
+	PidsLimit int64
+}
+
+// Starter is implemented by executors that can start a container and
+// return while it runs (kiln run -d, exec, pause).
+type Starter interface {
+	// Start starts the container. ctx bounds the start only; the
+	// container runs until it exits or is killed. The caller must Wait.
+	Start(ctx context.Context, spec Spec) (Container, error)
+}
+
+// Container is a running container started by a Starter.
+type Container interface {
+	// Pid is the host PID of the container's PID 1.
+	Pid() int
+	// Wait blocks until PID 1 exits and returns its status (128+n for a
+	// signal); it then cleans up (mounts live in the container's own
+	// mount namespace; the executor removes its state and cgroup).
+	Wait() (int, error)
+	// Signal sends sig to the container's process (through the init when
+	// Spec.Init).
+	Signal(sig syscall.Signal) error
+	// Exec runs another process inside the container's namespaces and
+	// root (requires Spec.Init) and returns its exit status.
+	Exec(ctx context.Context, p Process) (int, error)
+	// Pause and Resume freeze and thaw the container's cgroup (requires
+	// CgroupPath).
+	Pause() error
+	Resume() error
+	// Resize sets the terminal size of a Tty process.
+	Resize(rows, cols uint16) error
 }
 
 // Rootfs is an overlay stack.
