@@ -1,26 +1,19 @@
 package cache
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/cache/layer"
 )
-
-// commitLevel is the gzip level of committed layers: klauspost's fastest
-// level, which still compresses typical layers well.
-const commitLevel = gzip.BestSpeed
 
 // Active is a writable layer on top of a chain, ready to be mounted as an
 // overlay: LowerDirs (bottom first), UpperDir, WorkDir. It must end with
@@ -101,15 +94,27 @@ func (a *Active) makeDirs() error {
 	return os.Chmod(a.UpperDir, fi.Mode().Perm()|fi.Mode()&(os.ModeSticky|os.ModeSetgid|os.ModeSetuid))
 }
 
-// Commit turns the upper dir into a layer (deterministic tar, compressed
-// blob, diff ID), moves it into place as the snapshot of the new chain and
-// returns that chain. An upper dir with no changes returns Parent unchanged.
-// The Active is finished afterwards, whether Commit succeeds or not.
+// Commit turns the upper dir into a layer, moves it into place as the
+// snapshot of the new chain and returns that chain. An upper dir with no
+// changes returns Parent unchanged. The Active is finished afterwards,
+// whether Commit succeeds or not.
 //
-// The tar made by layer.Diff is hashed (diff ID) and gzip-compressed into a
-// temp blob file, hashed too, in a single pass. The new chain is not a GC
-// root until it is recorded (RecordKey) or tagged; hold a Lease on it if a
-// Prune of this Store may run in between.
+// The layer is stored lazily and uncompressed: Commit streams the tar made
+// by layer.Diff through sha256 only, so the new layer has MediaTypeLayerTar,
+// Digest == DiffID and the tar's Size, and no blob file is written. Its
+// blob is the layer.Diff of the new snapshot directory, which gives the
+// same bytes every time (Diff is deterministic and snapshots are never
+// modified): StatBlob reports it, and OpenBlob writes it into blobs/ on
+// first use. Prune keeps the snapshot while the blob is reachable and not
+// yet written, since it is the only copy.
+//
+// When the snapshot of the new chain exists already (the same change on the
+// same parent, committed by another build or unpacked from a pulled
+// layer), it is kept; if it is not known to be the source of the layer's
+// blob, the blob is written now from the upper dir.
+//
+// The new chain is not a GC root until it is recorded (RecordKey) or
+// tagged; hold a Lease on it if a Prune of this Store may run in between.
 func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	if a.s == nil || a.done {
 		return nil, errors.New("commit layer: the layer was already committed or discarded")
@@ -122,57 +127,63 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	}
 	defer done()
 
-	t, err := s.newIngest()
-	if err != nil {
-		return nil, fmt.Errorf("commit layer: %w", err)
-	}
-	defer t.cleanup()
-	// gzip writes in small pieces: batch them for the file and its hash.
-	bw := bufio.NewWriterSize(t, copyBufferSize)
-	zw, err := gzip.NewWriterLevel(bw, commitLevel)
-	if err != nil {
-		return nil, fmt.Errorf("commit layer: %w", err)
-	}
 	dh := sha256.New()
-	n, err := layer.Diff(ctx, a.UpperDir, io.MultiWriter(dh, zw))
+	cw := &countWriter{w: dh}
+	n, err := layer.Diff(ctx, a.UpperDir, cw)
 	if err != nil {
 		return nil, fmt.Errorf("commit layer: %w", err)
 	}
 	if n == 0 {
 		return append(Chain(nil), a.Parent...), nil
 	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("commit layer: compress: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("commit layer: %w", err)
-	}
-	d, err := t.commit("")
-	if err != nil {
-		return nil, fmt.Errorf("commit layer: %w", err)
-	}
-	l := Layer{DiffID: digest.NewDigest(digest.SHA256, dh), Digest: d, Size: t.size, MediaType: MediaTypeLayerGzip}
-	if err := s.putLayer(ctx, l); err != nil {
-		return nil, fmt.Errorf("commit layer %s: record layer: %w", short(l.DiffID), err)
-	}
+	d := digest.NewDigest(digest.SHA256, dh)
+	l := Layer{DiffID: d, Digest: d, Size: cw.n, MediaType: MediaTypeLayerTar}
 	chain := a.Parent.Append(l)
-	dst := s.snapshotPath(chain.ChainID())
+	id := chain.ChainID()
+	dst := s.snapshotPath(id)
 	if s.opts.Durable {
 		if err := syncFS(a.UpperDir); err != nil {
-			return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+			return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
 		}
 	}
+	lazy := id // the snapshot the blob comes from; "" when it is a file
 	switch err := renameNoReplace(a.UpperDir, dst); {
 	case errors.Is(err, os.ErrExist):
 		// The same layer on the same parent exists already; keep it.
+		lazy = ""
+		if err := s.ensureCommittedBlob(ctx, a.UpperDir, d); err != nil {
+			return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
+		}
 	case err != nil:
-		return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+		return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
 	default:
 		if err := syncDir(filepath.Dir(dst)); err != nil {
-			return nil, fmt.Errorf("commit layer %s: %w", short(l.DiffID), err)
+			return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
 		}
 	}
+	// Recorded only once the snapshot is in place: a crash in between
+	// leaves an unreferenced snapshot, which Prune removes.
+	if err := s.putLayerLazy(ctx, l, lazy); err != nil {
+		return nil, fmt.Errorf("commit layer %s: record layer: %w", short(d), err)
+	}
 	return chain, nil
+}
+
+// ensureCommittedBlob makes sure blob d is stored, as a file or a lazy blob,
+// writing it from upper (whose layer.Diff it is) if not. It is for a Commit
+// whose snapshot existed already: that directory may have been unpacked from
+// another blob with the same diff ID, whose Diff need not give d again, so it
+// cannot become the source of d.
+func (s *Store) ensureCommittedBlob(ctx context.Context, upper string, d digest.Digest) error {
+	if _, err := s.StatBlob(ctx, d); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := s.writeDiff(ctx, upper, d); err != nil {
+		return fmt.Errorf("write blob: %w", err)
+	}
+	return nil
 }
 
 // Discard removes the upper and work dirs. Discarding a finished Active

@@ -169,7 +169,39 @@ func syncDir(dir string) error {
 // OpenBlob opens a stored blob. Reading it to EOF verifies the digest and
 // returns an error wrapping ErrCorrupt on mismatch. A missing blob is
 // ErrNotFound.
+//
+// A lazy layer blob (see Active.Commit) is written from its snapshot on
+// first use, which takes a pass over the snapshot; it is then an ordinary
+// blob file. If the snapshot no longer gives the recorded digest, the error
+// wraps ErrCorrupt and nothing is stored.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	rc, err := s.openFile(ctx, d)
+	if !errors.Is(err, ErrNotFound) {
+		return rc, err
+	}
+	done, err := s.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return s.openBlob(ctx, d)
+}
+
+// openBlob is OpenBlob for callers that hold s.gc (begin or Prune).
+func (s *Store) openBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	rc, err := s.openFile(ctx, d)
+	if !errors.Is(err, ErrNotFound) {
+		return rc, err
+	}
+	if err := s.materialize(ctx, d); err != nil {
+		return nil, err
+	}
+	return s.openFile(ctx, d)
+}
+
+// openFile opens the file of blob d (ErrNotFound when there is none, even
+// if d is a lazy blob).
+func (s *Store) openFile(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	p, err := s.blobPath(d)
 	if err != nil {
 		return nil, fmt.Errorf("open blob: %w", err)
@@ -226,8 +258,36 @@ func (s *Store) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// StatBlob returns the size of a stored blob or ErrNotFound.
+// readFile reads a whole (small) blob file, verified, without
+// materializing lazy blobs (for Prune, which reads only manifests and
+// configs).
+func (s *Store) readFile(ctx context.Context, d digest.Digest) ([]byte, error) {
+	rc, err := s.openFile(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// StatBlob returns the size of a stored blob or ErrNotFound. A lazy layer
+// blob (see Active.Commit) counts as stored while its snapshot exists; its
+// recorded size is returned without materializing it.
 func (s *Store) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	size, err := s.statFile(d)
+	if !errors.Is(err, ErrNotFound) {
+		return size, err
+	}
+	rec, err := s.lazyBlob(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	return rec.Size, nil
+}
+
+// statFile returns the size of the file of blob d (ErrNotFound when there
+// is none, even if d is a lazy blob).
+func (s *Store) statFile(d digest.Digest) (int64, error) {
 	p, err := s.blobPath(d)
 	if err != nil {
 		return 0, fmt.Errorf("stat blob: %w", err)

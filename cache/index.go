@@ -31,11 +31,14 @@ var (
 	bucketKeys   = []byte("keys")   // cache key → keyRecord JSON
 	bucketLayers = []byte("layers") // diff ID → Layer JSON
 	bucketImages = []byte("images") // name → manifest digest
+	bucketLazy   = []byte("lazy")   // blob digest → lazyRecord JSON (see lazy.go)
 )
 
 // indexVersion is the format of the index; bump it when records change
-// incompatibly.
-const indexVersion = "1"
+// incompatibly. Version 2 added bucketLazy: a blob may be stored as a lazy
+// record instead of a file, which a version 1 kiln would take for a missing
+// blob. initIndex upgrades a version 1 index (only adding the bucket).
+const indexVersion = "2"
 
 // defaultIndexTimeout bounds one wait for the index lock.
 const defaultIndexTimeout = 2 * time.Minute
@@ -114,7 +117,8 @@ func (s *Store) initIndex(ctx context.Context) error {
 		err := s.view(ctx, func(tx *bolt.Tx) error {
 			meta := tx.Bucket(bucketMeta)
 			ready = meta != nil && string(meta.Get([]byte("version"))) == indexVersion &&
-				tx.Bucket(bucketKeys) != nil && tx.Bucket(bucketLayers) != nil && tx.Bucket(bucketImages) != nil
+				tx.Bucket(bucketKeys) != nil && tx.Bucket(bucketLayers) != nil && tx.Bucket(bucketImages) != nil &&
+				tx.Bucket(bucketLazy) != nil
 			return nil
 		})
 		if err != nil {
@@ -130,7 +134,7 @@ func (s *Store) initIndex(ctx context.Context) error {
 			return fmt.Errorf("initialize index: %w", err)
 		}
 		switch v := string(meta.Get([]byte("version"))); v {
-		case "":
+		case "", "1":
 			if err := meta.Put([]byte("version"), []byte(indexVersion)); err != nil {
 				return fmt.Errorf("initialize index: %w", err)
 			}
@@ -139,7 +143,7 @@ func (s *Store) initIndex(ctx context.Context) error {
 			return fmt.Errorf("index %s has format version %s, this kiln reads version %s: run a matching kiln or remove the store",
 				filepath.Join(s.root, indexFile), v, indexVersion)
 		}
-		for _, b := range [][]byte{bucketKeys, bucketLayers, bucketImages} {
+		for _, b := range [][]byte{bucketKeys, bucketLayers, bucketImages, bucketLazy} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("initialize index: %w", err)
 			}
@@ -171,11 +175,33 @@ func checkChain(chain Chain) error {
 }
 
 // missingLayer returns an error for the first layer of chain whose blob is
-// gone, nil when all are there.
+// gone, nil when all are there. A lazy blob is there while its snapshot is
+// (see StatBlob); the lazy ones are looked up in a single transaction.
 func (s *Store) missingLayer(ctx context.Context, chain Chain) error {
+	var lazy []Layer
 	for _, l := range chain {
-		if _, err := s.StatBlob(ctx, l.Digest); err != nil {
+		_, err := s.statFile(l.Digest)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			lazy = append(lazy, l)
+		case err != nil:
 			return fmt.Errorf("layer %s: %w", short(l.DiffID), err)
+		}
+	}
+	if len(lazy) == 0 {
+		return nil
+	}
+	ds := make([]digest.Digest, len(lazy))
+	for i, l := range lazy {
+		ds[i] = l.Digest
+	}
+	recs, err := s.lazyBlobs(ctx, ds...)
+	if err != nil {
+		return fmt.Errorf("look up layer blobs: %w", err)
+	}
+	for _, l := range lazy {
+		if _, ok := recs[l.Digest]; !ok {
+			return fmt.Errorf("layer %s: %w", short(l.DiffID), missingBlob(l.Digest))
 		}
 	}
 	return nil
@@ -283,16 +309,39 @@ func (s *Store) RecordKey(ctx context.Context, key digest.Digest, chain Chain) e
 
 // putLayer records l under its diff ID.
 func (s *Store) putLayer(ctx context.Context, l Layer) error {
+	return s.putLayerLazy(ctx, l, "")
+}
+
+// putLayerLazy records l under its diff ID and, when snapshot is not empty,
+// records its blob as lazy: the layer.Diff of that snapshot (a chain ID).
+func (s *Store) putLayerLazy(ctx context.Context, l Layer, snapshot digest.Digest) error {
 	raw, err := json.Marshal(l)
 	if err != nil {
 		return err
+	}
+	var lazyRaw []byte
+	if snapshot != "" {
+		lazyRaw, err = json.Marshal(lazyRecord{Snapshot: snapshot, Size: l.Size})
+		if err != nil {
+			return err
+		}
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bucketLayers)
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(l.DiffID), raw)
+		if err := b.Put([]byte(l.DiffID), raw); err != nil {
+			return err
+		}
+		if lazyRaw == nil {
+			return nil
+		}
+		lb, err := bucket(tx, bucketLazy)
+		if err != nil {
+			return err
+		}
+		return lb.Put([]byte(l.Digest), lazyRaw)
 	})
 }
 

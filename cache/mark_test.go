@@ -71,6 +71,49 @@ func TestMark(t *testing.T) {
 	}
 }
 
+// TestGraphLazy checks the edges Prune adds for lazy blobs: one not yet
+// written as a file keeps its snapshot; a written one, one whose snapshot
+// is gone and a damaged record add nothing.
+func TestGraphLazy(t *testing.T) {
+	d := func(s string) digest.Digest { return digest.FromString(s) }
+	b := func(s string) Node { return Node{NodeBlob, d(s)} }
+	sn := func(s string) Node { return Node{NodeSnapshot, d(s)} }
+	inv := &inventory{
+		blobs:     map[digest.Digest]int64{d("written"): 10},
+		snapshots: map[digest.Digest]bool{d("c-lazy"): true, d("c-written"): true},
+		lazy: map[digest.Digest]digest.Digest{
+			d("lazy"):    d("c-lazy"),
+			d("written"): d("c-written"),
+			d("gone"):    d("c-gone"),
+			d("damaged"): "",
+		},
+	}
+	g := &graph{refs: make(map[Node][]Node)}
+	g.addLazy(inv)
+	tests := []struct {
+		name  string
+		roots []Node
+		want  []Node
+	}{
+		{"lazy blob keeps its snapshot", []Node{b("lazy")}, []Node{b("lazy"), sn("c-lazy")}},
+		{"written blob stands alone", []Node{b("written")}, []Node{b("written")}},
+		{"snapshot gone", []Node{b("gone")}, []Node{b("gone")}},
+		{"damaged record", []Node{b("damaged")}, []Node{b("damaged")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := slices.SortedFunc(maps.Keys(Mark(tt.roots, g.refs)), cmpNode)
+			want := slices.SortedFunc(slices.Values(tt.want), cmpNode)
+			if !slices.Equal(got, want) {
+				t.Errorf("Mark =\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+	if !inv.hasBlob(d("lazy")) || !inv.hasBlob(d("written")) || inv.hasBlob(d("gone")) || inv.hasBlob(d("damaged")) {
+		t.Error("hasBlob disagrees with the records")
+	}
+}
+
 func cmpNode(a, b Node) int {
 	if a.Kind != b.Kind {
 		return int(a.Kind) - int(b.Kind)

@@ -134,17 +134,37 @@ type keyEntry struct {
 
 // inventory is what the store holds, read at the start of Prune.
 type inventory struct {
-	blobs     map[digest.Digest]int64 // digest → size
+	blobs     map[digest.Digest]int64 // blob files: digest → size
 	snapshots map[digest.Digest]bool  // chain ID → present
-	keys      []keyEntry
-	images    map[string]digest.Digest
-	pins      []Chain
+	// lazy holds every lazy record (see lazy.go), usable or not: blob
+	// digest → chain ID of its snapshot ("" for a damaged record).
+	lazy   map[digest.Digest]digest.Digest
+	keys   []keyEntry
+	images map[string]digest.Digest
+	pins   []Chain
+}
+
+// lazyOnly says whether blob d is stored only as a lazy blob: no file, and
+// a lazy record whose snapshot exists.
+func (inv *inventory) lazyOnly(d digest.Digest) bool {
+	if _, ok := inv.blobs[d]; ok {
+		return false
+	}
+	snap, ok := inv.lazy[d]
+	return ok && inv.snapshots[snap]
+}
+
+// hasBlob says whether blob d is stored, as a file or a lazy blob.
+func (inv *inventory) hasBlob(d digest.Digest) bool {
+	_, ok := inv.blobs[d]
+	return ok || inv.lazyOnly(d)
 }
 
 func (s *Store) readInventory(ctx context.Context) (*inventory, error) {
 	inv := &inventory{
 		blobs:     make(map[digest.Digest]int64),
 		snapshots: make(map[digest.Digest]bool),
+		lazy:      make(map[digest.Digest]digest.Digest),
 		images:    make(map[string]digest.Digest),
 	}
 	entries, err := os.ReadDir(filepath.Join(s.root, blobsDir))
@@ -182,6 +202,18 @@ func (s *Store) readInventory(ctx context.Context) (*inventory, error) {
 				rec = keyRecord{Chain: Chain{{}}} // unusable: dropped below
 			}
 			inv.keys = append(inv.keys, keyEntry{key: digest.Digest(k), rec: rec})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		lazy, err := bucket(tx, bucketLazy)
+		if err != nil {
+			return err
+		}
+		err = lazy.ForEach(func(k, v []byte) error {
+			rec, _ := decodeLazy(v) // a damaged one has no snapshot: dropped
+			inv.lazy[digest.Digest(k)] = rec.Snapshot
 			return nil
 		})
 		if err != nil {
@@ -232,6 +264,18 @@ func (g *graph) addChain(diffIDs, blobs []digest.Digest) Node {
 	return below
 }
 
+// addLazy adds an edge from each lazy blob not yet written as a file to its
+// snapshot: the blob is the layer.Diff of that directory, which must stay as
+// long as the blob does. A blob file, once written, stands alone.
+func (g *graph) addLazy(inv *inventory) {
+	for d, snap := range inv.lazy {
+		if inv.lazyOnly(d) {
+			n := Node{NodeBlob, d}
+			g.refs[n] = appendNew(g.refs[n], Node{NodeSnapshot, snap})
+		}
+	}
+}
+
 func appendNew(list []Node, add ...Node) []Node {
 	for _, n := range add {
 		if !slices.Contains(list, n) {
@@ -280,7 +324,7 @@ func (s *Store) addImage(ctx context.Context, g *graph, m digest.Digest, seen ma
 	}
 	seen[m] = true
 	node := Node{NodeBlob, m}
-	raw, err := s.ReadBlob(ctx, m)
+	raw, err := s.readFile(ctx, m)
 	if err != nil {
 		s.log.Debug("prune: cannot read manifest", "manifest", m, "err", err)
 		return
@@ -307,7 +351,7 @@ func (s *Store) addImage(ctx context.Context, g *graph, m digest.Digest, seen ma
 		return
 	}
 	g.refs[node] = appendNew(g.refs[node], Node{NodeBlob, man.Config.Digest})
-	raw, err = s.ReadBlob(ctx, man.Config.Digest)
+	raw, err = s.readFile(ctx, man.Config.Digest)
 	if err != nil {
 		s.log.Debug("prune: cannot read image config", "config", man.Config.Digest, "err", err)
 		return
@@ -396,6 +440,7 @@ type plan struct {
 // planPrune decides which keys to drop and marks what stays.
 func (s *Store) planPrune(ctx context.Context, inv *inventory, opts PruneOptions, z *sizer) plan {
 	g := &graph{refs: make(map[Node][]Node)}
+	g.addLazy(inv)
 	seen := make(map[digest.Digest]bool)
 	for _, m := range inv.images {
 		s.addImage(ctx, g, m, seen)
@@ -456,10 +501,11 @@ func sortSearch(n int, f func(int) bool) int {
 	return lo
 }
 
-// chainPresent says whether every layer blob of c is stored.
+// chainPresent says whether every layer blob of c is stored (as a file or
+// a lazy blob).
 func chainPresent(c Chain, inv *inventory) bool {
 	for _, l := range c {
-		if _, ok := inv.blobs[l.Digest]; !ok {
+		if !inv.hasBlob(l.Digest) {
 			return false
 		}
 	}
@@ -478,9 +524,26 @@ func (s *Store) prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 		return rep, err
 	}
 
-	// Keys first: a crash after this point leaves only unreferenced
-	// content, which the next Prune removes.
-	if len(p.drop) > 0 {
+	// Lazy blobs go with their snapshot (or are gone with it already),
+	// unless written out as a file.
+	removed := make(map[digest.Digest]bool)
+	var dropLazy []digest.Digest
+	for d, snap := range inv.lazy {
+		if inv.snapshots[snap] && p.marked[Node{NodeSnapshot, snap}] {
+			continue
+		}
+		dropLazy = append(dropLazy, d)
+		if inv.lazyOnly(d) {
+			rep.RemovedBlobs++
+		}
+		if _, ok := inv.blobs[d]; !ok {
+			removed[d] = true
+		}
+	}
+
+	// Keys and lazy records first: a crash after this point leaves only
+	// unreferenced content, which the next Prune removes.
+	if len(p.drop)+len(dropLazy) > 0 {
 		err := s.update(ctx, func(tx *bolt.Tx) error {
 			b, err := bucket(tx, bucketKeys)
 			if err != nil {
@@ -491,10 +554,19 @@ func (s *Store) prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 					return err
 				}
 			}
+			lb, err := bucket(tx, bucketLazy)
+			if err != nil {
+				return err
+			}
+			for _, d := range dropLazy {
+				if err := lb.Delete([]byte(d)); err != nil {
+					return err
+				}
+			}
 			return nil
 		})
 		if err != nil {
-			return rep, fmt.Errorf("drop cache keys: %w", err)
+			return rep, fmt.Errorf("drop cache keys and lazy blobs: %w", err)
 		}
 		rep.RemovedKeys = len(p.drop)
 	}
@@ -516,7 +588,6 @@ func (s *Store) prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 		rep.RemovedSnapshots++
 		rep.Reclaimed += size
 	}
-	removed := make(map[digest.Digest]bool)
 	for d, size := range inv.blobs {
 		if err := ctx.Err(); err != nil {
 			return rep, err

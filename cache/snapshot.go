@@ -139,7 +139,7 @@ func (s *Store) unpackSnapshot(ctx context.Context, l Layer, dir string) error {
 // unpackBlob streams the blob of l through the decompressor into
 // layer.Unpack, verifying the blob digest and the diff ID on the way.
 func (s *Store) unpackBlob(ctx context.Context, l Layer, dir string) error {
-	rc, err := s.OpenBlob(ctx, l.Digest)
+	rc, err := s.openBlob(ctx, l.Digest)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,10 @@ type Options struct {
 	// into place, so snapshots survive a power loss. Without it a crash of
 	// kiln (kill -9) still leaves a consistent store, since every snapshot
 	// appears by an atomic rename; only a power cut could leave a snapshot
-	// with unflushed files. Blobs are always fsynced.
+	// with unflushed files. Blob files are always fsynced; but the layers
+	// made by Active.Commit have no blob file until first used (their
+	// bytes are the diff of their snapshot, see Active.Commit), so after a
+	// power cut without Durable such a layer may fail with ErrCorrupt.
 	Durable bool
 }
 
@@ -65,7 +68,9 @@ const staleAge = time.Minute
 // On disk, under the root:
 //
 //	blobs/sha256/<hex>       read-only blob files (layers, configs, manifests)
-//	snapshots/<chainID-hex>/ the top layer of each chain, unpacked in overlayfs format
+//	snapshots/<chainID-hex>/ the top layer of each chain, unpacked in overlayfs format;
+//	                         for a layer made by Active.Commit, also the source of
+//	                         its blob until that is first read (see Active.Commit)
 //	tmp/<pid>-<random>/      one per open Store: ingest files, snapshots being
 //	                         unpacked, active upper and work dirs
 //	index.db                 bbolt: cache keys, layers by diff ID, image names
@@ -100,6 +105,8 @@ type Store struct {
 	closed   bool
 	pins     map[digest.Digest]*pin    // chains Prune must keep (Actives, Leases), by chain ID
 	inflight map[digest.Digest]*flight // snapshots being unpacked, by chain ID
+	// blobFlights are lazy blobs being materialized, by digest.
+	blobFlights map[digest.Digest]*flight
 }
 
 // Open opens (creating if needed) the store at root, takes the shared lock
@@ -121,6 +128,8 @@ func Open(ctx context.Context, root string, opts Options) (*Store, error) {
 		log:      opts.Logger,
 		pins:     make(map[digest.Digest]*pin),
 		inflight: make(map[digest.Digest]*flight),
+
+		blobFlights: make(map[digest.Digest]*flight),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
