@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/cmd/internal/progressui"
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/exporter/registry"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -29,6 +32,8 @@ type buildFlags struct {
 	jobs      int
 	platform  string
 	pull      string
+	push      bool
+	insecure  []string
 }
 
 func (c *cli) buildCommand() *cobra.Command {
@@ -57,8 +62,10 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
 	fl.IntVar(&f.jobs, "jobs", 0, "steps run in parallel (default: max(8, 2 x CPUs))")
 	fl.StringVar(&f.platform, "platform", "", "target platform (only linux/amd64)")
-	fl.StringVar(&f.pull, "pull", "", "accepted for compatibility; base images come from the local store")
+	fl.StringVar(&f.pull, "pull", "missing", "when to pull base images from their registry: missing, always or never (--pull alone: always)")
 	fl.Lookup("pull").NoOptDefVal = "always"
+	fl.BoolVar(&f.push, "push", false, "push each -t name to its registry after the build")
+	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
 	return cmd
 }
 
@@ -97,6 +104,14 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	if f.quiet {
 		mode = progressui.ModeQuiet
 	}
+	pull, err := app.ParsePullPolicy(f.pull)
+	if err != nil {
+		return err
+	}
+	if f.push && len(f.tags) == 0 {
+		return errors.New("--push needs a name to push to: add -t NAME")
+	}
+	regOpts := registry.Options{Insecure: f.insecure}
 	a, err := c.open(ctx)
 	if err != nil {
 		return err
@@ -120,6 +135,7 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		Labels:     labels,
 		Network:    network,
 		Jobs:       f.jobs,
+		Registry:   app.RegistryOptions{Pull: pull, Registry: regOpts},
 		Events:     display.Event,
 		Warn: func(s string) {
 			if !f.quiet {
@@ -140,11 +156,29 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	}
 	if f.quiet {
 		fmt.Fprintln(c.stdout, id)
+		if f.push {
+			return c.pushTags(ctx, a, res.Tags, regOpts, io.Discard)
+		}
 		return nil
 	}
 	fmt.Fprintf(c.stderr, "writing image %s done\n", id)
 	for _, t := range res.Tags {
 		fmt.Fprintf(c.stderr, "naming to %s done\n", t)
+	}
+	if f.push {
+		return c.pushTags(ctx, a, res.Tags, regOpts, c.stderr)
+	}
+	return nil
+}
+
+// pushTags pushes the names a build tagged (build --push).
+func (c *cli) pushTags(ctx context.Context, a *app.App, tags []string, opts registry.Options, out io.Writer) error {
+	for _, t := range tags {
+		d, err := a.Push(ctx, t, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "pushing %s with digest %s done\n", t, d)
 	}
 	return nil
 }

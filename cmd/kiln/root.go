@@ -46,6 +46,10 @@ with its bundled container runtime.`,
 		c.importCommand(),
 		c.pruneCommand(),
 		c.dfCommand(),
+		c.pullCommand(),
+		c.pushCommand(),
+		c.loginCommand(),
+		c.logoutCommand(),
 	)
 	return cmd
 }

@@ -43,6 +43,8 @@ type BuildRequest struct {
 	Network    executor.Network
 	// Jobs bounds parallel steps (0: number of CPUs).
 	Jobs int
+	// Registry says when and how base images are pulled.
+	Registry RegistryOptions
 	// Events receives progress.
 	Events func(solver.Event)
 	// Warn receives warnings.
@@ -124,7 +126,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		Target:     req.Target,
 		ContextDir: contextDir,
 		Excludes:   excludes,
-		Resolver:   localResolver{a},
+		Resolver:   localResolver{a: a, opts: req.Registry},
 		Network:    req.Network,
 		Labels:     req.Labels,
 		Now:        now,
