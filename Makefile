@@ -13,9 +13,15 @@ all: kiln
 kiln:
 	$(GO) build -o kiln ./cmd/kiln
 
+# What the tests need from Debian: busybox-static (base image), docker-registry
+# and skopeo (registry tests against a real registry and an independent client).
 deps:
-	@if [ "$$(id -u)" = 0 ] && ! [ -x /bin/busybox ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
+	@need=""; \
+	[ -x /bin/busybox ] || need="$$need busybox-static"; \
+	command -v docker-registry >/dev/null || need="$$need docker-registry"; \
+	command -v skopeo >/dev/null || need="$$need skopeo"; \
+	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
 
 demo: deps kiln

@@ -75,6 +75,32 @@ func Save(ctx context.Context, store *cache.Store, w io.Writer, names []string) 
 	if err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
+	return writeArchive(ctx, store, w, images)
+}
+
+// SaveImage is Save for one image value, which need not be tagged (a
+// build's result), saved under the given names (normalized or not).
+func SaveImage(ctx context.Context, store *cache.Store, w io.Writer, img *Image, names []string) error {
+	raw, err := store.ReadBlob(ctx, img.ManifestDigest)
+	if err != nil {
+		return fmt.Errorf("save: read image manifest %s: %w", img.ManifestDigest, err)
+	}
+	s := &savedImage{img: img, manifest: raw}
+	for _, n := range names {
+		tag, err := NormalizeName(n)
+		if err != nil {
+			return fmt.Errorf("save: %w", err)
+		}
+		if !slices.Contains(s.tags, tag) {
+			s.tags = append(s.tags, tag)
+		}
+	}
+	return writeArchive(ctx, store, w, []*savedImage{s})
+}
+
+// writeArchive writes the images as the combined docker-archive and OCI
+// layout tar.
+func writeArchive(ctx context.Context, store *cache.Store, w io.Writer, images []*savedImage) error {
 	blobs, err := blobList(images)
 	if err != nil {
 		return fmt.Errorf("save: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/cmd/internal/progressui"
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/exporter/registry"
 	"github.com/kiln-build/kiln/solver"
 )
@@ -33,6 +34,7 @@ type buildFlags struct {
 	platform  string
 	pull      string
 	push      bool
+	outputs   []string
 	insecure  []string
 }
 
@@ -65,6 +67,7 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringVar(&f.pull, "pull", "missing", "when to pull base images from their registry: missing, always or never (--pull alone: always)")
 	fl.Lookup("pull").NoOptDefVal = "always"
 	fl.BoolVar(&f.push, "push", false, "push each -t name to its registry after the build")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
 	return cmd
 }
@@ -108,6 +111,14 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	if err != nil {
 		return err
 	}
+	var outputs []app.Output
+	for _, o := range f.outputs {
+		out, err := app.ParseOutput(o)
+		if err != nil {
+			return err
+		}
+		outputs = append(outputs, out)
+	}
 	if f.push && len(f.tags) == 0 {
 		return errors.New("--push needs a name to push to: add -t NAME")
 	}
@@ -149,6 +160,11 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		return err
 	}
 	id := string(res.Image.ID)
+	for _, o := range outputs {
+		if err := c.writeOutput(ctx, a, res, o, regOpts); err != nil {
+			return err
+		}
+	}
 	if f.iidfile != "" {
 		if err := os.WriteFile(f.iidfile, []byte(id), 0o644); err != nil {
 			return fmt.Errorf("--iidfile: %w", err)
@@ -168,6 +184,26 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	if f.push {
 		return c.pushTags(ctx, a, res.Tags, regOpts, c.stderr)
 	}
+	return nil
+}
+
+// writeOutput writes one --output destination.
+func (c *cli) writeOutput(ctx context.Context, a *app.App, res *app.BuildResult, o app.Output, opts registry.Options) error {
+	if o.Type != "registry" {
+		return a.WriteOutput(ctx, res.Image, res.Tags, o)
+	}
+	name, err := exporter.NormalizeName(o.Name)
+	if err != nil {
+		return fmt.Errorf("--output name=%s: %w", o.Name, err)
+	}
+	if err := a.Store.Tag(ctx, name, res.Image.ManifestDigest); err != nil {
+		return err
+	}
+	d, err := a.Push(ctx, name, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "pushing %s with digest %s done\n", o.Name, d)
 	return nil
 }
 

@@ -451,3 +451,25 @@ func TestPruneAndDf(t *testing.T) {
 		t.Errorf("base image damaged by prune: %q", out)
 	}
 }
+
+func TestBuildOutputs(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN mkdir -p /out && echo local > /out/f && rm /bin/vi\n"})
+	dir := t.TempDir()
+	tarPath := filepath.Join(dir, "img.tar")
+	rootfs := filepath.Join(dir, "rootfs")
+	e.must("build", "-q", "-o", "type=oci,dest="+tarPath, "-o", "type=local,dest="+rootfs, ctx)
+	if b, err := os.ReadFile(filepath.Join(rootfs, "out", "f")); err != nil || string(b) != "local\n" {
+		t.Errorf("local output: %q %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "bin", "vi")); !os.IsNotExist(err) {
+		t.Errorf("deleted file present in the local output (%v)", err)
+	}
+	if _, err := os.Lstat(filepath.Join(rootfs, "bin", "sh")); err != nil {
+		t.Errorf("base file missing from the local output: %v", err)
+	}
+	e2 := &env{t: t, bin: e.bin, root: t.TempDir()}
+	if out := e2.must("load", "-i", tarPath).stdout; !strings.Contains(out, "Loaded image") {
+		t.Errorf("load of --output type=oci: %q", out)
+	}
+}

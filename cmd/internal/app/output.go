@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,11 +71,7 @@ func ParseOutput(s string) (Output, error) {
 func (a *App) WriteOutput(ctx context.Context, img *exporter.Image, tags []string, o Output) error {
 	switch o.Type {
 	case "oci", "docker", "tar":
-		names := tags
-		if len(names) == 0 {
-			names = []string{string(img.ID)}
-		}
-		return a.SaveFile(ctx, o.Dest, names)
+		return a.saveFile(o.Dest, func(w io.Writer) error { return exporter.SaveImage(ctx, a.Store, w, img, tags) })
 	case "local":
 		return a.exportRootfs(ctx, img, o.Dest)
 	}
@@ -84,12 +81,17 @@ func (a *App) WriteOutput(ctx context.Context, img *exporter.Image, tags []strin
 // SaveFile writes the named images (see exporter.Save) to path through a
 // temp file and a rename, so a failure leaves no half-written archive.
 func (a *App) SaveFile(ctx context.Context, path string, names []string) error {
+	return a.saveFile(path, func(w io.Writer) error { return exporter.Save(ctx, a.Store, w, names) })
+}
+
+// saveFile writes path atomically with write.
+func (a *App) saveFile(path string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := exporter.Save(ctx, a.Store, tmp, names); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
