@@ -24,6 +24,10 @@ type Options struct {
 	NoCache bool
 	// Index is the cache-key index; nil means Deps.Store.
 	Index Index
+	// Materialize, when set, is called with each input chain before an
+	// op runs on it, so results found in an imported cache can fetch
+	// their layers first.
+	Materialize func(ctx context.Context, chain cache.Chain) error
 	// Events, when set, receives progress. It is called from several
 	// goroutines, one event at a time.
 	Events func(Event)
@@ -87,6 +91,34 @@ func (sol *Solution) ResultOf(ctx context.Context, v *Vertex) (Result, bool) {
 		return Result{}, false
 	}
 	return Result{Chain: chain}, true
+}
+
+// Key returns the cache key of v, if Solve computed it.
+func (sol *Solution) Key(v *Vertex) (digest.Digest, bool) {
+	sol.s.mu.Lock()
+	defer sol.s.mu.Unlock()
+	kc := sol.s.keys[v]
+	if kc == nil {
+		return "", false
+	}
+	select {
+	case <-kc.done:
+		return kc.key, kc.err == nil
+	default:
+		return "", false
+	}
+}
+
+// Vertices returns every vertex whose key Solve computed (the whole graph
+// below the target).
+func (sol *Solution) Vertices() []*Vertex {
+	sol.s.mu.Lock()
+	defer sol.s.mu.Unlock()
+	out := make([]*Vertex, 0, len(sol.s.keys))
+	for v := range sol.s.keys {
+		out = append(out, v)
+	}
+	return out
 }
 
 // Solve builds target and returns its result.
@@ -304,6 +336,13 @@ func (s *solveState) compute(ctx context.Context, v *Vertex, k digest.Digest) (R
 	}
 	if err := g.Wait(); err != nil {
 		return Result{}, err
+	}
+	if s.opts.Materialize != nil {
+		for _, in := range inputs {
+			if err := s.opts.Materialize(ctx, in.Chain); err != nil {
+				return Result{}, stepError(v, err)
+			}
+		}
 	}
 	if err := s.acquire(ctx); err != nil {
 		return Result{}, err

@@ -35,6 +35,8 @@ type buildFlags struct {
 	pull      string
 	push      bool
 	outputs   []string
+	cacheFrom []string
+	cacheTo   []string
 	insecure  []string
 }
 
@@ -67,6 +69,8 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringVar(&f.pull, "pull", "missing", "when to pull base images from their registry: missing, always or never (--pull alone: always)")
 	fl.Lookup("pull").NoOptDefVal = "always"
 	fl.BoolVar(&f.push, "push", false, "push each -t name to its registry after the build")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=REF | type=local,src=DIR | IMAGE (inline cache)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | type=inline")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
 	return cmd
@@ -119,6 +123,21 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		}
 		outputs = append(outputs, out)
 	}
+	var cacheFrom, cacheTo []app.CacheSpec
+	for _, v := range f.cacheFrom {
+		c, err := app.ParseCacheSpec(v)
+		if err != nil {
+			return fmt.Errorf("--cache-from: %w", err)
+		}
+		cacheFrom = append(cacheFrom, c)
+	}
+	for _, v := range f.cacheTo {
+		c, err := app.ParseCacheSpec(v)
+		if err != nil {
+			return fmt.Errorf("--cache-to: %w", err)
+		}
+		cacheTo = append(cacheTo, c)
+	}
 	if f.push && len(f.tags) == 0 {
 		return errors.New("--push needs a name to push to: add -t NAME")
 	}
@@ -147,6 +166,8 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		Network:    network,
 		Jobs:       f.jobs,
 		Registry:   app.RegistryOptions{Pull: pull, Registry: regOpts},
+		CacheFrom:  cacheFrom,
+		CacheTo:    cacheTo,
 		Events:     display.Event,
 		Warn: func(s string) {
 			if !f.quiet {

@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/cache/layer"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/exporter/buildcache"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/solver/ops/fileop"
@@ -45,6 +46,8 @@ type BuildRequest struct {
 	Jobs int
 	// Registry says when and how base images are pulled.
 	Registry RegistryOptions
+	// CacheFrom and CacheTo import and export the build cache.
+	CacheFrom, CacheTo []CacheSpec
 	// Events receives progress.
 	Events func(solver.Event)
 	// Warn receives warnings.
@@ -135,23 +138,60 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, err
 	}
-	sol, err := solver.Solve(ctx, plan.Target, solver.Options{
+	opts := solver.Options{
 		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger},
 		Parallelism: req.Jobs,
 		NoCache:     req.NoCache,
 		Events:      req.Events,
-	})
+	}
+	var index *buildcache.Index
+	if sources := a.importCaches(ctx, req.CacheFrom, req.Registry, req.Warn); len(sources) > 0 {
+		index = &buildcache.Index{Store: a.Store, Sources: sources}
+		opts.Index = index
+		opts.Materialize = index.Materialize
+	}
+	sol, err := solver.Solve(ctx, plan.Target, opts)
 	if err != nil {
 		return nil, err
 	}
+	if index != nil {
+		// The image is complete in the store even when every step came
+		// from an imported cache.
+		if err := index.Materialize(ctx, sol.Result.Chain); err != nil {
+			return nil, err
+		}
+	}
 	cfg := plan.Config
 	cfg.History = a.history(ctx, sol, plan, len(sol.Result.Chain))
+	for _, c := range req.CacheTo {
+		if c.Type == "inline" {
+			if err := inlineCache(ctx, sol, plan, &cfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if index != nil {
+		// A config recorded with the imported cache for this very result
+		// keeps its timestamps, so the image digest is the same as where
+		// the cache was made.
+		if k, ok := sol.Key(plan.Target); ok {
+			if b, ok := index.ImageConfig(k); ok {
+				var prev v1.ConfigFile
+				if json.Unmarshal(b, &prev) == nil && sameButTimes(prev, cfg) {
+					cfg = prev
+				}
+			}
+		}
+	}
 	img := a.unchangedImage(ctx, req.Tags, sol.Result.Chain, cfg)
 	if img == nil {
 		img, err = exporter.Write(ctx, a.Store, sol.Result.Chain, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write image: %w", err)
+	}
+	if err := a.exportCaches(ctx, req.CacheTo, sol, plan, img, req.Registry); err != nil {
+		return nil, err
 	}
 	res := &BuildResult{Image: img}
 	for _, t := range req.Tags {
