@@ -37,6 +37,8 @@ type buildFlags struct {
 	outputs   []string
 	cacheFrom []string
 	cacheTo   []string
+	compress  string
+	level     int
 	insecure  []string
 }
 
@@ -69,6 +71,8 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringVar(&f.pull, "pull", "missing", "when to pull base images from their registry: missing, always or never (--pull alone: always)")
 	fl.Lookup("pull").NoOptDefVal = "always"
 	fl.BoolVar(&f.push, "push", false, "push each -t name to its registry after the build")
+	fl.StringVar(&f.compress, "compression", "gzip", "layer compression for --push and type=registry outputs: gzip, zstd or none")
+	fl.IntVar(&f.level, "compression-level", 0, "compression level (0: the algorithm's default)")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=REF | type=local,src=DIR | IMAGE (inline cache)")
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | type=inline")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
@@ -141,7 +145,7 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	if f.push && len(f.tags) == 0 {
 		return errors.New("--push needs a name to push to: add -t NAME")
 	}
-	regOpts := registry.Options{Insecure: f.insecure}
+	regOpts := registry.Options{Insecure: f.insecure, Compression: f.compress, CompressionLevel: f.level}
 	a, err := c.open(ctx)
 	if err != nil {
 		return err

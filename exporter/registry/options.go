@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/kiln-build/kiln/exporter"
+
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -54,6 +56,18 @@ type Options struct {
 	// Transport is the HTTP transport under authentication and retries;
 	// nil means a clone of remote.DefaultTransport.
 	Transport http.RoundTripper
+	// Compression of the layers Push uploads: "gzip" (the default, as
+	// docker), "zstd" or "none" (as stored: kiln keeps built layers
+	// uncompressed). CompressionLevel 0 is the algorithm's default.
+	Compression      string
+	CompressionLevel int
+}
+
+func (o Options) compression() string {
+	if o.Compression == "" {
+		return exporter.CompressionGzip
+	}
+	return o.Compression
 }
 
 func (o Options) jobs() int {

@@ -43,6 +43,10 @@ func Push(ctx context.Context, store *cache.Store, img *exporter.Image, ref stri
 	fail := func(err error) (digest.Digest, error) {
 		return "", fmt.Errorf("push %s to %s: %w", shown, reg, err)
 	}
+	img, err = exporter.Compress(ctx, store, img, opts.compression(), opts.CompressionLevel)
+	if err != nil {
+		return fail(err)
+	}
 	si, err := newStoredImage(ctx, store, img)
 	if err != nil {
 		return fail(err)
