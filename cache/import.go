@@ -130,7 +130,7 @@ func (s *Store) ImportLayer(ctx context.Context, r io.Reader, mediaType string, 
 		}
 		defer dr.Close()
 		dh = sha256.New()
-		tarStream = io.TeeReader(dr, dh)
+		tarStream = io.TeeReader(&bombGuard{r: dr, compressed: func() int64 { return t.size }}, dh)
 	}
 	if err := checkTar(tarStream); err != nil {
 		// Bytes other than the expected ones explain it better.
@@ -163,4 +163,32 @@ func (s *Store) ImportLayer(ctx context.Context, r io.Reader, mediaType string, 
 		return Layer{}, fmt.Errorf("%s: record layer: %w", what, err)
 	}
 	return l, nil
+}
+
+// Limits on what a compressed layer may expand to: beyond maxLayerBytes, or
+// beyond bombFloor at more than bombRatio times the compressed bytes read so
+// far, it is refused as a decompression bomb.
+const (
+	maxLayerBytes = 64 << 30
+	bombFloor     = 4 << 30
+	bombRatio     = 10000
+)
+
+// errBomb is the error of a layer that expands too far.
+var errBomb = errors.New("the layer expands beyond kiln's limits (64 GiB, or 10000 times its compressed size above 4 GiB): refusing a likely decompression bomb")
+
+// bombGuard counts decompressed bytes against the limits.
+type bombGuard struct {
+	r          io.Reader
+	n          int64
+	compressed func() int64
+}
+
+func (g *bombGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	if g.n > maxLayerBytes || (g.n > bombFloor && g.n > bombRatio*max(g.compressed(), 1)) {
+		return n, errBomb
+	}
+	return n, err
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -95,4 +96,24 @@ func TestImportLayerErrors(t *testing.T) {
 	if left := tmpLeftovers(t, s); len(left) > 0 {
 		t.Errorf("temp files left behind: %v", left)
 	}
+}
+
+func TestBombGuard(t *testing.T) {
+	var compressed int64 = 100
+	g := &bombGuard{r: io.LimitReader(zeroReader{}, bombFloor+1<<20), compressed: func() int64 { return compressed }}
+	if _, err := io.Copy(io.Discard, g); !errors.Is(err, errBomb) {
+		t.Errorf("4 GiB from 100 bytes: err = %v, want errBomb", err)
+	}
+	compressed = 1 << 30
+	g = &bombGuard{r: io.LimitReader(zeroReader{}, bombFloor+1<<20), compressed: func() int64 { return compressed }}
+	if _, err := io.Copy(io.Discard, g); err != nil {
+		t.Errorf("4 GiB from 1 GiB refused: %v", err)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
