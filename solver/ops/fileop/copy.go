@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -363,8 +362,10 @@ func (cp *copier) writeFile(h string, open func() (*os.File, error)) ([]xattr, e
 	if err != nil {
 		return nil, err
 	}
-	// *os.File.ReadFrom uses copy_file_range where it can.
-	if _, err := io.Copy(out, in); err != nil {
+	if cp.buf == nil {
+		cp.buf = make([]byte, 256<<10)
+	}
+	if _, err := copyContent(out, in, cp.buf); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("write %s: %w", h, err)
 	}
