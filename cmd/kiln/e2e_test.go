@@ -43,15 +43,36 @@ func requireRoot(t testing.TB) {
 func kiln(t testing.TB) string {
 	t.Helper()
 	kilnOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kiln-e2e-bin-")
+		// One fixed place, replaced atomically, so test runs leave no
+		// binaries behind and concurrent runs do not collide.
+		dir := filepath.Join(os.TempDir(), "kiln-e2e-bin")
+		if kilnErr = os.MkdirAll(dir, 0o755); kilnErr != nil {
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "build-")
 		if err != nil {
 			kilnErr = err
 			return
 		}
-		kilnBin = filepath.Join(dir, "kiln")
-		out, err := exec.Command("go", "build", "-o", kilnBin, ".").CombinedOutput()
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		out, err := exec.Command("go", "build", "-o", tmp.Name(), ".").CombinedOutput()
 		if err != nil {
 			kilnErr = errors.New(string(out))
+			return
+		}
+		kilnBin = filepath.Join(dir, fmt.Sprintf("kiln-%d", os.Getpid()))
+		if kilnErr = os.Rename(tmp.Name(), kilnBin); kilnErr != nil {
+			return
+		}
+		// Remove binaries of earlier runs; ours goes with the next run.
+		old, _ := filepath.Glob(filepath.Join(dir, "kiln-*"))
+		for _, o := range old {
+			if o != kilnBin {
+				if fi, err := os.Stat(o); err == nil && time.Since(fi.ModTime()) > time.Hour {
+					os.Remove(o)
+				}
+			}
 		}
 	})
 	if kilnErr != nil {
