@@ -7,7 +7,16 @@ require (
 	github.com/opencontainers/go-digest v1.0.0
 )
 
-require gotest.tools/v3 v3.5.2 // indirect
+require (
+	github.com/creack/pty v1.1.24 // indirect
+	github.com/google/nftables v0.3.0 // indirect
+	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42 // indirect
+	github.com/mdlayher/socket v0.5.0 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/net v0.59.0 // indirect
+	gotest.tools/v3 v3.5.2 // indirect
+)
 
 require (
 	github.com/agext/levenshtein v1.2.3 // indirect

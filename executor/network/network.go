@@ -1,15 +1,11 @@
-// Package network gives kiln's containers their networks: a default Linux
-// bridge "kiln0" and user-defined bridges, each with a subnet of its own; a
-// network namespace per container joined by a veth pair, an address from a
-// persistent allocator, NAT to reach outside, published ports, and name
-// resolution between containers of a user bridge. Everything it sets up is
-// removed by Detach.
 package network
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 )
 
 // Names of the built-in networks.
@@ -19,21 +15,94 @@ const (
 	None   = "none"   // loopback only
 )
 
+// Defaults used when the matching Options field is empty.
+const (
+	DefaultBridgeName = "kiln0"
+	DefaultTable      = "kiln"
+)
+
+// Errors returned by Manager, to be checked with errors.Is.
+var (
+	// ErrNotFound: no network of that name.
+	ErrNotFound = errors.New("network not found")
+	// ErrExists: a network of that name exists already.
+	ErrExists = errors.New("network already exists")
+	// ErrInUse: the network still has containers attached.
+	ErrInUse = errors.New("network has containers attached")
+	// ErrAttached: the container is attached already.
+	ErrAttached = errors.New("container is already attached")
+	// ErrPortInUse: a published host port is taken; the error is a
+	// *PortInUseError.
+	ErrPortInUse = errors.New("port is already in use")
+)
+
 // Options configures New.
 type Options struct {
 	// StateDir holds the allocator state, network records and the
 	// bind-mounted network namespaces (e.g. <store root>/network).
 	StateDir string
+	// DefaultBridge is the Linux bridge of the built-in "bridge" network;
+	// "" means DefaultBridgeName. At most 15 characters.
+	DefaultBridge string
+	// DefaultSubnet is the IPv4 subnet of the built-in "bridge" network,
+	// used the first time that network is set up (it is then recorded in
+	// StateDir). "" picks 10.88.0.0/16 or, when that overlaps a route of
+	// the host, another free private /16.
+	DefaultSubnet string
+	// Table is the nftables table (family ip) that holds kiln's NAT and
+	// published-port rules; "" means DefaultTable.
+	Table string
+	// ResolvConf is the host's resolver configuration copied into
+	// containers; "" means /etc/resolv.conf.
+	ResolvConf string
+	// HostsFile is the host's hosts file, copied for containers on the
+	// Host network; "" means /etc/hosts.
+	HostsFile string
 }
 
 // Manager creates networks and attaches containers to them. Several kiln
 // processes may use one StateDir at once (it locks).
-type Manager struct{ opts Options }
+type Manager struct {
+	opts Options
+	// failpoint, when set (by tests), is called between the steps of
+	// Attach; an error makes Attach fail there.
+	failpoint func(step string) error
+}
 
-// New returns a Manager.
-func New(opts Options) (*Manager, error) { return &Manager{opts: opts}, nil }
+// New returns a Manager. It checks the options but touches nothing.
+func New(opts Options) (*Manager, error) {
+	if opts.StateDir == "" {
+		return nil, errors.New("network: Options.StateDir is required")
+	}
+	dir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("network: state dir: %w", err)
+	}
+	opts.StateDir = dir
+	if opts.DefaultBridge == "" {
+		opts.DefaultBridge = DefaultBridgeName
+	}
+	if err := checkIfName(opts.DefaultBridge); err != nil {
+		return nil, fmt.Errorf("network: default bridge: %w", err)
+	}
+	if opts.DefaultSubnet != "" {
+		if _, err := parseSubnet(opts.DefaultSubnet); err != nil {
+			return nil, fmt.Errorf("network: default subnet: %w", err)
+		}
+	}
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	if opts.ResolvConf == "" {
+		opts.ResolvConf = "/etc/resolv.conf"
+	}
+	if opts.HostsFile == "" {
+		opts.HostsFile = "/etc/hosts"
+	}
+	return &Manager{opts: opts}, nil
+}
 
-// Network is a bridge network.
+// Network is a network containers can be attached to.
 type Network struct {
 	Name    string
 	ID      string
@@ -43,38 +112,49 @@ type Network struct {
 	Gateway netip.Addr
 }
 
-// Create makes a user bridge network; subnet "" picks a free one.
+// Create makes a user bridge network with a Linux bridge "kiln-<short id>";
+// subnet "" picks a free private /24. The subnet may not overlap another
+// network's or a route of the host.
 func (m *Manager) Create(ctx context.Context, name, subnet string) (*Network, error) {
-	return nil, errors.New("not implemented")
+	return m.create(ctx, name, subnet)
 }
 
-// List returns every network, the built-in ones first.
+// List returns every network, the built-in ones first, then the user
+// networks by name.
 func (m *Manager) List(ctx context.Context) ([]Network, error) {
-	return nil, errors.New("not implemented")
+	return m.list(ctx)
 }
 
-// Remove deletes a user network; it fails while containers are attached.
+// Remove deletes a user network (its bridge and NAT rules); it fails with
+// ErrInUse while containers are attached, and ErrNotFound for an unknown
+// name. Built-in networks cannot be removed (see Teardown).
 func (m *Manager) Remove(ctx context.Context, name string) error {
-	return errors.New("not implemented")
+	return m.remove(ctx, name)
 }
 
-// PortMapping publishes a container port (docker -p [IP:]HOST:CTR[/udp]).
-type PortMapping struct {
-	HostIP        netip.Addr // zero: all addresses, loopback included
-	HostPort      uint16
-	ContainerPort uint16
-	Proto         string // "tcp" or "udp"
+// Teardown removes what the networks put into the kernel: every bridge,
+// the default one included, and kiln's nftables table. The records stay, so
+// the next Attach sets them up again. It fails with ErrInUse while any
+// container is attached. Meant for tests and for uninstalling.
+func (m *Manager) Teardown(ctx context.Context) error {
+	return m.teardown(ctx)
 }
 
 // AttachRequest connects one container.
 type AttachRequest struct {
 	// ContainerID names the endpoint; Name is the container name others
-	// on a user bridge resolve.
+	// on a user bridge resolve. ContainerID is used in file names: letters,
+	// digits, '_', '.' and '-' only, at most 128 characters.
 	ContainerID string
 	Name        string
+	// Hostname is the container's host name, written into its hosts file;
+	// "" means the first 12 characters of ContainerID.
+	Hostname string
 	// Network is Bridge (default), None, Host or a user network name.
 	Network string
-	Ports   []PortMapping
+	// Ports are published on the host (bridge networks only). A HostPort
+	// of 0 picks a free port; Endpoint.Ports tells which.
+	Ports []PortMapping
 }
 
 // Endpoint is an attached container.
@@ -90,15 +170,22 @@ type Endpoint struct {
 	// /etc/hosts. ResolvConfPath likewise for /etc/resolv.conf.
 	HostsPath      string
 	ResolvConfPath string
+	// Network is the name of the network the container is attached to.
+	Network string
+	// Ports are the published ports, host ports filled in.
+	Ports []PortMapping
 }
 
-// Attach creates the container's network namespace and connects it.
+// Attach creates the container's network namespace and connects it. When it
+// fails it leaves nothing behind. A container is attached to one network at
+// a time (ErrAttached otherwise).
 func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Endpoint, error) {
-	return nil, errors.New("not implemented")
+	return m.attach(ctx, req)
 }
 
 // Detach removes everything Attach set up for the container (veth, address,
 // rules, port forwards, namespace, hosts entries); detaching twice is fine.
+// It also cleans up after an Attach interrupted by a crash.
 func (m *Manager) Detach(ctx context.Context, containerID string) error {
-	return errors.New("not implemented")
+	return m.detach(ctx, containerID)
 }

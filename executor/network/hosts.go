@@ -1,0 +1,80 @@
+package network
+
+import (
+	"bufio"
+	"bytes"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// hostEntry is one line of a hosts file.
+type hostEntry struct {
+	IP    netip.Addr
+	Names []string
+}
+
+// renderHosts writes a container's hosts file: the loopback names, the
+// container's own address and names (self.IP may be zero, on the none
+// network) and, under a comment, the other containers of its network.
+func renderHosts(self hostEntry, peers []hostEntry) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n")
+	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
+	b.WriteString("fe00::\tip6-localnet\n")
+	b.WriteString("ff00::\tip6-mcastprefix\n")
+	b.WriteString("ff02::1\tip6-allnodes\n")
+	b.WriteString("ff02::2\tip6-allrouters\n")
+	writeEntry := func(e hostEntry) {
+		names := uniqueNames(e.Names)
+		if !e.IP.IsValid() || len(names) == 0 {
+			return
+		}
+		b.WriteString(e.IP.String() + "\t" + strings.Join(names, " ") + "\n")
+	}
+	writeEntry(self)
+	peers = slices.Clone(peers)
+	slices.SortStableFunc(peers, func(a, b hostEntry) int { return a.IP.Compare(b.IP) })
+	if len(peers) > 0 {
+		b.WriteString("# other containers on the network\n")
+	}
+	for _, p := range peers {
+		writeEntry(p)
+	}
+	return b.Bytes()
+}
+
+func uniqueNames(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n != "" && !strings.ContainsAny(n, " \t\n#") && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// filterResolvConf drops the nameservers on loopback addresses, which mean
+// the host's own resolver and cannot be reached from a container's network
+// namespace. When no nameserver is left it returns an empty file.
+func filterResolvConf(data []byte) []byte {
+	var out bytes.Buffer
+	kept := 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			addr, _, _ := strings.Cut(f[1], "%")
+			if a, err := netip.ParseAddr(addr); err == nil && a.Unmap().IsLoopback() {
+				continue
+			}
+			kept++
+		}
+		out.WriteString(line + "\n")
+	}
+	if kept == 0 {
+		return nil
+	}
+	return out.Bytes()
+}
