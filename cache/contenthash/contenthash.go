@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -61,20 +60,6 @@ func Open(path string) *Cache {
 		c.entries = f.Entries
 	}
 	return c
-}
-
-func key(fi fs.FileInfo) (entry, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return entry{}, false
-	}
-	return entry{
-		Size:  fi.Size(),
-		Mtime: st.Mtim.Nano(),
-		Ctime: st.Ctim.Nano(),
-		Ino:   st.Ino,
-		Mode:  st.Mode,
-	}, true
 }
 
 // Digest returns the content digest of name (relative to the tree) whose
