@@ -233,8 +233,8 @@ type inspectOutput struct {
 
 func (c *cli) inspectCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "inspect IMAGE [IMAGE...]",
-		Short: "Show images' details as JSON",
+		Use:   "inspect CONTAINER|IMAGE [CONTAINER|IMAGE...]",
+		Short: "Show containers' or images' details as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -247,11 +247,20 @@ func (c *cli) inspectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := []inspectOutput{}
+			cs, err := a.Containers()
+			if err != nil {
+				return err
+			}
+			out := []any{}
 			for _, ref := range args {
+				// Like docker: a container of that name or ID first.
+				if r, err := cs.Get(ctx, ref); err == nil {
+					out = append(out, containerJSON(r))
+					continue
+				}
 				img, err := exporter.Lookup(ctx, a.Store, ref)
 				if err != nil {
-					return err
+					return fmt.Errorf("no such object: %s", ref)
 				}
 				o := inspectOutput{
 					ID: string(img.ID), RepoTags: []string{}, RepoDigests: []string{},

@@ -8,11 +8,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/kiln-build/kiln/executor/containers"
 	"github.com/kiln-build/kiln/executor/linux"
 	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
 func main() {
+	if containers.IsShim() {
+		// A container's monitor (kiln run, kiln start).
+		os.Exit(runShim())
+	}
 	if linux.IsInit() {
 		// The container side of a RUN or COPY step: never returns.
 		linux.RunInit(map[string]linux.Handler{

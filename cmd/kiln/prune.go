@@ -36,6 +36,13 @@ recently used entries until the store is at most that big.`,
 				return err
 			}
 			defer a.Close()
+			// Containers' images stay, even untagged: their snapshots are
+			// the containers' root filesystems.
+			release, err := a.LeaseContainerImages(ctx)
+			if err != nil {
+				return err
+			}
+			defer release()
 			rep, err := a.Store.Prune(ctx, opts)
 			if err != nil {
 				return err

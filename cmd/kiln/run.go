@@ -1,68 +1,111 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
-	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/executor/containers"
 )
 
-type runFlags struct {
-	rm          bool
+// containerFlags are the flags of kiln create and kiln run.
+type containerFlags struct {
+	name        string
 	env         []string
+	envFiles    []string
 	workdir     string
 	user        string
 	entrypoint  string
+	entrySet    bool
 	hostname    string
+	volumes     []string
+	tmpfs       []string
+	publish     []string
 	network     string
+	memory      string
+	cpus        float64
+	pidsLimit   int64
 	readOnly    bool
+	capAdd      []string
+	capDrop     []string
+	init        bool
+	stopSignal  string
+	stopTimeout int
+	restart     string
+	rm          bool
 	interactive bool
 	tty         bool
+	labels      []string
+	pull        string
 }
 
-func (c *cli) runCommand() *cobra.Command {
-	var f runFlags
-	cmd := &cobra.Command{
-		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-		Short: "Run a command in a new container",
-		Example: `  kiln run --rm hello
-  kiln run --rm -e NAME=world busybox sh -c 'echo hello $NAME'`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, args, &f)
-		},
-	}
-	fl := cmd.Flags()
+func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.SetInterspersed(false)
-	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits (kiln run always does for now)")
+	fl.StringVar(&f.name, "name", "", "assign a name to the container")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: from the environment)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user name or uid[:gid]")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
-	fl.StringVar(&f.hostname, "hostname", "", "container host name")
-	fl.StringVar(&f.network, "network", "host", "network: host or none")
+	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CTR[:ro], named volume NAME:CTR[:ro] or anonymous volume CTR")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs CTR[:OPTIONS]")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
+	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host or a network name")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs (e.g. 1.5)")
+	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
+	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
+	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
+	fl.BoolVar(&f.init, "init", false, "run an init inside the container that forwards signals and reaps processes")
+	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
+	fl.IntVar(&f.stopTimeout, "stop-timeout", -1, "seconds to wait for the container to stop before killing it")
+	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:N], always, unless-stopped")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo terminal")
-	return cmd
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE")
+	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fl.Bool("help", false, "help for this command")
 }
 
-func (c *cli) run(cmd *cobra.Command, args []string, f *runFlags) error {
-	ctx := cmd.Context()
-	network := executor.NetworkHost
-	switch f.network {
-	case "host", "default", "":
-	case "none":
-		network = executor.NetworkNone
-	default:
-		return &exitCodeErr{code: 125, err: fmt.Errorf("--network=%s: kiln run supports host and none for now", f.network)}
+// request turns the flags into an app request.
+func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.ContainerRequest, error) {
+	req := app.ContainerRequest{
+		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
+		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Tmpfs: f.tmpfs, Publish: f.publish,
+		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, Init: f.init,
+		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
-	var env []string
+	if f.stopTimeout >= 0 {
+		req.StopTimeout = time.Duration(f.stopTimeout) * time.Second
+	}
+	if fl.Changed("entrypoint") {
+		req.Entrypoint = []string{f.entrypoint}
+	}
+	pull, err := app.ParsePullPolicy(f.pull)
+	if err != nil {
+		return req, err
+	}
+	req.Registry.Pull = pull
+	for _, file := range f.envFiles {
+		env, err := readEnvFile(file)
+		if err != nil {
+			return req, err
+		}
+		req.Env = append(req.Env, env...)
+	}
 	for _, e := range f.env {
 		if !strings.Contains(e, "=") {
 			v, ok := os.LookupEnv(e)
@@ -71,33 +114,232 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *runFlags) error {
 			}
 			e += "=" + v
 		}
-		env = append(env, e)
+		req.Env = append(req.Env, e)
 	}
-	req := app.RunRequest{
-		Image: args[0], Args: args[1:], Env: env, Workdir: f.workdir, User: f.user,
-		Hostname: f.hostname, Network: network, ReadOnly: f.readOnly, Tty: f.tty,
-		Stdout: c.stdout, Stderr: c.stderr,
+	if f.memory != "" {
+		n, err := parseMemory(f.memory)
+		if err != nil {
+			return req, fmt.Errorf("--memory: %w", err)
+		}
+		req.Resources.Memory = n
 	}
-	if f.entrypoint != "" {
-		req.Entrypoint = []string{f.entrypoint}
+	if f.cpus < 0 {
+		return req, errors.New("--cpus: must be positive")
 	}
-	if f.interactive {
-		req.Stdin = c.stdin
+	req.Resources.CPUs = f.cpus
+	if f.pidsLimit < 0 {
+		f.pidsLimit = 0
+	}
+	req.Resources.PidsLimit = f.pidsLimit
+	if len(f.labels) > 0 {
+		req.Labels = map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			req.Labels[k] = v
+		}
+	}
+	return req, nil
+}
+
+// readEnvFile reads KEY=VALUE lines (KEY alone: from the environment);
+// blank lines and # comments are skipped.
+func readEnvFile(file string) ([]string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--env-file: %w", err)
+	}
+	defer f.Close()
+	var env []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.Contains(line, "=") {
+			v, ok := os.LookupEnv(line)
+			if !ok {
+				continue
+			}
+			line += "=" + v
+		}
+		env = append(env, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--env-file %s: %w", file, err)
+	}
+	return env, nil
+}
+
+func (c *cli) createCommand() *cobra.Command {
+	var f containerFlags
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a new container",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			req, err := f.request(cmd.Flags(), args)
+			if err != nil {
+				return asKilnError(err)
+			}
+			a, err := c.open(ctx)
+			if err != nil {
+				return asKilnError(err)
+			}
+			defer a.Close()
+			r, err := a.CreateContainer(ctx, req)
+			if err != nil {
+				return asKilnError(err)
+			}
+			fmt.Fprintln(c.stdout, r.Config.ID)
+			return nil
+		},
+	}
+	addContainerFlags(cmd.Flags(), &f)
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd
+}
+
+// flagError makes a bad flag of a container command exit 125, like docker.
+func flagError(_ *cobra.Command, err error) error { return asKilnError(err) }
+
+func (c *cli) runCommand() *cobra.Command {
+	var f containerFlags
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Run a command in a new container",
+		Long: `run creates a container from an image and starts it. In the foreground it
+streams the container's output and exits with its status; -d prints the
+container ID and leaves it running. Exit codes: the container's own, 125
+when kiln fails, 126 when the command cannot be invoked, 127 when it is not
+found.`,
+		Example: `  kiln run --rm busybox echo hello
+  kiln run -it --rm busybox sh
+  kiln run -d --name web -p 8080:80 busybox httpd -f -p 80
+  kiln run --rm -v data:/data busybox sh -c 'date >> /data/log'`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, args, &f, detach)
+		},
+	}
+	addContainerFlags(cmd.Flags(), &f)
+	cmd.SetFlagErrorFunc(flagError)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container ID")
+	return cmd
+}
+
+func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach bool) error {
+	ctx := cmd.Context()
+	req, err := f.request(cmd.Flags(), args)
+	if err != nil {
+		return asKilnError(err)
+	}
+	if f.tty && f.interactive && !detach && !isTerminal(c.stdin) {
+		return asKilnError(errors.New("the input device is not a TTY; drop -t or run from a terminal"))
 	}
 	a, err := c.open(ctx)
 	if err != nil {
-		return &exitCodeErr{code: 125, err: err}
+		return asKilnError(err)
+	}
+	r, err := a.CreateContainer(ctx, req)
+	if err != nil {
+		a.Close()
+		return asKilnError(err)
+	}
+	cs, err := a.Containers()
+	if err != nil {
+		a.Close()
+		return asKilnError(err)
+	}
+	// The store is not needed while the container runs; closing it
+	// keeps a long-running kiln run from holding up a prune.
+	a.Close()
+	id := r.Config.ID
+	sess, err := cs.Start(ctx, id, containers.StartOptions{Attach: !detach, Stdin: f.interactive && !detach})
+	if err != nil {
+		c.removeAfterFailedStart(ctx, id)
+		return startErr(err)
+	}
+	if detach {
+		fmt.Fprintln(c.stdout, id)
+		return nil
+	}
+	code, err := c.stream(ctx, cs, id, sess, f.tty, f.interactive)
+	if err != nil {
+		return asKilnError(err)
+	}
+	if f.rm {
+		// The shim removes the container before it reports the exit.
+		return exitWith(code)
+	}
+	return exitWith(code)
+}
+
+// removeAfterFailedStart removes a container kiln run created but could
+// not start, so nothing is left behind.
+func (c *cli) removeAfterFailedStart(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	a, err := c.open(ctx)
+	if err != nil {
+		return
 	}
 	defer a.Close()
-	err = a.Run(ctx, req)
-	var xe *executor.ExitError
-	if errors.As(err, &xe) {
-		return &exitError{Code: xe.Code}
+	_ = a.RemoveContainer(ctx, id, true, true)
+}
+
+// stream runs an attached session with the local terminal: raw mode and
+// resizes with a tty, signals forwarded without one.
+func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin bool) (int, error) {
+	st := containers.Streams{Stdout: c.stdout, Stderr: c.stderr}
+	if stdin {
+		st.Stdin = c.stdin
 	}
-	if err != nil {
-		return &exitCodeErr{code: 125, err: err}
+	// The container decides when the session ends: Ctrl-C is forwarded
+	// (or, with a tty, typed into it), not a reason to hang up.
+	ctx = context.WithoutCancel(ctx)
+	if tty {
+		restore, resize := c.terminal()
+		defer restore()
+		st.Resize = resize
+	} else {
+		sigs, stop := forwardSignals()
+		defer stop()
+		st.Signals = sigs
 	}
-	return nil
+	return sess.Stream(ctx, st)
+}
+
+// asKilnError wraps an error of kiln itself: exit status 125.
+func asKilnError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	var ce *exitCodeErr
+	if errors.As(err, &ee) || errors.As(err, &ce) {
+		return err
+	}
+	return &exitCodeErr{code: 125, err: err}
+}
+
+// startErr maps a failed start to its exit status: 126/127 for a command
+// that cannot be run, else 125.
+func startErr(err error) error {
+	var se *containers.StartError
+	if errors.As(err, &se) && (se.Code == 126 || se.Code == 127) {
+		return &exitCodeErr{code: se.Code, err: err}
+	}
+	return asKilnError(err)
+}
+
+// exitWith makes kiln exit with code, printing nothing.
+func exitWith(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitError{Code: code}
 }
 
 // exitCodeErr is an error with a specific process exit code.
@@ -108,3 +350,33 @@ type exitCodeErr struct {
 
 func (e *exitCodeErr) Error() string { return e.err.Error() }
 func (e *exitCodeErr) Unwrap() error { return e.err }
+
+// isTerminal reports whether r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && termIsTerminal(int(f.Fd()))
+}
+
+// parseMemory reads docker's memory sizes: a byte count with an optional
+// binary unit b, k, m or g ("256m" is 256 MiB).
+func parseMemory(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'b':
+			t = t[:n-1]
+		case 'k':
+			t, mult = t[:n-1], 1<<10
+		case 'm':
+			t, mult = t[:n-1], 1<<20
+		case 'g':
+			t, mult = t[:n-1], 1<<30
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size like 256m", s)
+	}
+	return int64(n * float64(mult)), nil
+}

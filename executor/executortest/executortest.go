@@ -44,9 +44,9 @@ func RequireRoot(t testing.TB) {
 
 // applets are linked to busybox in BinLayer.
 var applets = []string{
-	"sh", "cat", "chmod", "cut", "echo", "env", "false", "grep", "head", "hostname", "id", "kill",
-	"ln", "ls", "mkdir", "pwd", "readlink", "rm", "sleep", "stat", "tail", "test", "touch", "tr",
-	"true", "wc",
+	"sh", "cat", "chmod", "chown", "cut", "echo", "env", "false", "grep", "head", "hostname", "id",
+	"ip", "kill", "ln", "ls", "mkdir", "pwd", "readlink", "rm", "seq", "sleep", "stat", "stty", "tail",
+	"test", "touch", "tr", "true", "tty", "wc",
 }
 
 // BinLayer returns a new lower dir holding only /bin/busybox and /bin

@@ -6,6 +6,9 @@ import "github.com/kiln-build/kiln/executor"
 const (
 	configFD = 3 // JSON initConfig, read to EOF
 	statusFD = 4 // JSON status lines written by the init; closed by exec
+	// consoleFD is a unix socket, passed only for a Tty process, over
+	// which the init sends the pty master (SCM_RIGHTS) to the parent.
+	consoleFD = 5
 )
 
 // initConfig is what the parent sends the init over configFD.
@@ -22,6 +25,26 @@ type initConfig struct {
 	Inputs     []executor.Input `json:"inputs,omitempty"`
 	Hostname   string           `json:"hostname"`
 	NewNetwork bool             `json:"newNetwork,omitempty"`
+	// JoinedNetwork: the parent started the init in an existing network
+	// namespace (Spec.NetNSPath); the init brings up its loopback.
+	JoinedNetwork bool          `json:"joinedNetwork,omitempty"`
+	Mounts        []mountConfig `json:"mounts,omitempty"`
+	// Caps is the capability set of the process (bit n: capability n);
+	// nil means Docker's default set.
+	Caps *uint64 `json:"caps,omitempty"`
+	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
+	// requests on InitSocket, a path in RunDir.
+	Init       bool   `json:"init,omitempty"`
+	InitSocket string `json:"initSocket,omitempty"`
+}
+
+// mountConfig is an executor.Mount checked by the parent.
+type mountConfig struct {
+	Type     string   `json:"type"` // "bind" or "tmpfs"
+	Source   string   `json:"source,omitempty"`
+	Target   string   `json:"target"`
+	ReadOnly bool     `json:"readOnly,omitempty"`
+	Options  []string `json:"options,omitempty"`
 }
 
 type processConfig struct {
@@ -29,6 +52,7 @@ type processConfig struct {
 	Env  []string `json:"env,omitempty"`
 	Cwd  string   `json:"cwd"`
 	User string   `json:"user,omitempty"`
+	Tty  bool     `json:"tty,omitempty"`
 }
 
 type funcConfig struct {
@@ -84,3 +108,26 @@ type parentInfo struct {
 	Atime   int64  `json:"atime"` // ns since the epoch
 	Mtime   int64  `json:"mtime"`
 }
+
+// initRequest is one request to the init's socket (Spec.Init), sent as a
+// single SOCK_SEQPACKET message. An Exec request carries the process's
+// stdin, stdout and stderr as SCM_RIGHTS fds unless it has a Tty.
+type initRequest struct {
+	Exec   *processConfig `json:"exec,omitempty"`
+	Signal int            `json:"signal,omitempty"` // forwarded to the process
+}
+
+// initReply answers an initRequest. An Exec gets a first reply when the
+// process started (with the pty master attached for a Tty) or could not be
+// started (Error, with Code 126/127 or 0), and a second one with Exited and
+// the exit status in Code. Closing the connection before that kills the
+// process.
+type initReply struct {
+	Error  string `json:"error,omitempty"`
+	Code   int    `json:"code,omitempty"`
+	Pid    int    `json:"pid,omitempty"` // in the container's PID namespace
+	Exited bool   `json:"exited,omitempty"`
+}
+
+// maxInitRequest bounds the size of an initRequest message.
+const maxInitRequest = 1 << 20

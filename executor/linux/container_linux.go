@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -62,6 +63,19 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open upper dir: %w", err)
 	}
+	mounts, err := openMounts(cfg.Mounts)
+	if err != nil {
+		return 0, err
+	}
+	var ln *net.UnixListener
+	if cfg.Init {
+		// The socket lives in the run dir on the host, which the
+		// container cannot reach after pivot_root.
+		addr := &net.UnixAddr{Name: cfg.InitSocket, Net: "unixpacket"}
+		if ln, err = net.ListenUnix("unixpacket", addr); err != nil {
+			return 0, fmt.Errorf("listen for exec requests: %w", err)
+		}
+	}
 	if err := pivotRoot(rootfs); err != nil {
 		return 0, err
 	}
@@ -90,6 +104,12 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 		}
 		unix.Close(fd)
 	}
+	for _, m := range mounts {
+		if err := st.mount(m); err != nil {
+			return 0, err
+		}
+	}
+	closeMounts(mounts)
 	unix.Close(sysFD)
 	unix.Close(upperFD)
 	if err := maskPaths(); err != nil {
@@ -98,35 +118,33 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
 	}
-	if cfg.NewNetwork {
+	if cfg.NewNetwork || cfg.JoinedNetwork {
 		if err := loopbackUp(); err != nil {
 			return 0, err
 		}
 	}
+	caps := defaultCapMask()
+	if cfg.Caps != nil {
+		caps = *cfg.Caps
+	}
 
-	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group")
+	proc, code, err := prepareProcess(p)
 	if err != nil {
-		return 0, err
-	}
-	env := p.Env
-	if !hasEnv(env, "HOME") {
-		env = append(env[:len(env):len(env)], "HOME="+u.home)
-	}
-	cwd := path.Clean("/" + p.Cwd)
-	if err := os.MkdirAll(cwd, 0o755); err != nil {
-		return 0, fmt.Errorf("create working directory %s: %w", cwd, err)
+		return code, err
 	}
 	if cfg.ReadOnly {
 		if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 			return 0, fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
 	}
-	if err := enterDir(cwd); err != nil {
-		return 0, err
+	if cfg.Init {
+		return runInitProcess(&initProc{cfg: cfg, ln: ln, caps: caps}, proc, st.stubs, statusW)
 	}
-	argv0, code, err := lookPath(p.Args[0], env)
-	if err != nil {
-		return code, err
+	slave := -1
+	if p.Tty {
+		if slave, err = sendPty(proc.u); err != nil {
+			return 0, err
+		}
 	}
 
 	// Tell the parent which stubs to clean up; after this only the
@@ -135,16 +153,95 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err := cloexecFrom(3); err != nil {
 		return 0, fmt.Errorf("close kiln's file descriptors: %w", err)
 	}
-	if err := dropPrivileges(u); err != nil {
+	if slave >= 0 {
+		if err := takeTerminal(slave); err != nil {
+			return 0, err
+		}
+	}
+	if err := dropPrivileges(proc.u, caps); err != nil {
 		return 0, err
 	}
 	unix.Umask(0o022)
-	err = unix.Exec(argv0, p.Args, env)
+	err = unix.Exec(proc.argv0, proc.args, proc.env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {
 		code = 127
 	}
-	return code, fmt.Errorf("exec %s: %w", argv0, err)
+	return code, fmt.Errorf("exec %s: %w", proc.argv0, err)
+}
+
+// execProcess is a process resolved inside the container, ready to run.
+type execProcess struct {
+	argv0     string
+	args, env []string
+	cwd       string
+	u         execUser
+}
+
+// prepareProcess resolves p's user, environment and command inside the
+// container and changes to its working directory (created when missing).
+// On failure code is 126 or 127 for a command that cannot be run.
+func prepareProcess(p *processConfig) (execProcess, int, error) {
+	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group")
+	if err != nil {
+		return execProcess{}, 0, err
+	}
+	env := p.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env[:len(env):len(env)], "HOME="+u.home)
+	}
+	cwd := path.Clean("/" + p.Cwd)
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return execProcess{}, 0, fmt.Errorf("create working directory %s: %w", cwd, err)
+	}
+	if err := enterDir(cwd); err != nil {
+		return execProcess{}, 0, err
+	}
+	argv0, code, err := lookPath(p.Args[0], env)
+	if err != nil {
+		return execProcess{}, code, err
+	}
+	return execProcess{argv0: argv0, args: p.Args, env: env, cwd: cwd, u: u}, 0, nil
+}
+
+// sendPty opens a pseudo terminal for the process, sends the master to the
+// parent over consoleFD and returns the slave, owned by u.
+func sendPty(u execUser) (int, error) {
+	master, slave, err := openPty()
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(master)
+	if err := unix.Fchown(slave, u.uid, -1); err != nil {
+		unix.Close(slave)
+		return -1, fmt.Errorf("chown the pseudo terminal: %w", err)
+	}
+	if err := sendFDs(consoleFD, []byte{'M'}, master); err != nil {
+		unix.Close(slave)
+		return -1, fmt.Errorf("send the pseudo terminal: %w", err)
+	}
+	unix.Close(consoleFD)
+	return slave, nil
+}
+
+// takeTerminal makes the slave of a pty the controlling terminal of a new
+// session and the stdin, stdout and stderr of the process.
+func takeTerminal(slave int) error {
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("start a session: %w", err)
+	}
+	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("set the controlling terminal: %w", err)
+	}
+	for fd := range 3 {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return fmt.Errorf("set up the terminal: %w", err)
+		}
+	}
+	if slave > 2 {
+		unix.Close(slave)
+	}
+	return nil
 }
 
 // pivotRoot makes rootfs the root and detaches the old root, without
@@ -309,21 +406,44 @@ func (s *stubber) mountAt(p string, dir bool, mount func(target string) error) e
 	return nil
 }
 
-// ensure returns the resolved path of p, creating it if missing.
+// maxSymlinks bounds the dangling symlinks ensure follows for one path.
+const maxSymlinks = 40
+
+// ensure returns the resolved path of p, creating it if missing. It runs
+// after pivot_root, so every symlink resolves inside the container's root.
 func (s *stubber) ensure(p string, dir bool) (string, error) {
+	return s.ensureN(p, dir, 0)
+}
+
+func (s *stubber) ensureN(p string, dir bool, links int) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return filepath.EvalSymlinks(p)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return "", fmt.Errorf("%s is a dangling symlink", p)
+		// A dangling symlink: create what it points to, like runc.
+		if links >= maxSymlinks {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !path.IsAbs(target) {
+			dir, err := filepath.EvalSymlinks(path.Dir(p))
+			if err != nil {
+				return "", err
+			}
+			target = path.Join(dir, target)
+		}
+		return s.ensureN(path.Clean(target), dir, links+1)
 	}
 	parentExisted := true
 	if _, err := os.Stat(path.Dir(p)); errors.Is(err, fs.ErrNotExist) {
 		parentExisted = false
 	}
-	parent, err := s.ensure(path.Dir(p), true)
+	parent, err := s.ensureN(path.Dir(p), true, links)
 	if err != nil {
 		return "", err
 	}

@@ -110,31 +110,14 @@ var defaultCaps = []uintptr{
 	unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
 }
 
-// dropPrivileges sets no_new_privs, limits the capabilities to Docker's
-// default set and switches to u. It acts on the calling thread only, which
-// must be the one that execs.
-func dropPrivileges(u execUser) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set no_new_privs: %w", err)
+// dropPrivileges sets no_new_privs, limits the capabilities to caps (a bit
+// mask, see capMask) and switches to u. It acts on the calling thread only,
+// which must be the one that execs.
+func dropPrivileges(u execUser, caps uint64) error {
+	if err := limitCaps(caps); err != nil {
+		return err
 	}
-	var keep [2]uint32
-	for _, c := range defaultCaps {
-		keep[c/32] |= 1 << (c % 32)
-	}
-	for c := uintptr(0); c < 64; c++ {
-		if keep[c/32]&(1<<(c%32)) != 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
-			if errors.Is(err, unix.EINVAL) {
-				break // past the kernel's last capability
-			}
-			return fmt.Errorf("drop capability %d: %w", c, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
+	keep := [2]uint32{uint32(caps), uint32(caps >> 32)}
 	if err := setgroups(u.groups); err != nil {
 		return fmt.Errorf("set supplementary groups: %w", err)
 	}
@@ -153,6 +136,48 @@ func dropPrivileges(u execUser) error {
 		for i := range data {
 			data[i].Effective, data[i].Permitted = keep[i], keep[i]
 		}
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("set capabilities: %w", err)
+	}
+	return nil
+}
+
+// limitCaps sets no_new_privs, drops every capability outside caps from the
+// bounding set and clears the ambient set of the calling thread: what it
+// execs (as root) gets at most caps, and nothing from setuid or file
+// capabilities. The thread's own effective capabilities stay.
+func limitCaps(caps uint64) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	for c := uintptr(0); c < 64; c++ {
+		if caps&(1<<c) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				break // past the kernel's last capability
+			}
+			return fmt.Errorf("drop capability %d: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	return nil
+}
+
+// clearInheritable empties the inheritable capability set of the calling
+// thread and keeps its effective and permitted sets.
+func clearInheritable() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("get capabilities: %w", err)
+	}
+	for i := range data {
+		data[i].Inheritable = 0
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("set capabilities: %w", err)

@@ -70,13 +70,25 @@ func New(opts Options) (*Executor, error) {
 	return e, nil
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor = (*Executor)(nil)
+	_ executor.Starter  = (*Executor)(nil)
+)
 
 // Run implements executor.Executor. It starts /proc/self/exe as the
 // container init in new mount, PID, UTS and IPC namespaces (plus a network
 // namespace for executor.NetworkNone) and blocks until the container exits.
 func (e *Executor) Run(ctx context.Context, spec executor.Spec) error {
 	return e.run(ctx, spec)
+}
+
+// Start implements executor.Starter: it starts the container like Run and
+// returns once the process runs (the init exec'd it or, with Spec.Init,
+// started it as its child). A setup failure is returned as Run would
+// return it. ctx bounds the start only; the caller must Wait, which also
+// removes the container's state dir and cgroup.
+func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Container, error) {
+	return e.startContainer(ctx, spec)
 }
 
 // IsInit reports whether the process was started as a container init.

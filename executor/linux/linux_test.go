@@ -33,6 +33,10 @@ func TestConformance(t *testing.T) {
 	executortest.Suite(t, func(t *testing.T) executor.Executor { return newExecutor(t) })
 }
 
+func TestStarterConformance(t *testing.T) {
+	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newExecutor(t) })
+}
+
 // TestSuiteCopyMode runs the conformance suite with the copying fallback
 // that replaces overlayfs where it cannot be mounted.
 func TestSuiteCopyMode(t *testing.T) {
@@ -93,12 +97,21 @@ func TestSpecErrors(t *testing.T) {
 	e := newExecutor(t)
 	rootfs := executor.Rootfs{UpperDir: "/u", WorkDir: "/w"}
 	for name, spec := range map[string]executor.Spec{
-		"empty":    {Rootfs: rootfs},
-		"both":     {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Func: &executor.Func{Name: "x"}},
-		"no args":  {Rootfs: rootfs, Process: &executor.Process{}},
-		"tty":      {Rootfs: rootfs, Process: &executor.Process{Args: []string{"sh"}, Tty: true}},
-		"network":  {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Network: "bridge"},
-		"no upper": {Process: &executor.Process{Args: []string{"true"}}},
+		"empty":       {Rootfs: rootfs},
+		"both":        {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Func: &executor.Func{Name: "x"}},
+		"no args":     {Rootfs: rootfs, Process: &executor.Process{}},
+		"func init":   {Rootfs: rootfs, Func: &executor.Func{Name: "x"}, Init: true},
+		"func mounts": {Rootfs: rootfs, Func: &executor.Func{Name: "x"}, Mounts: []executor.Mount{{Type: "tmpfs", Target: "/t"}}},
+		"mount type":  {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Mounts: []executor.Mount{{Type: "nfs", Target: "/t"}}},
+		"mount root":  {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Mounts: []executor.Mount{{Type: "tmpfs", Target: "/"}}},
+		"mount rel":   {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Mounts: []executor.Mount{{Type: "bind", Source: "rel", Target: "/t"}}},
+		"tmpfs opt":   {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Mounts: []executor.Mount{{Type: "tmpfs", Target: "/t", Options: []string{"foo=1"}}}},
+		"cap":         {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, CapAdd: []string{"CAP_NOPE"}},
+		"limits":      {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Resources: &executor.Resources{Memory: 1 << 20}},
+		"cgroup abs":  {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, CgroupPath: "/kiln/x"},
+		"cgroup dots": {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, CgroupPath: "kiln/../../x"},
+		"network":     {Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}}, Network: "bridge"},
+		"no upper":    {Process: &executor.Process{Args: []string{"true"}}},
 	} {
 		if err := e.Run(t.Context(), spec); err == nil {
 			t.Errorf("%s: Run succeeded", name)

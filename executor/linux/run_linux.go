@@ -3,19 +3,14 @@ package linux
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
-	"golang.org/x/sys/unix"
 )
 
 // defaultHostname is the container's hostname when the Spec has none.
@@ -37,87 +32,21 @@ func (e *execError) Error() string { return e.msg }
 func (e *execError) Unwrap() error { return e.exit }
 
 func (e *Executor) run(ctx context.Context, spec executor.Spec) error {
-	if err := checkSpec(spec); err != nil {
+	c, err := e.start(ctx, spec, true)
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	runDir, err := os.MkdirTemp(e.opts.StateDir, "run-")
-	if err != nil {
-		return fmt.Errorf("create container state dir: %w", err)
-	}
-	defer os.RemoveAll(runDir)
-
-	cfg := initConfig{
-		RunDir:     runDir,
-		LowerDirs:  spec.Rootfs.LowerDirs,
-		UpperDir:   spec.Rootfs.UpperDir,
-		WorkDir:    spec.Rootfs.WorkDir,
-		ReadOnly:   spec.Rootfs.ReadOnly,
-		CopyMode:   e.copyMode.Load(),
-		Inputs:     spec.Inputs,
-		Hostname:   spec.Hostname,
-		NewNetwork: spec.Network == executor.NetworkNone,
-	}
-	if cfg.Hostname == "" {
-		cfg.Hostname = defaultHostname
-	}
-	var stdin io.Reader
-	var stdout, stderr io.Writer
-	if p := spec.Process; p != nil {
-		cfg.Process = &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User}
-		if err := writeEtcFiles(runDir, cfg.Hostname, spec.ExtraHosts); err != nil {
-			return err
-		}
-		stdin, stdout, stderr = p.Stdin, p.Stdout, p.Stderr
-	} else {
-		cfg.Func = &funcConfig{Name: spec.Func.Name, Payload: spec.Func.Payload}
-		stdout, stderr = spec.Func.Stdout, spec.Func.Stderr
-	}
-	cfgData, err := json.Marshal(cfg)
-	if err != nil {
-		return fmt.Errorf("encode container config: %w", err)
-	}
-
-	st, exitErr, err := start(ctx, cfgData, cfg.NewNetwork, stdin, stdout, stderr)
-	if st.Fallback != "" {
-		e.copyMode.Store(true)
-	}
-	var copyErr error
-	if st.Copied {
-		copyDir := filepath.Join(spec.Rootfs.WorkDir, copyDirName)
-		if err == nil && ctx.Err() == nil {
-			copyErr = writeChanges(copyDir, spec.Rootfs.UpperDir)
-		}
-		if rerr := os.RemoveAll(copyDir); copyErr == nil {
-			copyErr = rerr
-		}
-		if copyErr != nil {
-			copyErr = fmt.Errorf("write the changes of the copied root filesystem: %w", copyErr)
-		}
+	code, err := c.Wait()
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("run container: %w", cerr)
 	}
 	if err != nil {
 		return err
 	}
-	if spec.Process != nil && len(st.Stubs) > 0 {
-		// Best effort: a stub that cannot be removed only adds an empty
-		// file or dir to the layer.
-		_ = removeStubs(spec.Rootfs.UpperDir, st.Stubs)
+	if code != 0 {
+		return &executor.ExitError{Code: code}
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("run container: %w", err)
-	}
-	if st.Error != "" {
-		if st.Code != 0 {
-			return &execError{msg: st.Error, exit: &executor.ExitError{Code: st.Code}}
-		}
-		return errors.New(st.Error)
-	}
-	if exitErr != nil {
-		return exitErr
-	}
-	return copyErr
+	return nil
 }
 
 // checkSpec rejects specs the init cannot run, with errors that say why.
@@ -129,92 +58,37 @@ func checkSpec(spec executor.Spec) error {
 		return errors.New("run container: the spec has both a process and a function")
 	case spec.Process != nil && len(spec.Process.Args) == 0:
 		return errors.New("run container: no command given")
-	case spec.Process != nil && spec.Process.Tty:
-		return fmt.Errorf("run container with a terminal: %w (tty is not supported yet)", errors.ErrUnsupported)
 	case spec.Func != nil && spec.Func.Name == "":
 		return errors.New("run container: the function has no name")
+	case spec.Func != nil && (spec.Init || len(spec.Mounts) > 0 || len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0):
+		return errors.New("run container: Init, Mounts, CapAdd and CapDrop need a process, not a function")
 	case spec.Rootfs.UpperDir == "" || spec.Rootfs.WorkDir == "":
 		return errors.New("run container: the root filesystem needs an upper and a work dir")
+	case spec.Resources != nil && *spec.Resources != (executor.Resources{}) && spec.CgroupPath == "":
+		return errors.New("run container: resource limits need a cgroup path")
 	}
 	switch spec.Network {
 	case "", executor.NetworkHost, executor.NetworkNone:
 	default:
 		return fmt.Errorf("run container: unknown network mode %q (want %q or %q)", spec.Network, executor.NetworkHost, executor.NetworkNone)
 	}
+	if spec.CgroupPath != "" {
+		if err := checkCgroupPath(spec.CgroupPath); err != nil {
+			return fmt.Errorf("run container: %w", err)
+		}
+	}
+	if r := spec.Resources; r != nil && (r.Memory < 0 || r.CPUs < 0 || r.PidsLimit < 0) {
+		return errors.New("run container: negative resource limit")
+	}
+	for _, m := range spec.Mounts {
+		if _, err := parseMount(mountConfig{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options}); err != nil {
+			return fmt.Errorf("run container: %w", err)
+		}
+	}
+	if _, err := capMask(spec.CapAdd, spec.CapDrop); err != nil {
+		return fmt.Errorf("run container: %w", err)
+	}
 	return nil
-}
-
-// start runs the init to completion. It returns the final status the init
-// reported (the stubs it created, and a setup or Func error) and the exit
-// status as an *executor.ExitError (nil for 0).
-func start(ctx context.Context, cfgData []byte, newNet bool, stdin io.Reader, stdout, stderr io.Writer) (status, error, error) {
-	var st status
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return st, nil, fmt.Errorf("start container: %w", err)
-	}
-	defer cfgR.Close()
-	defer cfgW.Close()
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		return st, nil, fmt.Errorf("start container: %w", err)
-	}
-	defer stR.Close()
-	defer stW.Close()
-
-	cmd := exec.CommandContext(ctx, "/proc/self/exe", InitArg)
-	cmd.Args[0] = "kiln-init"
-	cmd.Env = []string{}
-	cmd.Dir = "/"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.ExtraFiles = []*os.File{cfgR, stW} // fds 3 and 4
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if newNet {
-		flags |= unix.CLONE_NEWNET
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = waitDelay
-	if err := cmd.Start(); err != nil {
-		return st, nil, fmt.Errorf("start container: %w", err)
-	}
-	cfgR.Close()
-	stW.Close()
-	// A failed write means the init died early; Wait reports why.
-	_, _ = cfgW.Write(cfgData)
-	cfgW.Close()
-
-	// The status pipe reaches EOF when the init execs the process (the fd
-	// is close-on-exec there) or exits.
-	dec := json.NewDecoder(stR)
-	for {
-		var s status
-		if err := dec.Decode(&s); err != nil {
-			break
-		}
-		st.Stubs = append(st.Stubs, s.Stubs...)
-		st.Copied = st.Copied || s.Copied
-		if s.Fallback != "" {
-			st.Fallback = s.Fallback
-		}
-		if s.Error != "" {
-			st.Error, st.Code = s.Error, s.Code
-		}
-	}
-	err = cmd.Wait()
-	ps := cmd.ProcessState
-	if ps == nil {
-		return st, nil, fmt.Errorf("run container: %w", err)
-	}
-	ws, _ := ps.Sys().(syscall.WaitStatus)
-	switch {
-	case ws.Signaled():
-		return st, &executor.ExitError{Code: 128 + int(ws.Signal())}, nil
-	case ws.ExitStatus() != 0:
-		return st, &executor.ExitError{Code: ws.ExitStatus()}, nil
-	case err != nil && !errors.Is(err, exec.ErrWaitDelay):
-		return st, nil, fmt.Errorf("run container: %w", err)
-	}
-	return st, nil, nil
 }
 
 // writeEtcFiles writes the hosts, resolv.conf and hostname files the init

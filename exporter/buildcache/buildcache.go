@@ -127,8 +127,23 @@ type Source struct {
 	images map[digest.Digest][]byte
 	blob   BlobFunc
 
+	// blobs maps a diff ID to the blob that carries it in the source,
+	// when that differs from the records (an inline cache pushed with
+	// compressed layers).
+	blobs map[digest.Digest]cache.Layer
+
 	mu      sync.Mutex
 	fetched map[digest.Digest]bool
+}
+
+// WithBlobs tells the source where its layers are when the registry holds
+// them in another compression than the records say: by diff ID.
+func (s *Source) WithBlobs(layers []cache.Layer) *Source {
+	s.blobs = map[digest.Digest]cache.Layer{}
+	for _, l := range layers {
+		s.blobs[l.DiffID] = l
+	}
+	return s
 }
 
 // NewSource makes a Source of cfg whose blobs blob opens; name is shown in
@@ -158,7 +173,18 @@ func (s *Source) LookupKey(_ context.Context, key digest.Digest) (cache.Chain, e
 	if !ok {
 		return nil, fmt.Errorf("cache key %s: %w", key, cache.ErrNotFound)
 	}
-	return c, nil
+	if len(s.blobs) == 0 {
+		return c, nil
+	}
+	// Name the layers as the source holds them.
+	out := make(cache.Chain, len(c))
+	for i, l := range c {
+		if b, ok := s.blobs[l.DiffID]; ok {
+			l = b
+		}
+		out[i] = l
+	}
+	return out, nil
 }
 
 // ImageConfig returns the image config recorded for a result key.
@@ -167,11 +193,14 @@ func (s *Source) ImageConfig(key digest.Digest) ([]byte, bool) {
 	return b, ok
 }
 
-// Has reports whether the source can supply blob d.
-func (s *Source) Has(d digest.Digest) bool {
+// Has reports whether the source can supply layer l.
+func (s *Source) Has(l cache.Layer) bool {
+	if b, ok := s.blobs[l.DiffID]; ok && b.Digest == l.Digest {
+		return true
+	}
 	for _, c := range s.byKey {
-		for _, l := range c {
-			if l.Digest == d {
+		for _, cl := range c {
+			if cl.Digest == l.Digest {
 				return true
 			}
 		}
@@ -179,19 +208,21 @@ func (s *Source) Has(d digest.Digest) bool {
 	return false
 }
 
-// Fetch stores layer l from the source (verified against its digest).
+// Fetch stores layer l from the source (verified against its digest and
+// diff ID).
 func (s *Source) Fetch(ctx context.Context, store *cache.Store, l cache.Layer) error {
-	rc, err := s.blob(ctx, l.Digest)
+	blob := l
+	rc, err := s.blob(ctx, blob.Digest)
 	if err != nil {
-		return fmt.Errorf("%s: layer %s: %w", s.name, l.Digest, err)
+		return fmt.Errorf("%s: layer %s: %w", s.name, blob.Digest, err)
 	}
 	defer rc.Close()
-	got, err := store.ImportLayer(ctx, rc, l.MediaType, l.Digest)
+	got, err := store.ImportLayer(ctx, rc, blob.MediaType, blob.Digest)
 	if err != nil {
-		return fmt.Errorf("%s: layer %s: %w", s.name, l.Digest, err)
+		return fmt.Errorf("%s: layer %s: %w", s.name, blob.Digest, err)
 	}
 	if got.DiffID != l.DiffID {
-		return fmt.Errorf("%s: layer %s has diff ID %s, not %s as the cache says", s.name, l.Digest, got.DiffID, l.DiffID)
+		return fmt.Errorf("%s: layer %s has diff ID %s, not %s as the cache says", s.name, blob.Digest, got.DiffID, l.DiffID)
 	}
 	return nil
 }
@@ -246,7 +277,7 @@ func (x *Index) Materialize(ctx context.Context, chain cache.Chain) error {
 		}
 		var src *Source
 		for _, s := range x.Sources {
-			if s.Has(l.Digest) {
+			if s.Has(l) {
 				src = s
 				break
 			}

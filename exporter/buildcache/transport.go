@@ -95,8 +95,13 @@ func ImportRegistry(ctx context.Context, ref string, opts registry.Options) (*So
 	if err != nil {
 		return nil, fmt.Errorf("import build cache %s: %w", ref, err)
 	}
+	var pushed []cache.Layer
 	if inline {
-		if b, err = InlineConfig(b); err != nil {
+		imageConfig := b
+		if b, err = InlineConfig(imageConfig); err != nil {
+			return nil, fmt.Errorf("import build cache %s: %w", ref, err)
+		}
+		if pushed, err = imageLayers(imageConfig, m); err != nil {
 			return nil, fmt.Errorf("import build cache %s: %w", ref, err)
 		}
 	}
@@ -104,7 +109,33 @@ func ImportRegistry(ctx context.Context, ref string, opts registry.Options) (*So
 	if err != nil {
 		return nil, fmt.Errorf("import build cache %s: %w", ref, err)
 	}
-	return NewSource("cache "+ref, cfg, a.Blob), nil
+	src := NewSource("cache "+ref, cfg, a.Blob)
+	if inline {
+		src.WithBlobs(pushed)
+	}
+	return src, nil
+}
+
+// imageLayers pairs an image manifest's layer blobs with the config's diff
+// IDs.
+func imageLayers(imageConfig []byte, m v1.Manifest) ([]cache.Layer, error) {
+	var ic v1.ConfigFile
+	if err := json.Unmarshal(imageConfig, &ic); err != nil {
+		return nil, err
+	}
+	if len(ic.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("the image has %d layers but %d diff IDs", len(m.Layers), len(ic.RootFS.DiffIDs))
+	}
+	out := make([]cache.Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		out[i] = cache.Layer{
+			DiffID:    digest.Digest(ic.RootFS.DiffIDs[i].String()),
+			Digest:    digest.Digest(l.Digest.String()),
+			Size:      l.Size,
+			MediaType: string(l.MediaType),
+		}
+	}
+	return out, nil
 }
 
 // InlineConfig returns the cache metadata an image config carries in its

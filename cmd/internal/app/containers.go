@@ -1,0 +1,479 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/executor/containers"
+	"github.com/kiln-build/kiln/executor/network"
+	"github.com/kiln-build/kiln/exporter"
+)
+
+// ContainerRequest is a container to create (kiln create, kiln run).
+type ContainerRequest struct {
+	// Image is the image name or ID; it is pulled when missing.
+	Image string
+	// Args replace the image's Cmd (after the entrypoint).
+	Args []string
+	// Entrypoint, when not nil, replaces the image's entrypoint (and
+	// drops its Cmd when Args is empty).
+	Entrypoint []string
+	Name       string
+	Env        []string
+	Workdir    string
+	User       string
+	Hostname   string
+	Tty        bool
+	OpenStdin  bool
+	// Volumes are -v values: HOST:CTR[:ro], NAME:CTR[:ro] or CTR.
+	Volumes []string
+	// Tmpfs are --tmpfs values: CTR[:OPTIONS].
+	Tmpfs []string
+	// Publish are -p values: [IP:][HOST:]CTR[/udp].
+	Publish []string
+	// Network is bridge (default), none, host or a user network.
+	Network    string
+	Resources  executor.Resources
+	ReadOnly   bool
+	CapAdd     []string
+	CapDrop    []string
+	Init       bool
+	StopSignal string
+	// StopTimeout is the stop grace period; < 0: the default (10s).
+	StopTimeout time.Duration
+	Restart     string
+	AutoRemove  bool
+	Labels      map[string]string
+	// Registry configures pulls of a missing image.
+	Registry RegistryOptions
+}
+
+// Containers returns the container store under the App's root.
+func (a *App) Containers() (*containers.Store, error) {
+	return containers.Open(a.Store.Root())
+}
+
+// Networks returns the network manager under the App's root.
+func (a *App) Networks() (*network.Manager, error) {
+	return network.New(network.Options{StateDir: filepath.Join(a.Store.Root(), "network")})
+}
+
+// CreateContainer makes a container from req: it resolves (or pulls) the
+// image, composes the command and environment like docker, prepares the
+// mounts and volumes and the writable layer, and records the container in
+// state created. On error nothing is left behind.
+func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *containers.Record, err error) {
+	cs, err := a.Containers()
+	if err != nil {
+		return nil, err
+	}
+	policy, err := containers.ParseRestartPolicy(req.Restart)
+	if err != nil {
+		return nil, err
+	}
+	if req.AutoRemove && policy.Name != "no" {
+		return nil, errors.New("--restart and --rm cannot be used together")
+	}
+	if req.StopSignal != "" {
+		if _, err := containers.ParseSignal(req.StopSignal); err != nil {
+			return nil, fmt.Errorf("--stop-signal: %w", err)
+		}
+	}
+	netName := req.Network
+	switch netName {
+	case "", "default":
+		netName = network.Bridge
+	}
+	var ports []containers.Port
+	for _, p := range req.Publish {
+		pm, err := network.ParsePortMapping(p)
+		if err != nil {
+			return nil, err
+		}
+		port := containers.Port{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Proto: pm.Proto}
+		if pm.HostIP.IsValid() {
+			port.HostIP = pm.HostIP.String()
+		}
+		ports = append(ports, port)
+	}
+	if len(ports) > 0 && (netName == network.Host || netName == network.None) {
+		return nil, fmt.Errorf("-p: published ports need a bridge network, not --network=%s", netName)
+	}
+	if netName != network.Host && netName != network.None && netName != network.Bridge {
+		if err := a.checkNetwork(ctx, netName); err != nil {
+			return nil, err
+		}
+	}
+
+	img, err := localResolver{a: a, opts: req.Registry}.resolve(ctx, req.Image, req.Registry)
+	if err != nil {
+		var nf *exporter.NotFoundError
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("unable to find image %q: %w", req.Image, err)
+		}
+		return nil, err
+	}
+	ic := img.Config.Config
+	cfg := containers.Config{
+		ID:            containers.NewID(),
+		Name:          req.Name,
+		Image:         req.Image,
+		ImageID:       string(img.ID),
+		ImageManifest: string(img.ManifestDigest),
+		Entrypoint:    ic.Entrypoint,
+		Cmd:           ic.Cmd,
+		Env:           append([]string(nil), ic.Env...),
+		WorkingDir:    ic.WorkingDir,
+		User:          ic.User,
+		Hostname:      req.Hostname,
+		Tty:           req.Tty,
+		OpenStdin:     req.OpenStdin,
+		StdinOnce:     req.OpenStdin,
+		Labels:        map[string]string{},
+		StopSignal:    ic.StopSignal,
+		ReadOnly:      req.ReadOnly,
+		Network:       netName,
+		Ports:         ports,
+		Resources:     req.Resources,
+		CapAdd:        req.CapAdd,
+		CapDrop:       req.CapDrop,
+		Init:          req.Init,
+		Restart:       policy,
+		AutoRemove:    req.AutoRemove,
+	}
+	if req.Entrypoint != nil {
+		cfg.Entrypoint = req.Entrypoint
+		if len(req.Entrypoint) == 1 && req.Entrypoint[0] == "" {
+			cfg.Entrypoint = nil
+		}
+		cfg.Cmd = nil
+	}
+	if len(req.Args) > 0 {
+		cfg.Cmd = req.Args
+	}
+	cfg.Args = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
+	if len(cfg.Args) == 0 {
+		return nil, errors.New("no command specified: the image has no entrypoint or command; give one after the image name")
+	}
+	if !hasEnvKey(cfg.Env, "PATH") {
+		cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	for _, e := range req.Env {
+		cfg.Env = containers.MergeEnv(cfg.Env, e)
+	}
+	if cfg.Tty && !hasEnvKey(cfg.Env, "TERM") {
+		cfg.Env = append(cfg.Env, "TERM=xterm")
+	}
+	if req.Workdir != "" {
+		cfg.WorkingDir = req.Workdir
+	}
+	if req.User != "" {
+		cfg.User = req.User
+	}
+	if req.StopSignal != "" {
+		cfg.StopSignal = req.StopSignal
+	}
+	if req.StopTimeout >= 0 {
+		cfg.StopTimeout = req.StopTimeout
+		if req.StopTimeout == 0 {
+			cfg.StopTimeout = time.Nanosecond // "no grace period", distinct from unset
+		}
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = containers.ShortID(cfg.ID)
+	}
+	for k, v := range ic.Labels {
+		cfg.Labels[k] = v
+	}
+	for k, v := range req.Labels {
+		cfg.Labels[k] = v
+	}
+	for p := range ic.ExposedPorts {
+		cfg.ExposedPorts = append(cfg.ExposedPorts, p)
+	}
+	sort.Strings(cfg.ExposedPorts)
+	cfg.Healthcheck = healthcheck(ic.Healthcheck)
+
+	// From here on, undo what was made when something fails.
+	var anon []string
+	defer func() {
+		if err != nil {
+			for _, v := range anon {
+				_ = cs.RemoveVolume(context.WithoutCancel(ctx), v)
+			}
+		}
+	}()
+	mounts, made, err := a.mounts(ctx, cs, req, ic)
+	anon = made
+	if err != nil {
+		return nil, err
+	}
+	cfg.Mounts = mounts
+
+	active, err := a.Store.Prepare(ctx, img.Chain)
+	if err != nil {
+		return nil, err
+	}
+	defer active.Discard()
+	cfg.LowerDirs = active.LowerDirs
+	if cfg.ImageChain, err = json.Marshal(img.Chain); err != nil {
+		return nil, err
+	}
+	rec, err := cs.Create(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The writable layer moves from the store's temp dir into the
+	// container's dir (same filesystem), where it stays until rm.
+	if err := os.Rename(active.UpperDir, rec.UpperDir()); err == nil {
+		err = os.Rename(active.WorkDir, rec.WorkDir())
+	}
+	if err != nil {
+		_ = cs.Remove(context.WithoutCancel(ctx), cfg.ID, false)
+		return nil, fmt.Errorf("create container: move its writable layer: %w", err)
+	}
+	return rec, nil
+}
+
+// checkNetwork fails when the user network name does not exist.
+func (a *App) checkNetwork(ctx context.Context, name string) error {
+	m, err := a.Networks()
+	if err != nil {
+		return err
+	}
+	nets, err := m.List(ctx)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", name, err)
+	}
+	for _, n := range nets {
+		if n.Name == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("network %s not found", name)
+}
+
+// mounts turns -v, --tmpfs and the image's VOLUMEs into mounts; it returns
+// the anonymous volumes it made.
+func (a *App) mounts(ctx context.Context, cs *containers.Store, req ContainerRequest, ic v1.Config) ([]containers.Mount, []string, error) {
+	var out []containers.Mount
+	var anon []string
+	targets := map[string]bool{}
+	add := func(m containers.Mount) error {
+		m.Target = path.Clean(m.Target)
+		if !path.IsAbs(m.Target) {
+			return fmt.Errorf("invalid mount %s: the container path must be absolute", m.Target)
+		}
+		if m.Target == "/" {
+			return errors.New("invalid mount: cannot mount over the container's /")
+		}
+		if targets[m.Target] {
+			return fmt.Errorf("duplicate mount point: %s", m.Target)
+		}
+		targets[m.Target] = true
+		out = append(out, m)
+		return nil
+	}
+	for _, spec := range req.Volumes {
+		m, err := parseVolume(spec)
+		if err != nil {
+			return out, anon, err
+		}
+		switch {
+		case m.Type == containers.MountBind:
+			fi, err := os.Stat(m.Source)
+			if err != nil {
+				return out, anon, fmt.Errorf("invalid mount config: bind source path does not exist: %s", m.Source)
+			}
+			_ = fi
+		case m.Name == "":
+			v, err := cs.CreateVolume(ctx, "", nil)
+			if err != nil {
+				return out, anon, err
+			}
+			anon = append(anon, v.Name)
+			m.Name, m.Source, m.Anonymous = v.Name, v.Mountpoint, true
+		default:
+			v, err := cs.CreateVolume(ctx, m.Name, nil)
+			if err != nil {
+				return out, anon, err
+			}
+			m.Source = v.Mountpoint
+		}
+		if err := add(m); err != nil {
+			return out, anon, err
+		}
+	}
+	for _, spec := range req.Tmpfs {
+		target, opts, _ := strings.Cut(spec, ":")
+		m := containers.Mount{Type: containers.MountTmpfs, Source: "tmpfs", Target: target}
+		if opts != "" {
+			m.Options = strings.Split(opts, ",")
+		}
+		if err := add(m); err != nil {
+			return out, anon, err
+		}
+	}
+	var vols []string
+	for p := range ic.Volumes {
+		vols = append(vols, p)
+	}
+	sort.Strings(vols)
+	for _, p := range vols {
+		if targets[path.Clean(p)] {
+			continue
+		}
+		v, err := cs.CreateVolume(ctx, "", nil)
+		if err != nil {
+			return out, anon, err
+		}
+		anon = append(anon, v.Name)
+		if err := add(containers.Mount{Type: containers.MountVolume, Name: v.Name, Anonymous: true, Source: v.Mountpoint, Target: p}); err != nil {
+			return out, anon, err
+		}
+	}
+	return out, anon, nil
+}
+
+// parseVolume reads a -v value: HOST:CTR[:OPTS], NAME:CTR[:OPTS] or CTR.
+// OPTS is a comma list of ro and rw.
+func parseVolume(spec string) (containers.Mount, error) {
+	parts := strings.Split(spec, ":")
+	var m containers.Mount
+	var opts string
+	switch len(parts) {
+	case 1:
+		m = containers.Mount{Type: containers.MountVolume, Target: parts[0]}
+	case 2, 3:
+		src, target := parts[0], parts[1]
+		if len(parts) == 3 {
+			opts = parts[2]
+		}
+		switch {
+		case strings.HasPrefix(src, "/"):
+			m = containers.Mount{Type: containers.MountBind, Source: filepath.Clean(src), Target: target}
+		case src == "":
+			return m, fmt.Errorf("invalid volume %q: empty source", spec)
+		case containers.IsVolumeName(src):
+			m = containers.Mount{Type: containers.MountVolume, Name: src, Target: target}
+		default:
+			return m, fmt.Errorf("invalid volume %q: %q is neither an absolute host path nor a volume name", spec, src)
+		}
+	default:
+		return m, fmt.Errorf("invalid volume %q: want HOST-PATH:CONTAINER-PATH[:ro], NAME:CONTAINER-PATH[:ro] or CONTAINER-PATH", spec)
+	}
+	if m.Target == "" || !strings.HasPrefix(m.Target, "/") {
+		return m, fmt.Errorf("invalid volume %q: the container path must be absolute", spec)
+	}
+	if opts != "" {
+		for _, o := range strings.Split(opts, ",") {
+			switch o {
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+				m.ReadOnly = false
+			case "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy":
+			default:
+				return m, fmt.Errorf("invalid volume %q: unknown option %q", spec, o)
+			}
+		}
+	}
+	return m, nil
+}
+
+func hasEnvKey(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func healthcheck(h *v1.HealthConfig) *containers.Healthcheck {
+	if h == nil || len(h.Test) == 0 {
+		return nil
+	}
+	return &containers.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+}
+
+// RemoveContainer removes a container: its network attachment, writable
+// layer, logs and (with volumes) anonymous volumes. A running container
+// is refused unless force, which kills it first.
+func (a *App) RemoveContainer(ctx context.Context, ref string, force, volumes bool) error {
+	cs, err := a.Containers()
+	if err != nil {
+		return err
+	}
+	r, err := cs.Get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if r.Running() {
+		if !force {
+			return fmt.Errorf("cannot remove container %s: it is %s; stop it first or use rm -f", r.Config.Name, r.State.Status)
+		}
+		if err := cs.Stop(ctx, r.Config.ID, 0); err != nil && !errors.Is(err, containers.ErrNotRunning) {
+			return err
+		}
+	}
+	if r.Config.Network != network.Host && r.Config.Network != network.None {
+		if m, err := a.Networks(); err == nil {
+			_ = m.Detach(ctx, r.Config.ID)
+		}
+	}
+	// Left over when the container's shim was killed.
+	_ = containers.RemoveCgroup(r.Config.ID)
+	return cs.Remove(ctx, r.Config.ID, volumes)
+}
+
+// ContainerImage returns the image a container was created from.
+func (a *App) ContainerImage(ctx context.Context, r *containers.Record) (*exporter.Image, error) {
+	img, err := exporter.Read(ctx, a.Store, digest.Digest(r.Config.ImageManifest))
+	if err != nil {
+		return nil, fmt.Errorf("image of container %s: %w", r.Config.Name, err)
+	}
+	return img, nil
+}
+
+// LeaseContainerImages keeps the layers of every container's image safe
+// from a Prune of the App's store (their snapshots are the containers'
+// lower dirs) until release is called. Containers whose image cannot be
+// read are skipped.
+func (a *App) LeaseContainerImages(ctx context.Context) (release func(), err error) {
+	cs, err := a.Containers()
+	if err != nil {
+		return nil, err
+	}
+	list, err := cs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var releases []func()
+	for _, r := range list {
+		var chain cache.Chain
+		if err := json.Unmarshal(r.Config.ImageChain, &chain); err != nil || len(chain) == 0 {
+			continue
+		}
+		releases = append(releases, a.Store.Lease(chain))
+	}
+	return func() {
+		for _, f := range releases {
+			f()
+		}
+	}, nil
+}

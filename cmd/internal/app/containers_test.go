@@ -1,0 +1,39 @@
+package app
+
+import (
+	"testing"
+
+	"github.com/kiln-build/kiln/executor/containers"
+)
+
+func TestParseVolume(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    containers.Mount
+		wantErr bool
+	}{
+		{"/host:/ctr", containers.Mount{Type: containers.MountBind, Source: "/host", Target: "/ctr"}, false},
+		{"/host/../h:/ctr:ro", containers.Mount{Type: containers.MountBind, Source: "/h", Target: "/ctr", ReadOnly: true}, false},
+		{"data:/data", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/data"}, false},
+		{"data:/data:ro,z", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/data", ReadOnly: true}, false},
+		{"/anon", containers.Mount{Type: containers.MountVolume, Target: "/anon"}, false},
+		{"data:rel", containers.Mount{}, true},
+		{"rel", containers.Mount{}, true},
+		{":/x", containers.Mount{}, true},
+		{"a/b:/x", containers.Mount{}, true},
+		{"/h:/x:bogus", containers.Mount{}, true},
+		{"/a:/b:ro:x", containers.Mount{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseVolume(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseVolume(%q) error %v, want error %v", tc.in, err, tc.wantErr)
+			}
+			if !tc.wantErr && (got.Type != tc.want.Type || got.Source != tc.want.Source || got.Target != tc.want.Target ||
+				got.Name != tc.want.Name || got.ReadOnly != tc.want.ReadOnly) {
+				t.Errorf("parseVolume(%q) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}

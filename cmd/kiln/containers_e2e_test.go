@@ -1,0 +1,614 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// The container end-to-end tests drive kiln run and friends. Network
+// traffic goes only to loopback and to the containers' own addresses.
+
+// hostState is what a container may leak on the host: veth interfaces,
+// mounts and kiln cgroups.
+type hostState struct {
+	root    string
+	veths   []string
+	mounts  []string
+	cgroups []string
+}
+
+func snapshotHost(t *testing.T, root string) hostState {
+	t.Helper()
+	s := hostState{root: root}
+	// Only kiln's own bridges count: other tests may run beside these.
+	out, _ := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if !strings.Contains(l, "master kiln0") && !strings.Contains(l, "master kiln-") {
+			continue
+		}
+		if f := strings.Fields(l); len(f) > 1 {
+			s.veths = append(s.veths, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], root) {
+			s.mounts = append(s.mounts, f[4])
+		}
+	}
+	for _, base := range []string{"/sys/fs/cgroup/kiln", "/sys/fs/cgroup/pids/kiln", "/sys/fs/cgroup/memory/kiln"} {
+		ents, _ := os.ReadDir(base)
+		for _, e := range ents {
+			if e.IsDir() {
+				s.cgroups = append(s.cgroups, filepath.Join(base, e.Name()))
+			}
+		}
+	}
+	sort.Strings(s.veths)
+	sort.Strings(s.mounts)
+	return s
+}
+
+// checkNoLeaks fails when the host has veths, mounts or cgroups that were
+// not there in before (after giving asynchronous cleanup a moment).
+func checkNoLeaks(t *testing.T, before hostState, what string) {
+	t.Helper()
+	var extra []string
+	for i := 0; i < 50; i++ {
+		now := snapshotHost(t, before.root)
+		extra = nil
+		for _, v := range now.veths {
+			if !slices.Contains(before.veths, v) {
+				extra = append(extra, "veth "+v)
+			}
+		}
+		for _, m := range now.mounts {
+			if !slices.Contains(before.mounts, m) {
+				extra = append(extra, "mount "+m)
+			}
+		}
+		for _, c := range now.cgroups {
+			if !slices.Contains(before.cgroups, c) {
+				extra = append(extra, "cgroup "+c)
+			}
+		}
+		if len(extra) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("%s left behind: %s", what, strings.Join(extra, ", "))
+}
+
+// containerDirs lists the container directories under the store.
+func (e *env) containerDirs() []string {
+	ents, _ := os.ReadDir(filepath.Join(e.root, "containers"))
+	var out []string
+	for _, en := range ents {
+		if en.IsDir() {
+			out = append(out, en.Name())
+		}
+	}
+	return out
+}
+
+// newContainerEnv is newEnv plus a cleanup that removes every container.
+func newContainerEnv(t *testing.T) *env {
+	e := newEnv(t)
+	t.Cleanup(func() {
+		r := e.kiln("ps", "-aq", "--no-trunc")
+		for _, id := range strings.Fields(r.stdout) {
+			e.kiln("rm", "-f", "-v", id)
+		}
+	})
+	return e
+}
+
+func (e *env) state(ref string) map[string]any {
+	e.t.Helper()
+	r := e.must("inspect", ref)
+	var out []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out) != 1 {
+		e.t.Fatalf("inspect %s: %v\n%s", ref, err, r.stdout)
+	}
+	st, _ := out[0]["State"].(map[string]any)
+	return st
+}
+
+func (e *env) status(ref string) string {
+	e.t.Helper()
+	s, _ := e.state(ref)["Status"].(string)
+	return s
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	e := newContainerEnv(t)
+	before := snapshotHost(t, e.root)
+	id := strings.TrimSpace(e.must("create", "--name", "life", "busybox", "sh", "-c", "echo out; echo err >&2; exec sleep 1000").stdout)
+	if len(id) != 64 {
+		t.Fatalf("create printed %q, want a 64-digit ID", id)
+	}
+	if got := e.status("life"); got != "created" {
+		t.Fatalf("status after create %q, want created", got)
+	}
+	if r := e.must("ps", "-a"); !strings.Contains(r.stdout, "Created") || !strings.Contains(r.stdout, "life") {
+		t.Errorf("ps -a lacks the created container:\n%s", r.stdout)
+	}
+	if r := e.must("ps"); strings.Contains(r.stdout, "life") {
+		t.Errorf("ps shows a container that is not running:\n%s", r.stdout)
+	}
+	e.must("start", "life")
+	if got := e.status("life"); got != "running" {
+		t.Fatalf("status after start %q, want running", got)
+	}
+	if r := e.must("ps", "--filter", "status=running", "-q"); strings.TrimSpace(r.stdout) != id[:12] {
+		t.Errorf("ps --filter status=running -q = %q, want %s", r.stdout, id[:12])
+	}
+	waitFor(t, "logs", func() bool { return strings.Contains(e.must("logs", "life").stdout, "out") })
+	if r := e.must("logs", "life"); r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("logs: stdout %q stderr %q, want out / err", r.stdout, r.stderr)
+	}
+	if r := e.must("logs", "-t", "--tail", "1", "life"); strings.Count(r.stdout+r.stderr, "\n") != 1 || !strings.Contains(r.stdout+r.stderr, "T") {
+		t.Errorf("logs -t --tail 1: %q %q", r.stdout, r.stderr)
+	}
+	if r := e.must("exec", "-e", "X=1", "life", "sh", "-c", "echo exec $X; cat /proc/1/cmdline >/dev/null"); r.stdout != "exec 1\n" {
+		t.Errorf("exec printed %q", r.stdout)
+	}
+	if r := e.kiln("exec", "life", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("exec exit %d, want 7", r.code)
+	}
+	if r := e.must("top", "life"); !strings.Contains(r.stdout, "sleep 1000") {
+		t.Errorf("top lacks the process:\n%s", r.stdout)
+	}
+	start := time.Now()
+	e.must("stop", "-t", "5", "life")
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("stop took %s; sleep should die of SIGTERM at once", d)
+	}
+	st := e.state("life")
+	if st["Status"] != "exited" || st["ExitCode"].(float64) != 143 {
+		t.Errorf("after stop: %v %v, want exited 143", st["Status"], st["ExitCode"])
+	}
+	if r := e.must("ps", "-a"); !strings.Contains(r.stdout, "Exited (143)") {
+		t.Errorf("ps -a after stop:\n%s", r.stdout)
+	}
+	// exec on a stopped container is a kiln error.
+	if r := e.kiln("exec", "life", "true"); r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("exec on a stopped container: exit %d, stderr %q; want 125 and one line", r.code, r.stderr)
+	}
+	e.must("start", "life")
+	e.must("restart", "-t", "1", "life")
+	if got := e.status("life"); got != "running" {
+		t.Errorf("status after restart %q", got)
+	}
+	e.must("kill", "life")
+	if r := e.must("wait", "life"); strings.TrimSpace(r.stdout) != "137" {
+		t.Errorf("wait after kill printed %q, want 137", r.stdout)
+	}
+	e.must("rename", "life", "life2")
+	if r := e.kiln("rm", "life"); r.code == 0 {
+		t.Errorf("rm of the old name succeeded")
+	}
+	e.must("rm", "life2")
+	if r := e.must("ps", "-aq"); strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("ps -aq after rm: %q", r.stdout)
+	}
+	if d := e.containerDirs(); len(d) != 0 {
+		t.Errorf("container dirs left: %v", d)
+	}
+	checkNoLeaks(t, before, "the lifecycle")
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if ok() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestContainerExitCodesAndErrors(t *testing.T) {
+	e := newContainerEnv(t)
+	srcDir := t.TempDir()
+	e.must("run", "-d", "--name", "taken", "-p", "127.0.0.1:18181:80", "-v", "used:/data", "busybox", "sleep", "1000")
+	before := snapshotHost(t, e.root)
+	dirsBefore := e.containerDirs()
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"exit status", []string{"run", "--rm", "busybox", "sh", "-c", "exit 3"}, 3},
+		{"not found", []string{"run", "--rm", "busybox", "no-such-command"}, 127},
+		{"not executable", []string{"run", "--rm", "busybox", "/etc/passwd"}, 126},
+		{"bad flag", []string{"run", "--no-such-flag", "busybox"}, 125},
+		{"unknown image", []string{"run", "--rm", "--pull", "never", "no-such-image"}, 125},
+		{"port in use", []string{"run", "--rm", "-p", "127.0.0.1:18181:80", "busybox", "true"}, 125},
+		{"missing bind source", []string{"run", "--rm", "-v", filepath.Join(srcDir, "missing") + ":/x", "busybox", "true"}, 125},
+		{"name taken", []string{"run", "--rm", "--name", "taken", "busybox", "true"}, 125},
+		{"bad restart", []string{"run", "--restart", "sometimes", "busybox", "true"}, 125},
+		{"unknown network", []string{"run", "--rm", "--network", "no-such-net", "busybox", "true"}, 125},
+		{"volume in use", []string{"volume", "rm", "used"}, 125},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.kiln(tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			if tc.code == 125 {
+				if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 {
+					t.Errorf("want a one-line error, got:\n%s", r.stderr)
+				}
+			}
+			checkNoLeaks(t, before, tc.name)
+			if got := e.containerDirs(); !slices.Equal(got, dirsBefore) {
+				t.Errorf("container dirs %v, want %v", got, dirsBefore)
+			}
+		})
+	}
+	e.must("kill", "taken")
+	if r := e.must("wait", "taken"); strings.TrimSpace(r.stdout) != "137" {
+		t.Errorf("wait after kill: %q, want 137", r.stdout)
+	}
+}
+
+func TestRunInteractiveTTY(t *testing.T) {
+	e := newContainerEnv(t)
+	cmd := exec.Command(e.bin, "--root", e.root, "run", "-it", "--rm", "busybox", "sh")
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100})
+	out := make(chan string, 1)
+	go func() {
+		var b bytes.Buffer
+		io.Copy(&b, ptmx) // ends with EIO once kiln exits
+		out <- b.String()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	io.WriteString(ptmx, "stty size; echo h''i; exit 3\r")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("kiln run -it did not exit; output so far lost")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("exit %d, want 3", code)
+	}
+	got := <-out
+	if !strings.Contains(got, "hi\r\n") {
+		t.Errorf("output lacks hi:\n%q", got)
+	}
+	if !strings.Contains(got, "30 100") {
+		t.Errorf("the terminal size did not reach the container:\n%q", got)
+	}
+}
+
+func TestVolumes(t *testing.T) {
+	e := newContainerEnv(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in.txt"), []byte("from host\n"), 0o644)
+	r := e.must("run", "--rm", "-v", host+":/h", "busybox", "sh", "-c", "cat /h/in.txt; echo from container > /h/out.txt")
+	if r.stdout != "from host\n" {
+		t.Errorf("bind mount read %q", r.stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "out.txt")); string(b) != "from container\n" {
+		t.Errorf("bind mount write: host sees %q", b)
+	}
+	if r := e.kiln("run", "--rm", "-v", host+":/h:ro", "busybox", "touch", "/h/x"); r.code == 0 {
+		t.Errorf("write to a read-only bind succeeded")
+	}
+	// A named volume keeps data across containers.
+	e.must("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo persisted > /data/f")
+	if r := e.must("run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/f"); r.stdout != "persisted\n" {
+		t.Errorf("named volume: %q", r.stdout)
+	}
+	if r := e.must("volume", "ls", "-q"); strings.TrimSpace(r.stdout) != "data" {
+		t.Errorf("volume ls -q: %q", r.stdout)
+	}
+	// An anonymous volume goes with --rm.
+	e.must("run", "--rm", "-v", "/anon", "busybox", "touch", "/anon/x")
+	if r := e.must("volume", "ls", "-q"); strings.TrimSpace(r.stdout) != "data" {
+		t.Errorf("anonymous volume left after --rm: %q", r.stdout)
+	}
+	e.must("create", "--name", "user", "-v", "data:/data", "busybox", "true")
+	if r := e.kiln("volume", "rm", "data"); r.code != 125 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("volume rm of a used volume: exit %d %s", r.code, r.stderr)
+	}
+	e.must("rm", "user")
+	e.must("volume", "rm", "data")
+	e.must("volume", "create", "v2")
+	e.must("volume", "inspect", "v2")
+	if r := e.must("volume", "prune", "-f"); !strings.Contains(r.stdout, "v2") {
+		t.Errorf("volume prune: %q", r.stdout)
+	}
+	// tmpfs and read-only root.
+	if r := e.must("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c", "touch /scratch/a && ! touch /b 2>/dev/null && echo ok"); r.stdout != "ok\n" {
+		t.Errorf("--read-only --tmpfs: %q", r.stdout)
+	}
+}
+
+// freePort returns a TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func httpGet(t *testing.T, url string) (string, error) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var lastErr error
+	for i := 0; i < 30; i++ {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b), err
+		}
+		lastErr = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", lastErr
+}
+
+func TestPublishPort(t *testing.T) {
+	e := newContainerEnv(t)
+	before := snapshotHost(t, e.root)
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from kiln\n"), 0o644)
+	port := freePort(t)
+	e.must("run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:80", port), "-v", www+":/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	body, err := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil || body != "hello from kiln\n" {
+		t.Fatalf("GET through the published port: %q, %v", body, err)
+	}
+	if r := e.must("port", "web"); strings.TrimSpace(r.stdout) != fmt.Sprintf("80/tcp -> 0.0.0.0:%d", port) {
+		t.Errorf("port: %q", r.stdout)
+	}
+	if r := e.must("ps"); !strings.Contains(r.stdout, fmt.Sprintf("0.0.0.0:%d->80/tcp", port)) {
+		t.Errorf("ps lacks the port:\n%s", r.stdout)
+	}
+	e.must("rm", "-f", "web")
+	checkNoLeaks(t, before, "a published port")
+	if _, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		t.Errorf("the port still answers after rm -f")
+	}
+}
+
+func TestUserNetworkByName(t *testing.T) {
+	e := newContainerEnv(t)
+	before := snapshotHost(t, e.root)
+	e.must("network", "create", "e2enet")
+	t.Cleanup(func() { e.kiln("network", "rm", "e2enet") })
+	if r := e.must("network", "ls"); !strings.Contains(r.stdout, "e2enet") || !strings.Contains(r.stdout, "bridge") {
+		t.Errorf("network ls:\n%s", r.stdout)
+	}
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("web by name\n"), 0o644)
+	e.must("run", "-d", "--name", "web", "--network", "e2enet", "-v", www+":/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	r := e.kiln("run", "--rm", "--network", "e2enet", "busybox", "sh", "-c",
+		"for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://web/ && exit 0; sleep 0.3; done; exit 1")
+	if r.code != 0 || r.stdout != "web by name\n" {
+		t.Fatalf("wget http://web/: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.kiln("network", "rm", "e2enet"); r.code == 0 {
+		t.Errorf("network rm succeeded while a container is attached")
+	}
+	e.must("rm", "-f", "web")
+	e.must("network", "rm", "e2enet")
+	checkNoLeaks(t, before, "a user network")
+}
+
+func TestPauseFreezes(t *testing.T) {
+	e := newContainerEnv(t)
+	dir := t.TempDir()
+	e.must("run", "-d", "--name", "busy", "--network", "none", "-v", dir+":/c", "busybox", "sh", "-c",
+		"i=0; while true; do i=$((i+1)); echo $i > /c/t; mv /c/t /c/n; done")
+	counter := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "n"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	waitFor(t, "the loop", func() bool { return counter() > 0 })
+	e.must("pause", "busy")
+	if got := e.status("busy"); got != "paused" {
+		t.Errorf("status %q, want paused", got)
+	}
+	if r := e.must("ps"); !strings.Contains(r.stdout, "(Paused)") {
+		t.Errorf("ps:\n%s", r.stdout)
+	}
+	time.Sleep(200 * time.Millisecond)
+	a := counter()
+	time.Sleep(500 * time.Millisecond)
+	if b := counter(); a != b || a == 0 {
+		t.Errorf("the loop ran while paused: %d then %d", a, b)
+	}
+	e.must("unpause", "busy")
+	waitFor(t, "the loop to go on", func() bool { return counter() > a })
+	e.must("stop", "-t", "1", "busy")
+}
+
+func TestShimKilledShowsExited(t *testing.T) {
+	e := newContainerEnv(t)
+	before := snapshotHost(t, e.root)
+	id := strings.TrimSpace(e.must("run", "-d", "busybox", "sleep", "1000").stdout)
+	var st struct{ ShimPid int }
+	b, err := os.ReadFile(filepath.Join(e.root, "containers", id, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(b, &st)
+	if st.ShimPid == 0 {
+		t.Fatalf("no shim pid in state.json: %s", b)
+	}
+	syscall.Kill(st.ShimPid, syscall.SIGKILL)
+	waitFor(t, "ps to show the container exited", func() bool {
+		return strings.Contains(e.must("ps", "-a").stdout, "Exited (137)")
+	})
+	e.must("rm", id)
+	checkNoLeaks(t, before, "a killed shim")
+}
+
+func TestRestartPolicy(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "flaky", "--network", "none", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1")
+	waitFor(t, "two restarts", func() bool {
+		st := e.state("flaky")
+		return st["Status"] == "exited" && st["ExitCode"].(float64) == 1
+	})
+	r := e.must("inspect", "flaky")
+	if !strings.Contains(r.stdout, `"RestartCount": 2`) {
+		t.Errorf("RestartCount is not 2:\n%s", r.stdout)
+	}
+	if r := e.must("logs", "flaky"); r.stdout != "" {
+		t.Errorf("logs %q", r.stdout)
+	}
+}
+
+func TestPruneKeepsContainerLayers(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("tag", "busybox", "mine")
+	e.must("create", "--name", "keep", "--network", "none", "mine", "echo", "still here")
+	e.must("rmi", "mine")
+	e.must("prune", "--all")
+	e.must("prune", "--all")
+	if r := e.must("start", "-a", "keep"); r.stdout != "still here\n" {
+		t.Errorf("start after prune: %q", r.stdout)
+	}
+}
+
+// TestRunLatency reports the median time of kiln run --rm busybox true.
+func TestRunLatency(t *testing.T) {
+	e := newContainerEnv(t)
+	var ds []time.Duration
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		e.must("run", "--rm", "busybox", "true")
+		ds = append(ds, time.Since(start))
+	}
+	slices.Sort(ds)
+	t.Logf("kiln run --rm busybox true: median %s (min %s, max %s)", (ds[4]+ds[5])/2, ds[0], ds[9])
+	var none []time.Duration
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		e.must("run", "--rm", "--network", "none", "busybox", "true")
+		none = append(none, time.Since(start))
+	}
+	slices.Sort(none)
+	t.Logf("kiln run --rm --network none busybox true: median %s", (none[4]+none[5])/2)
+}
+
+func TestCopyDiffExportCommit(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "--name", "fs", "--network", "none", "busybox", "sh", "-c",
+		"mkdir -p /app/sub && echo v1 > /app/sub/f && rm /bin/yes && rm /etc/group && ln -s /app /link")
+	// diff sees added, changed and deleted paths.
+	diff := e.must("diff", "fs").stdout
+	for _, want := range []string{"A /app\n", "A /app/sub/f\n", "D /etc/group\n", "D /bin/yes\n", "C /etc\n", "A /link\n"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff lacks %q:\n%s", want, diff)
+		}
+	}
+	// cp out of the stopped container, through its layers and a symlink.
+	host := t.TempDir()
+	e.must("cp", "fs:/link/sub", host)
+	if b, _ := os.ReadFile(filepath.Join(host, "sub", "f")); string(b) != "v1\n" {
+		t.Errorf("cp out: %q", b)
+	}
+	e.must("cp", "fs:/bin/busybox", filepath.Join(host, "bb"))
+	if fi, err := os.Stat(filepath.Join(host, "bb")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("cp out of a lower layer file: %v", err)
+	}
+	if r := e.kiln("cp", "fs:/etc/group", host); r.code != 125 {
+		t.Errorf("cp of a deleted file: exit %d", r.code)
+	}
+	// cp into the stopped container, then see it from a run.
+	os.WriteFile(filepath.Join(host, "new.txt"), []byte("copied in\n"), 0o644)
+	e.must("cp", filepath.Join(host, "new.txt"), "fs:/app/sub/")
+	e.must("cp", filepath.Join(host, "new.txt"), "fs:/etc/group")
+	// commit makes an image kiln run starts.
+	e.must("commit", "-m", "with app", "--change", `CMD ["cat", "/app/sub/new.txt", "/etc/group"]`, "fs", "committed:1")
+	if r := e.must("run", "--rm", "--network", "none", "committed:1"); r.stdout != "copied in\ncopied in\n" {
+		t.Errorf("run of the committed image: %q", r.stdout)
+	}
+	// export is the merged root filesystem.
+	r := e.must("export", "fs")
+	names := map[string]bool{}
+	tr := tar.NewReader(strings.NewReader(r.stdout))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names[h.Name] = true
+	}
+	for _, want := range []string{"bin/busybox", "app/sub/f", "app/sub/new.txt", "link", "etc/passwd"} {
+		if !names[want] {
+			t.Errorf("export lacks %s", want)
+		}
+	}
+	if names["bin/yes"] {
+		t.Errorf("export has a deleted file")
+	}
+	// cp in and out of a running container, and logs -f.
+	e.must("run", "-d", "--name", "live", "--network", "none", "busybox", "sh", "-c", "echo one; sleep 1; echo two; exec sleep 1000")
+	e.must("cp", filepath.Join(host, "new.txt"), "live:/tmp/")
+	if r := e.must("exec", "live", "cat", "/tmp/new.txt"); r.stdout != "copied in\n" {
+		t.Errorf("cp into a running container: %q", r.stdout)
+	}
+	e.must("exec", "live", "sh", "-c", "echo made > /made")
+	e.must("cp", "live:/made", filepath.Join(host, "made"))
+	if b, _ := os.ReadFile(filepath.Join(host, "made")); string(b) != "made\n" {
+		t.Errorf("cp out of a running container: %q", b)
+	}
+	cmd := exec.Command(e.bin, "--root", e.root, "logs", "-f", "live")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Start()
+	br := bufio.NewReader(stdout)
+	var lines []string
+	for len(lines) < 2 {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		lines = append(lines, l)
+	}
+	e.must("stop", "-t", "0", "live")
+	cmd.Wait()
+	if strings.Join(lines, "") != "one\ntwo\n" {
+		t.Errorf("logs -f: %q", lines)
+	}
+}

@@ -1,0 +1,356 @@
+package linux
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kiln-build/kiln/executor"
+)
+
+// cpuPeriod is the CFS period for Resources.CPUs, in microseconds.
+const cpuPeriod = 100000
+
+// v1Controllers are the cgroup v1 hierarchies a container gets a cgroup in.
+var v1Controllers = []string{"memory", "cpu", "pids", "freezer"}
+
+// cgroup is a container's cgroup: one directory on cgroup v2, one per
+// controller on v1.
+type cgroup struct {
+	v2   bool
+	dir  string            // v2
+	dirs map[string]string // v1: controller → directory
+}
+
+// checkCgroupPath rejects cgroup paths that are not clean relative paths.
+func checkCgroupPath(p string) error {
+	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." {
+		return fmt.Errorf("invalid cgroup path %q: want a clean relative path like kiln/<id>", p)
+	}
+	return nil
+}
+
+// cgroupMounts are the cgroup filesystems of this process's mount namespace.
+type cgroupMounts struct {
+	v2 string            // cgroup2 mount point, "" when none
+	v1 map[string]string // controller → mount point
+}
+
+func findCgroupMounts() (cgroupMounts, error) {
+	m := cgroupMounts{v1: map[string]string{}}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return m, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		switch g[0] {
+		case "cgroup2":
+			if m.v2 == "" {
+				m.v2 = f[4]
+			}
+		case "cgroup":
+			for _, opt := range strings.Split(g[2], ",") {
+				for _, c := range v1Controllers {
+					if opt == c {
+						m.v1[c] = f[4]
+					}
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+// useV2 decides between the hierarchies: v2 when it has the memory or pids
+// controller (a pure v2 host) or there is no v1 controller at all; v1 on
+// hybrid hosts, whose v2 hierarchy has none of the controllers kiln uses.
+func (m cgroupMounts) useV2() bool {
+	if m.v2 == "" {
+		return false
+	}
+	if len(m.v1) == 0 {
+		return true
+	}
+	b, _ := os.ReadFile(filepath.Join(m.v2, "cgroup.controllers"))
+	for _, c := range strings.Fields(string(b)) {
+		if c == "memory" || c == "pids" {
+			return true
+		}
+	}
+	return false
+}
+
+// newCgroup creates the cgroup at rel with the limits of r (may be nil).
+func newCgroup(rel string, r *executor.Resources) (*cgroup, error) {
+	if r == nil {
+		r = &executor.Resources{}
+	}
+	mounts, err := findCgroupMounts()
+	if err != nil {
+		return nil, fmt.Errorf("find cgroup mounts: %w", err)
+	}
+	cg := &cgroup{}
+	if mounts.useV2() {
+		cg.v2 = true
+		cg.dir = filepath.Join(mounts.v2, filepath.FromSlash(rel))
+		err = cg.createV2(mounts.v2, rel, r)
+	} else if len(mounts.v1) > 0 {
+		cg.dirs = map[string]string{}
+		err = cg.createV1(mounts.v1, rel, r)
+	} else {
+		return nil, errors.New("create cgroup: no cgroup filesystem is mounted")
+	}
+	if err != nil {
+		_ = cg.remove()
+		return nil, fmt.Errorf("create cgroup %s: %w", rel, err)
+	}
+	return cg, nil
+}
+
+func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
+	want := []string{"pids"} // pids also counts the tasks for cleanup
+	if r.Memory > 0 {
+		want = append(want, "memory")
+	}
+	if r.CPUs > 0 {
+		want = append(want, "cpu")
+	}
+	// Enable the controllers on the way down; a controller the parent
+	// does not offer shows as a missing limit file below.
+	dir := root
+	for _, part := range strings.Split(rel, "/") {
+		avail, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		have := strings.Fields(string(avail))
+		for _, c := range want {
+			for _, h := range have {
+				if h == c {
+					_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+c), 0)
+				}
+			}
+		}
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	if r.Memory > 0 {
+		if err := writeLimit(dir, "memory.max", strconv.FormatInt(r.Memory, 10), "memory"); err != nil {
+			return err
+		}
+		// No swap: the limit is what the container can use.
+		if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
+			if err := writeLimit(dir, "memory.swap.max", "0", "memory"); err != nil {
+				return err
+			}
+		}
+	}
+	if r.CPUs > 0 {
+		if err := writeLimit(dir, "cpu.max", fmt.Sprintf("%d %d", cpuQuota(r.CPUs), cpuPeriod), "cpu"); err != nil {
+			return err
+		}
+	}
+	if r.PidsLimit > 0 {
+		if err := writeLimit(dir, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Resources) error {
+	need := map[string]bool{"memory": r.Memory > 0, "cpu": r.CPUs > 0, "pids": r.PidsLimit > 0}
+	for _, c := range v1Controllers {
+		mnt, ok := mounts[c]
+		if !ok {
+			if need[c] {
+				return fmt.Errorf("the %s controller is not available (%w)", c, errors.ErrUnsupported)
+			}
+			continue
+		}
+		dir := filepath.Join(mnt, filepath.FromSlash(rel))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		cg.dirs[c] = dir
+	}
+	if d := cg.dirs["memory"]; r.Memory > 0 {
+		v := strconv.FormatInt(r.Memory, 10)
+		if err := writeLimit(d, "memory.limit_in_bytes", v, "memory"); err != nil {
+			return err
+		}
+		// No swap, where swap accounting is on.
+		if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
+			if err := writeLimit(d, "memory.memsw.limit_in_bytes", v, "memory"); err != nil {
+				return err
+			}
+		}
+	}
+	if d := cg.dirs["cpu"]; r.CPUs > 0 {
+		if err := writeLimit(d, "cpu.cfs_period_us", strconv.Itoa(cpuPeriod), "cpu"); err != nil {
+			return err
+		}
+		if err := writeLimit(d, "cpu.cfs_quota_us", strconv.FormatInt(cpuQuota(r.CPUs), 10), "cpu"); err != nil {
+			return err
+		}
+	}
+	if d := cg.dirs["pids"]; r.PidsLimit > 0 {
+		if err := writeLimit(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cpuQuota(cpus float64) int64 {
+	q := int64(math.Round(cpus * cpuPeriod))
+	return max(q, 1000) // the kernel's minimum quota is 1ms
+}
+
+// writeLimit writes a limit file, saying which controller is missing when
+// the file is not there.
+func writeLimit(dir, name, val, controller string) error {
+	err := os.WriteFile(filepath.Join(dir, name), []byte(val), 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("set %s: the %s controller is not available (%w)", name, controller, errors.ErrUnsupported)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s to %s: %w", name, val, err)
+	}
+	return nil
+}
+
+// add moves the process pid (all its threads) into the cgroup.
+func (cg *cgroup) add(pid int) error {
+	v := []byte(strconv.Itoa(pid))
+	for _, d := range cg.all() {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), v, 0); err != nil {
+			return fmt.Errorf("move the container into cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (cg *cgroup) all() []string {
+	if cg.v2 {
+		return []string{cg.dir}
+	}
+	var out []string
+	for _, c := range v1Controllers {
+		if d, ok := cg.dirs[c]; ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// freeze freezes (or thaws) every process in the cgroup and waits until
+// the kernel reports it done.
+func (cg *cgroup) freeze(frozen bool) error {
+	op := "pause"
+	if !frozen {
+		op = "resume"
+	}
+	var file, val, stateFile, want string
+	switch {
+	case cg.v2:
+		file, val, stateFile, want = "cgroup.freeze", "0", "cgroup.events", "frozen 0"
+		if frozen {
+			val, want = "1", "frozen 1"
+		}
+		file, stateFile = filepath.Join(cg.dir, file), filepath.Join(cg.dir, stateFile)
+	case cg.dirs["freezer"] != "":
+		file, val, want = filepath.Join(cg.dirs["freezer"], "freezer.state"), "THAWED", "THAWED"
+		if frozen {
+			val, want = "FROZEN", "FROZEN"
+		}
+		stateFile = file
+	default:
+		return fmt.Errorf("%s container: the freezer cgroup controller is not available (%w)", op, errors.ErrUnsupported)
+	}
+	if err := os.WriteFile(file, []byte(val), 0); err != nil {
+		return fmt.Errorf("%s container: %w", op, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(stateFile)
+		if err != nil {
+			return fmt.Errorf("%s container: %w", op, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.TrimSpace(line) == want {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s container: the cgroup did not reach %q", op, want)
+		}
+		if !cg.v2 && frozen {
+			// v1 may stay FREEZING: ask again.
+			_ = os.WriteFile(file, []byte(val), 0)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// remove kills whatever is left in the cgroup and removes it. Parent
+// directories stay: other containers may use them.
+func (cg *cgroup) remove() error {
+	if !cg.v2 {
+		if d := cg.dirs["freezer"]; d != "" {
+			// Frozen tasks would not die.
+			_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
+		}
+	} else if cg.dir != "" {
+		if err := os.WriteFile(filepath.Join(cg.dir, "cgroup.kill"), []byte("1"), 0); err != nil {
+			_ = os.WriteFile(filepath.Join(cg.dir, "cgroup.freeze"), []byte("0"), 0)
+		}
+	}
+	var errs []error
+	for _, d := range cg.all() {
+		errs = append(errs, removeCgroupDir(d))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroupDir kills the tasks of one cgroup dir and removes it,
+// retrying while dying tasks keep it busy.
+func removeCgroupDir(dir string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		err := syscall.Rmdir(dir)
+		if err == nil || errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return &fs.PathError{Op: "remove", Path: dir, Err: err}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,158 @@
+package linux
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// parsedMount is a checked Spec mount.
+type parsedMount struct {
+	mountConfig
+	// attrs are MOUNT_ATTR_* flags for a bind mount; flags and data the
+	// mount(2) arguments of a tmpfs.
+	attrs uint64
+	flags uintptr
+	data  string
+}
+
+// parseMount checks m and turns its options into mount flags.
+func parseMount(m mountConfig) (parsedMount, error) {
+	p := parsedMount{mountConfig: m}
+	if !path.IsAbs(m.Target) || path.Clean(m.Target) == "/" {
+		return p, fmt.Errorf("mount %q: the target must be an absolute path other than /", m.Target)
+	}
+	p.Target = path.Clean(m.Target)
+	switch m.Type {
+	case "bind":
+		if !path.IsAbs(m.Source) {
+			return p, fmt.Errorf("mount %s: the bind source %q is not an absolute path", m.Target, m.Source)
+		}
+		if m.ReadOnly {
+			p.attrs |= unix.MOUNT_ATTR_RDONLY
+		}
+		for _, o := range m.Options {
+			switch o {
+			case "ro":
+				p.attrs |= unix.MOUNT_ATTR_RDONLY
+			case "nosuid":
+				p.attrs |= unix.MOUNT_ATTR_NOSUID
+			case "nodev":
+				p.attrs |= unix.MOUNT_ATTR_NODEV
+			case "noexec":
+				p.attrs |= unix.MOUNT_ATTR_NOEXEC
+			case "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave", "z", "Z":
+				// Binds are always recursive and private.
+			default:
+				return p, fmt.Errorf("mount %s: unsupported bind option %q", m.Target, o)
+			}
+		}
+	case "tmpfs":
+		if m.Source != "" && m.Source != "tmpfs" {
+			return p, fmt.Errorf("mount %s: a tmpfs has no source (got %q)", m.Target, m.Source)
+		}
+		p.flags = unix.MS_NOSUID | unix.MS_NODEV
+		if m.ReadOnly {
+			p.flags |= unix.MS_RDONLY
+		}
+		var data []string
+		for _, o := range m.Options {
+			key, _, _ := strings.Cut(o, "=")
+			switch o {
+			case "ro":
+				p.flags |= unix.MS_RDONLY
+			case "rw":
+				p.flags &^= unix.MS_RDONLY
+			case "noexec":
+				p.flags |= unix.MS_NOEXEC
+			case "exec":
+				p.flags &^= unix.MS_NOEXEC
+			case "nosuid", "nodev":
+			case "suid":
+				p.flags &^= unix.MS_NOSUID
+			case "dev":
+				p.flags &^= unix.MS_NODEV
+			default:
+				switch key {
+				case "size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge", "mpol":
+					if strings.Contains(o, ",") {
+						return p, fmt.Errorf("mount %s: invalid tmpfs option %q", m.Target, o)
+					}
+					data = append(data, o)
+				default:
+					return p, fmt.Errorf("mount %s: unsupported tmpfs option %q", m.Target, o)
+				}
+			}
+		}
+		p.data = strings.Join(data, ",")
+	default:
+		return p, fmt.Errorf("mount %s: unsupported type %q (want bind or tmpfs)", m.Target, m.Type)
+	}
+	return p, nil
+}
+
+// openedMount is a Spec mount prepared before pivot_root: a bind source
+// is opened (as a detached copy of its mount tree) while host paths still
+// resolve.
+type openedMount struct {
+	parsedMount
+	tree int  // bind: detached mount tree, else -1
+	dir  bool // the target must be a directory
+}
+
+// openMounts parses and opens the Spec's mounts.
+func openMounts(ms []mountConfig) ([]openedMount, error) {
+	var out []openedMount
+	for _, m := range ms {
+		p, err := parseMount(m)
+		if err != nil {
+			closeMounts(out)
+			return nil, err
+		}
+		om := openedMount{parsedMount: p, tree: -1, dir: true}
+		if p.Type == "bind" {
+			fd, err := unix.OpenTree(unix.AT_FDCWD, p.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+			if err != nil {
+				closeMounts(out)
+				return nil, fmt.Errorf("mount %s: open bind source %s: %w", p.Target, p.Source, err)
+			}
+			om.tree = fd
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err == nil {
+				om.dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+			}
+			if p.attrs != 0 {
+				attr := unix.MountAttr{Attr_set: p.attrs}
+				if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+					out = append(out, om)
+					closeMounts(out)
+					return nil, fmt.Errorf("mount %s: set bind mount options: %w", p.Target, err)
+				}
+			}
+		}
+		out = append(out, om)
+	}
+	return out, nil
+}
+
+func closeMounts(ms []openedMount) {
+	for _, m := range ms {
+		if m.tree >= 0 {
+			unix.Close(m.tree)
+		}
+	}
+}
+
+// mount mounts m at its target inside the container's root (the caller has
+// pivoted, so symlinks in the image resolve inside it), creating the target
+// as a stub when missing.
+func (s *stubber) mount(m openedMount) error {
+	return s.mountAt(m.Target, m.dir, func(t string) error {
+		if m.tree >= 0 {
+			return unix.MoveMount(m.tree, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}
+		return unix.Mount("tmpfs", t, "tmpfs", m.flags, m.data)
+	})
+}

@@ -1,0 +1,451 @@
+package linux
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/kiln-build/kiln/executor"
+	"golang.org/x/sys/unix"
+)
+
+// initSocketName is the init's exec socket in the run dir (Spec.Init).
+const initSocketName = "init.sock"
+
+// maxSocketPath is the longest path a unix socket address can hold.
+const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
+
+func (e *Executor) startContainer(ctx context.Context, spec executor.Spec) (executor.Container, error) {
+	c, err := e.start(ctx, spec, false)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// container is a started container; it implements executor.Container.
+type container struct {
+	cmd      *exec.Cmd
+	runDir   string
+	rootfs   executor.Rootfs
+	process  bool
+	init     bool
+	initSock string
+	cg       *cgroup
+	// tty is the pty master of a Tty process; ttyOut is closed when
+	// copying its output has finished.
+	tty    *os.File
+	ttyOut chan struct{}
+
+	// st is what the init reported while starting; final once started
+	// is closed.
+	st      status
+	started chan struct{}
+	// cancelled is set when Run's ctx killed the container: the changes
+	// of a copied root filesystem are then dropped.
+	cancelled atomic.Bool
+	stop      func() bool // unregisters the kill on ctx
+
+	done chan struct{} // closed when the container is gone and cleaned up
+	code int
+	err  error // a failure to wait or clean up, not the exit status
+}
+
+// start starts the container. With whole, ctx bounds the whole run (Run);
+// else only the start (Start).
+func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*container, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	runDir, err := os.MkdirTemp(e.opts.StateDir, "run-")
+	if err != nil {
+		return nil, fmt.Errorf("create container state dir: %w", err)
+	}
+	c := &container{
+		runDir:  runDir,
+		rootfs:  spec.Rootfs,
+		process: spec.Process != nil,
+		init:    spec.Init,
+		started: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.cleanup()
+		}
+	}()
+
+	cfg := initConfig{
+		RunDir:        runDir,
+		LowerDirs:     spec.Rootfs.LowerDirs,
+		UpperDir:      spec.Rootfs.UpperDir,
+		WorkDir:       spec.Rootfs.WorkDir,
+		ReadOnly:      spec.Rootfs.ReadOnly,
+		CopyMode:      e.copyMode.Load(),
+		Inputs:        spec.Inputs,
+		Hostname:      spec.Hostname,
+		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
+		JoinedNetwork: spec.NetNSPath != "",
+		Init:          spec.Init,
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = defaultHostname
+	}
+	var stdin io.Reader
+	var stdout, stderr io.Writer
+	tty := false
+	if p := spec.Process; p != nil {
+		tty = p.Tty
+		cfg.Process = &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty}
+		if err := writeEtcFiles(runDir, cfg.Hostname, spec.ExtraHosts); err != nil {
+			return nil, err
+		}
+		if !tty {
+			stdin, stdout, stderr = p.Stdin, p.Stdout, p.Stderr
+		}
+		for _, m := range spec.Mounts {
+			cfg.Mounts = append(cfg.Mounts, mountConfig{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options})
+		}
+		if len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0 {
+			caps, _ := capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec
+			cfg.Caps = &caps
+		}
+		if spec.Init {
+			c.initSock = filepath.Join(runDir, initSocketName)
+			if len(c.initSock) > maxSocketPath {
+				return nil, fmt.Errorf("start container: the state dir path %s is too long for the init's socket", e.opts.StateDir)
+			}
+			cfg.InitSocket = c.initSock
+		}
+	} else {
+		cfg.Func = &funcConfig{Name: spec.Func.Name, Payload: spec.Func.Payload}
+		stdout, stderr = spec.Func.Stdout, spec.Func.Stderr
+	}
+	cfgData, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode container config: %w", err)
+	}
+	if spec.CgroupPath != "" {
+		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources); err != nil {
+			return nil, fmt.Errorf("start container: %w", err)
+		}
+	}
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	defer stR.Close()
+	defer stW.Close()
+	extra := []*os.File{cfgR, stW} // fds 3 and 4
+	var consoleParent *os.File
+	if tty {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("start container: %w", err)
+		}
+		consoleParent = os.NewFile(uintptr(pair[0]), "console")
+		consoleChild := os.NewFile(uintptr(pair[1]), "console")
+		defer consoleParent.Close()
+		defer consoleChild.Close()
+		extra = append(extra, consoleChild) // fd 5
+	}
+
+	cmd := exec.Command("/proc/self/exe", InitArg)
+	cmd.Args[0] = "kiln-init"
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.ExtraFiles = extra
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if cfg.NewNetwork {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = waitDelay
+	if err := startIn(spec.NetNSPath, cmd); err != nil {
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	c.cmd = cmd
+	ok = true // from here on the waiter cleans up
+	for _, f := range extra {
+		f.Close()
+	}
+	stop := context.AfterFunc(ctx, func() {
+		c.cancelled.Store(true)
+		_ = cmd.Process.Kill()
+	})
+	c.stop = stop
+	go c.wait()
+
+	// The init waits for its config: join the cgroup before it does
+	// anything.
+	var startErr error
+	if c.cg != nil {
+		if err := c.cg.add(cmd.Process.Pid); err != nil {
+			startErr = fmt.Errorf("start container: %w", err)
+			_ = cmd.Process.Kill()
+		}
+	}
+	if startErr == nil {
+		// A failed write means the init died early; Wait reports why.
+		_, _ = cfgW.Write(cfgData)
+	}
+	cfgW.Close()
+	if consoleParent != nil {
+		// The init sends the pty master before it reports its status, or
+		// closes the socket when it fails first.
+		if m, err := recvFD(consoleParent); err == nil {
+			c.tty = m
+		}
+	}
+	c.readStatus(stR)
+	if c.tty != nil {
+		c.ttyOut = make(chan struct{})
+		go copyTTY(c.tty, spec.Process.Stdin, spec.Process.Stdout, c.ttyOut)
+	}
+	if c.st.Fallback != "" {
+		e.copyMode.Store(true)
+	}
+	close(c.started)
+
+	if !whole {
+		stop()
+		if ctx.Err() != nil { // ctx ended during the start
+			c.cancelled.Store(true)
+			_ = cmd.Process.Kill()
+		}
+	}
+	if startErr == nil && c.st.Error == "" && (whole || !c.cancelled.Load()) {
+		return c, nil
+	}
+	<-c.done
+	switch {
+	case startErr != nil:
+		return nil, startErr
+	case c.cancelled.Load():
+		return nil, fmt.Errorf("run container: %w", context.Cause(ctx))
+	case c.st.Code != 0:
+		return nil, &execError{msg: c.st.Error, exit: &executor.ExitError{Code: c.st.Code}}
+	}
+	return nil, errors.New(c.st.Error)
+}
+
+// startIn starts cmd in the network namespace at netns (none: kiln's own).
+// The init is forked from a thread that joined the namespace, so every
+// thread of it is born there (setns in a multi-threaded Go program would
+// only move one thread).
+func startIn(netns string, cmd *exec.Cmd) error {
+	if netns == "" {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is only unlocked (and reused) when it is back in
+		// kiln's namespace; otherwise it ends with this goroutine. A
+		// thread that exits would kill the init through Pdeathsig, so
+		// that only happens when the restore fails.
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer own.Close()
+		target, err := os.Open(netns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open network namespace: %w", err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("join network namespace %s: %w", netns, err)
+			return
+		}
+		err = cmd.Start()
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// readStatus decodes the init's status lines until the pipe reaches EOF:
+// when the init exec'd the process (the fd is close-on-exec there), started
+// it (Spec.Init) or exited.
+func (c *container) readStatus(r io.Reader) {
+	dec := json.NewDecoder(r)
+	for {
+		var s status
+		if err := dec.Decode(&s); err != nil {
+			return
+		}
+		c.st.Stubs = append(c.st.Stubs, s.Stubs...)
+		c.st.Copied = c.st.Copied || s.Copied
+		if s.Fallback != "" {
+			c.st.Fallback = s.Fallback
+		}
+		if s.Error != "" {
+			c.st.Error, c.st.Code = s.Error, s.Code
+		}
+	}
+}
+
+// wait reaps the init, cleans up after the container and closes done.
+func (c *container) wait() {
+	defer close(c.done)
+	err := c.cmd.Wait()
+	c.stop()
+	if ps := c.cmd.ProcessState; ps != nil {
+		ws, _ := ps.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			c.code = 128 + int(ws.Signal())
+		default:
+			c.code = ws.ExitStatus()
+		}
+		if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				c.err = fmt.Errorf("run container: %w", err)
+			}
+		}
+	} else {
+		c.err = fmt.Errorf("run container: %w", err)
+	}
+	<-c.started
+	if c.ttyOut != nil {
+		select {
+		case <-c.ttyOut:
+		case <-time.After(waitDelay):
+		}
+	}
+	if c.tty != nil {
+		c.tty.Close()
+	}
+	if c.st.Copied {
+		copyDir := filepath.Join(c.rootfs.WorkDir, copyDirName)
+		var copyErr error
+		if c.err == nil && !c.cancelled.Load() {
+			copyErr = writeChanges(copyDir, c.rootfs.UpperDir)
+		}
+		if rerr := os.RemoveAll(copyDir); copyErr == nil {
+			copyErr = rerr
+		}
+		if copyErr != nil && c.err == nil && c.st.Error == "" {
+			c.err = fmt.Errorf("write the changes of the copied root filesystem: %w", copyErr)
+		}
+	}
+	if c.process && len(c.st.Stubs) > 0 && c.err == nil {
+		// Best effort: a stub that cannot be removed only adds an empty
+		// file or dir to the layer.
+		_ = removeStubs(c.rootfs.UpperDir, c.st.Stubs)
+	}
+	c.cleanup()
+}
+
+// cleanup removes the cgroup and the run dir.
+func (c *container) cleanup() {
+	if c.cg != nil {
+		if err := c.cg.remove(); err != nil && c.err == nil {
+			c.err = fmt.Errorf("remove container cgroup: %w", err)
+		}
+	}
+	os.RemoveAll(c.runDir)
+}
+
+// Pid implements executor.Container.
+func (c *container) Pid() int { return c.cmd.Process.Pid }
+
+// Wait implements executor.Container.
+func (c *container) Wait() (int, error) {
+	<-c.done
+	if c.err != nil {
+		return c.code, c.err
+	}
+	if c.st.Error != "" {
+		// Only a Func reports its error after starting.
+		return c.code, errors.New(c.st.Error)
+	}
+	return c.code, nil
+}
+
+// Signal implements executor.Container. Under Spec.Init the init forwards
+// sig to the process (SIGKILL goes to the init and so ends the container).
+func (c *container) Signal(sig syscall.Signal) error {
+	select {
+	case <-c.done:
+		return os.ErrProcessDone
+	default:
+	}
+	if c.init && sig != syscall.SIGKILL && sig != syscall.SIGSTOP {
+		_, err := c.request(context.Background(), initRequest{Signal: int(sig)})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return os.ErrProcessDone
+		default:
+			return err
+		}
+	}
+	err := c.cmd.Process.Signal(sig)
+	if err == nil && sig == syscall.SIGKILL && c.cg != nil {
+		// A frozen container only dies once thawed.
+		_ = c.cg.freeze(false)
+	}
+	return err
+}
+
+// Pause implements executor.Container.
+func (c *container) Pause() error {
+	if c.cg == nil {
+		return errors.New("pause container: it has no cgroup (Spec.CgroupPath)")
+	}
+	return c.cg.freeze(true)
+}
+
+// Resume implements executor.Container.
+func (c *container) Resume() error {
+	if c.cg == nil {
+		return errors.New("resume container: it has no cgroup (Spec.CgroupPath)")
+	}
+	return c.cg.freeze(false)
+}
+
+// Resize implements executor.Container.
+func (c *container) Resize(rows, cols uint16) error {
+	if c.tty == nil {
+		return errors.New("resize terminal: the process has no terminal")
+	}
+	select {
+	case <-c.done:
+		return os.ErrProcessDone
+	default:
+	}
+	return resize(c.tty, rows, cols)
+}
