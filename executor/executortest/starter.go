@@ -169,6 +169,22 @@ func (s *starterSuite) testStartWait(t *testing.T) {
 	if code, err := c.Wait(); code != 5 || err != nil {
 		t.Errorf("second Wait = %d, %v", code, err)
 	}
+
+	// The ctx of Start bounds the start only.
+	ctx, cancel := context.WithCancel(t.Context())
+	c, err = s.st.Start(ctx, s.spec(t, "sh", "-c", "sleep 0.3; exit 6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if code, err := wait(t, c, 10*time.Second); code != 6 || err != nil {
+		t.Errorf("Wait after cancelling Start's ctx = %d, %v; want 6", code, err)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.st.Start(ctx, s.spec(t, "true")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Start with a cancelled ctx: %v", err)
+	}
 }
 
 func (s *starterSuite) testStartFailure(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -67,12 +66,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var ln *net.UnixListener
+	ln := -1
 	if cfg.Init {
 		// The socket lives in the run dir on the host, which the
 		// container cannot reach after pivot_root.
-		addr := &net.UnixAddr{Name: cfg.InitSocket, Net: "unixpacket"}
-		if ln, err = net.ListenUnix("unixpacket", addr); err != nil {
+		if ln, err = listenSeq(cfg.InitSocket); err != nil {
 			return 0, fmt.Errorf("listen for exec requests: %w", err)
 		}
 	}

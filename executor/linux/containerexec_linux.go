@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -49,7 +48,7 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	defer conn.Close()
+	defer conn.close()
 	if first.Error != "" {
 		if master != nil {
 			master.Close()
@@ -67,7 +66,10 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 
 	exit := make(chan initReply, 1)
 	go func() {
-		r, _, err := readReply(conn)
+		r, f, err := readReply(conn)
+		if f != nil {
+			f.Close()
+		}
 		if err != nil {
 			r = initReply{Error: "the container exited"}
 		}
@@ -81,33 +83,28 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 		}
 		return r.Code, nil
 	case <-ctx.Done():
-		conn.Close() // the init kills the process
+		conn.shutdown() // the init kills the process
+		<-exit
 		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
 	}
 }
 
 // send sends one request with fds to the init and reads the first reply,
 // with the fd it carries (a pty master) as a file.
-func (c *container) send(ctx context.Context, req initRequest, fds []int) (*net.UnixConn, initReply, *os.File, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unixpacket", c.initSock)
+func (c *container) send(ctx context.Context, req initRequest, fds []int) (*seqConn, initReply, *os.File, error) {
+	conn, err := dialSeq(c.initSock)
 	if err != nil {
 		return nil, initReply{}, nil, fmt.Errorf("connect to the container's init: %w", err)
 	}
-	conn := nc.(*net.UnixConn)
 	b, err := json.Marshal(req)
 	if err == nil {
-		var oob []byte
-		if len(fds) > 0 {
-			oob = unix.UnixRights(fds...)
-		}
-		_, _, err = conn.WriteMsgUnix(b, oob, nil)
+		err = conn.send(b, fds...)
 	}
 	if err != nil {
-		conn.Close()
+		conn.close()
 		return nil, initReply{}, nil, fmt.Errorf("send request to the container's init: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, conn.shutdown)
 	r, f, err := readReply(conn)
 	if !stop() {
 		err = ctx.Err()
@@ -116,7 +113,7 @@ func (c *container) send(ctx context.Context, req initRequest, fds []int) (*net.
 		if f != nil {
 			f.Close()
 		}
-		conn.Close()
+		conn.close()
 		return nil, initReply{}, nil, fmt.Errorf("read reply of the container's init: %w", err)
 	}
 	return conn, r, f, nil
@@ -128,7 +125,7 @@ func (c *container) request(ctx context.Context, req initRequest) (initReply, er
 	if err != nil {
 		return r, err
 	}
-	conn.Close()
+	conn.close()
 	if f != nil {
 		f.Close()
 	}
@@ -138,33 +135,24 @@ func (c *container) request(ctx context.Context, req initRequest) (initReply, er
 	return r, nil
 }
 
-// readReply reads one reply and the fd attached to it, if any.
-func readReply(conn *net.UnixConn) (initReply, *os.File, error) {
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-	var f *os.File
-	if oobn > 0 {
-		if fds, perr := parseRights(oob[:oobn]); perr == nil && len(fds) > 0 {
-			closeFDs(fds[1:])
-			if unix.SetNonblock(fds[0], true) == nil {
-				f = os.NewFile(uintptr(fds[0]), "pty")
-			} else {
-				unix.Close(fds[0])
-			}
-		}
-	}
-	if err == nil && n == 0 {
-		err = io.EOF
-	}
+// readReply reads one reply and the fd attached to it, if any, as a
+// non-blocking file.
+func readReply(conn *seqConn) (initReply, *os.File, error) {
+	msg, fds, err := conn.recv(64<<10, 1)
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
 		return initReply{}, nil, err
 	}
+	var f *os.File
+	if len(fds) > 0 {
+		closeFDs(fds[1:])
+		if err := unix.SetNonblock(fds[0], true); err != nil {
+			unix.Close(fds[0])
+			return initReply{}, nil, err
+		}
+		f = os.NewFile(uintptr(fds[0]), "pty")
+	}
 	var r initReply
-	if err := json.Unmarshal(buf[:n], &r); err != nil {
+	if err := json.Unmarshal(msg, &r); err != nil {
 		if f != nil {
 			f.Close()
 		}

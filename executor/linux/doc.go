@@ -27,5 +27,37 @@
 // mode needs a filesystem that can hold overlayfs whiteouts (0:0 character
 // devices) for runs that delete files; overlayfs itself cannot.
 //
-// Not supported yet: Process.Tty, user namespaces (rootless), cgroups.
+// Executor also implements executor.Starter for kiln run. Start returns
+// once the process runs; the Container's Wait reaps it and removes the run
+// dir and the cgroup. The Spec fields for containers work as follows:
+//
+//   - Init: the init stays PID 1. Its main goroutine, locked to a thread
+//     whose bounding set, ambient set and no_new_privs confine what it
+//     execs, forks the process (and every Exec) with the Spec's user,
+//     reaps every child, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT,
+//     SIGUSR1, SIGUSR2 and SIGWINCH to the process and exits with its
+//     status. It serves Exec and Signal requests on a SOCK_SEQPACKET
+//     socket in the run dir (outside the container's root): stdio travels
+//     as SCM_RIGHTS fds, a Tty exec gets a pty whose master comes back.
+//   - Process.Tty: the init opens a pty in the container's own devpts and
+//     sends the master to the parent over an extra socket; the process
+//     gets the slave as controlling terminal and stdio. Resize sets
+//     TIOCSWINSZ on the master.
+//   - Mounts: bind sources are opened (open_tree) before pivot_root;
+//     targets are resolved and created after it, so image symlinks
+//     resolve inside the container. Created targets are stubs, removed
+//     from the upper dir afterwards.
+//   - NetNSPath: the parent forks the init from a thread that joined the
+//     namespace, so the whole init (and the sysfs it mounts) lives there.
+//   - CgroupPath and Resources: cgroup v2, or v1 (memory, cpu, pids,
+//     freezer) on hybrid hosts whose v2 hierarchy lacks the controllers.
+//     The parent moves the init into it before sending its config. Memory
+//     limits include swap (no swap beyond the limit). Pause and Resume use
+//     the freezer.
+//   - CapAdd and CapDrop adjust Docker's default capability set.
+//
+// A build run (Process or Func without those fields) creates no cgroup,
+// socket or pty.
+//
+// Not supported yet: user namespaces (rootless).
 package linux

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -25,7 +25,7 @@ var forwardedSignals = []os.Signal{
 // goroutines serve exec requests and hand forks to it.
 type initProc struct {
 	cfg  *initConfig
-	ln   *net.UnixListener
+	ln   int // listening socket for exec requests
 	caps uint64
 
 	main    int // pid of the process
@@ -206,7 +206,7 @@ func (ip *initProc) forkExec(proc execProcess, files []uintptr, tty bool) (int, 
 // serve accepts exec and signal requests until the init exits.
 func (ip *initProc) serve() {
 	for {
-		conn, err := ip.ln.AcceptUnix()
+		conn, err := acceptSeq(ip.ln)
 		if err != nil {
 			return
 		}
@@ -215,44 +215,37 @@ func (ip *initProc) serve() {
 }
 
 // handle answers one request.
-func (ip *initProc) handle(conn *net.UnixConn) {
-	defer conn.Close()
-	buf := make([]byte, maxInitRequest)
-	oob := make([]byte, unix.CmsgSpace(3*4))
-	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
+func (ip *initProc) handle(conn *seqConn) {
+	defer conn.close()
+	msg, fds, err := conn.recv(maxInitRequest, 3)
 	if err != nil {
-		return
-	}
-	fds, _ := parseRights(oob[:oobn])
-	owned := true // exec takes the fds over
-	defer func() {
-		if owned {
-			closeFDs(fds)
+		if !errors.Is(err, io.EOF) {
+			replyInit(conn, initReply{Error: "read init request: " + err.Error()}, -1)
 		}
-	}()
-	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
-		replyInit(conn, initReply{Error: "init request too large"}, -1)
 		return
 	}
 	var req initRequest
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
+	if err := json.Unmarshal(msg, &req); err != nil {
+		closeFDs(fds)
 		replyInit(conn, initReply{Error: "decode init request: " + err.Error()}, -1)
 		return
 	}
 	switch {
 	case req.Signal != 0:
+		closeFDs(fds)
 		ip.signals <- unix.Signal(req.Signal)
 		replyInit(conn, initReply{}, -1)
 	case req.Exec != nil && len(req.Exec.Args) > 0:
-		owned = false
 		ip.exec(conn, req.Exec, fds)
 	default:
+		closeFDs(fds)
 		replyInit(conn, initReply{Error: "empty init request"}, -1)
 	}
 }
 
-// exec runs p with the stdio fds (or a new pty) and reports its exit.
-func (ip *initProc) exec(conn *net.UnixConn, p *processConfig, fds []int) {
+// exec runs p with the stdio fds (or a new pty), which it closes, and
+// reports its exit.
+func (ip *initProc) exec(conn *seqConn, p *processConfig, fds []int) {
 	var files []uintptr
 	master, slave := -1, -1
 	if p.Tty {
@@ -295,9 +288,11 @@ func (ip *initProc) exec(conn *net.UnixConn, p *processConfig, fds []int) {
 	}
 	// A client that goes away kills the process.
 	var exited atomic.Bool
+	watched := make(chan struct{})
 	go func() {
-		b := make([]byte, 1)
-		_, _ = conn.Read(b)
+		defer close(watched)
+		_, fds, _ := conn.recv(16, 1)
+		closeFDs(fds)
 		if !exited.Load() {
 			_ = unix.Kill(r.pid, unix.SIGKILL)
 		}
@@ -305,18 +300,18 @@ func (ip *initProc) exec(conn *net.UnixConn, p *processConfig, fds []int) {
 	ws := <-r.exit
 	exited.Store(true)
 	replyInit(conn, initReply{Exited: true, Code: exitCode(ws)}, -1)
+	conn.shutdown()
+	<-watched
 }
 
 // replyInit sends one reply, with fd attached when >= 0.
-func replyInit(conn *net.UnixConn, r initReply, fd int) bool {
+func replyInit(conn *seqConn, r initReply, fd int) bool {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return false
 	}
-	var oob []byte
 	if fd >= 0 {
-		oob = unix.UnixRights(fd)
+		return conn.send(b, fd) == nil
 	}
-	_, _, err = conn.WriteMsgUnix(b, oob, nil)
-	return err == nil
+	return conn.send(b) == nil
 }

@@ -37,6 +37,11 @@ func TestStarterConformance(t *testing.T) {
 	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newExecutor(t) })
 }
 
+// TestStarterCopyMode runs the Starter suite with a copied root filesystem.
+func TestStarterCopyMode(t *testing.T) {
+	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newCopyExecutor(t) })
+}
+
 // TestSuiteCopyMode runs the conformance suite with the copying fallback
 // that replaces overlayfs where it cannot be mounted.
 func TestSuiteCopyMode(t *testing.T) {

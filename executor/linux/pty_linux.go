@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,7 @@ func sendFDs(sock int, msg []byte, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	return unix.Sendmsg(sock, msg, oob, nil, 0)
+	return unix.Sendmsg(sock, msg, oob, nil, unix.MSG_NOSIGNAL)
 }
 
 // recvFD receives one message with one fd from the stream socket f and
@@ -116,4 +117,111 @@ func resize(f *os.File, rows, cols uint16) error {
 		return fmt.Errorf("resize terminal: %w", ioErr)
 	}
 	return nil
+}
+
+// seqConn is a connected SOCK_SEQPACKET unix socket used with blocking
+// calls (the net package would make the binary, and so every container
+// start, pay for cgo's resolver).
+type seqConn struct {
+	fd   int
+	once sync.Once
+}
+
+// dialSeq connects to the seqpacket socket at path.
+func dialSeq(path string) (*seqConn, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &seqConn{fd: fd}, nil
+}
+
+// listenSeq listens on a new seqpacket socket at path.
+func listenSeq(path string) (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Listen(fd, 64); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// acceptSeq accepts one connection on the listening socket lfd.
+func acceptSeq(lfd int) (*seqConn, error) {
+	for {
+		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &seqConn{fd: fd}, nil
+	}
+}
+
+// send sends one message with fds attached.
+func (c *seqConn) send(msg []byte, fds ...int) error {
+	for {
+		err := sendFDs(c.fd, msg, fds...)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// recv receives one message of at most size bytes and the fds attached to
+// it (close-on-exec). io.EOF means the peer closed the connection.
+func (c *seqConn) recv(size, maxFDs int) ([]byte, []int, error) {
+	buf := make([]byte, size)
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	for {
+		n, oobn, flags, _, err := unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		var fds []int
+		if oobn > 0 {
+			fds, _ = parseRights(oob[:oobn])
+		}
+		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+			closeFDs(fds)
+			return nil, nil, errors.New("message too large")
+		}
+		if n == 0 && len(fds) == 0 {
+			return nil, nil, io.EOF
+		}
+		return buf[:n], fds, nil
+	}
+}
+
+// shutdown wakes up every call blocked on the connection.
+func (c *seqConn) shutdown() { _ = unix.Shutdown(c.fd, unix.SHUT_RDWR) }
+
+// close shuts the connection down and closes it (once).
+func (c *seqConn) close() {
+	c.once.Do(func() {
+		c.shutdown()
+		unix.Close(c.fd)
+	})
 }
