@@ -203,7 +203,7 @@ func (a *Active) finish() error {
 	if a.release != nil {
 		a.release()
 	}
-	return removeAll(a.dir)
+	return a.s.discardDir(a.dir)
 }
 
 // pin is a chain held by Actives and Leases.

@@ -81,6 +81,14 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 		return PruneReport{}, fmt.Errorf("prune: wait for other kiln processes using %s to finish: %w", s.root, err)
 	}
 	defer s.unlockAfterPrune()
+	// Nothing else runs now: finish the trash in place.
+	if entries, err := os.ReadDir(filepath.Join(s.root, trashDir)); err == nil {
+		for _, e := range entries {
+			if err := removeAll(filepath.Join(s.root, trashDir, e.Name())); err != nil {
+				return PruneReport{}, fmt.Errorf("prune: empty trash: %w", err)
+			}
+		}
+	}
 	rep, err := s.prune(ctx, opts)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)

@@ -36,6 +36,14 @@ type Options struct {
 	// IndexTimeout bounds how long one index operation waits for another
 	// process that holds index.db; 0 means two minutes.
 	IndexTimeout time.Duration
+	// Trash, when set, deletes a directory the store no longer needs
+	// (the upper dir of a layer that turned out to exist already, a
+	// discarded one) in the background, typically in a detached process,
+	// so a build does not wait for tens of thousands of unlinks. The store
+	// first moves the directory under <root>/trash, where a later Open or
+	// Prune finishes what the background deletion did not. Nil deletes in
+	// place.
+	Trash func(dir string)
 	// Durable flushes the filesystem (syncfs) before a snapshot is renamed
 	// into place, so snapshots survive a power loss. Without it a crash of
 	// kiln (kill -9) still leaves a consistent store, since every snapshot
@@ -52,6 +60,7 @@ const (
 	blobsDir     = "blobs/sha256"
 	snapshotsDir = "snapshots"
 	tmpDir       = "tmp"
+	trashDir     = "trash"
 	indexFile    = "index.db"
 	lockFile     = "lock"
 	ownerFile    = "owner"
@@ -150,7 +159,7 @@ func (s *Store) open(ctx context.Context) error {
 	if err := os.MkdirAll(s.root, 0o700); err != nil {
 		return err
 	}
-	for _, d := range []string{blobsDir, snapshotsDir, tmpDir} {
+	for _, d := range []string{blobsDir, snapshotsDir, tmpDir, trashDir} {
 		if err := os.MkdirAll(filepath.Join(s.root, d), 0o700); err != nil {
 			return err
 		}
@@ -169,6 +178,7 @@ func (s *Store) open(ctx context.Context) error {
 	if err := s.cleanTmp(ctx); err != nil {
 		return fmt.Errorf("remove leftovers of interrupted builds: %w", err)
 	}
+	s.emptyTrash()
 	if err := s.initIndex(ctx); err != nil {
 		return err
 	}
@@ -317,6 +327,45 @@ func (s *Store) now() time.Time {
 // newTempDir creates a fresh directory inside the Store's temp dir.
 func (s *Store) newTempDir(prefix string) (string, error) {
 	return os.MkdirTemp(s.tmp, prefix)
+}
+
+// discardDir gets rid of dir, a directory on the store's filesystem that
+// nothing refers to any more, through Options.Trash when set.
+func (s *Store) discardDir(dir string) error {
+	if s.opts.Trash == nil {
+		return removeAll(dir)
+	}
+	dst := filepath.Join(s.root, trashDir, filepath.Base(dir)+"-"+randomHex(6))
+	if err := os.Rename(dir, dst); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return removeAll(dir)
+	}
+	s.opts.Trash(dst)
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 16)
+	}
+	return hex.EncodeToString(b)
+}
+
+// emptyTrash hands leftovers in <root>/trash to Options.Trash.
+func (s *Store) emptyTrash() {
+	if s.opts.Trash == nil {
+		return
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, trashDir))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		s.opts.Trash(filepath.Join(s.root, trashDir, e.Name()))
+	}
 }
 
 // removeAll is os.RemoveAll that also copes with read-only directories

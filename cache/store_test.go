@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,4 +192,34 @@ func TestTwoStores(t *testing.T) {
 	if _, err := c.LookupKey(ctx, digest.FromString("ka")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestTrashDefersDeletion(t *testing.T) {
+	root := t.TempDir()
+	var handed []string
+	s, err := Open(t.Context(), root, Options{Trash: func(dir string) { handed = append(handed, dir) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Prepare(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(a.UpperDir, "f"), []byte("x"), 0o644)
+	if err := a.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 1 || !strings.HasPrefix(handed[0], filepath.Join(root, trashDir)+"/") {
+		t.Fatalf("trash got %v", handed)
+	}
+	if _, err := os.Stat(handed[0]); err != nil {
+		t.Fatalf("the discarded dir should wait in the trash: %v", err)
+	}
+	if _, err := s.Prune(t.Context(), PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(handed[0]); !os.IsNotExist(err) {
+		t.Errorf("prune left the trash: %v", err)
+	}
+	s.Close()
 }

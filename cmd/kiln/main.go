@@ -8,12 +8,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/executor/containers"
 	"github.com/kiln-build/kiln/executor/linux"
 	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
 func main() {
+	if app.IsTrash() {
+		// Deleting a discarded directory in the background.
+		os.Exit(app.RunTrash())
+	}
 	if containers.IsShim() {
 		// A container's monitor (kiln run, kiln start).
 		os.Exit(runShim())

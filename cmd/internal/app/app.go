@@ -56,7 +56,7 @@ func Open(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := cache.Open(ctx, root, cache.Options{Logger: opts.Logger})
+	store, err := cache.Open(ctx, root, cache.Options{Logger: opts.Logger, Trash: spawnTrash})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
