@@ -211,6 +211,27 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 // history matches the chain.
 func (a *App) history(ctx context.Context, sol *solver.Solution, plan *frontend.Plan, layers int) []v1.History {
 	out := make([]v1.History, len(plan.History))
+	// Fast path: when every step that may add a layer did, the history
+	// needs no look-ups (a no-op rebuild of 40 RUN steps would otherwise
+	// read the cache index 80 times).
+	steps, base := 0, 0
+	for _, h := range plan.History {
+		switch {
+		case h.Vertex != nil:
+			steps++
+		case !h.EmptyLayer:
+			base++
+		}
+	}
+	if steps+base == layers {
+		for i, h := range plan.History {
+			out[i] = h.History
+			if h.Vertex != nil {
+				out[i].EmptyLayer = false
+			}
+		}
+		return out
+	}
 	nonEmpty := 0
 	for i, h := range plan.History {
 		out[i] = h.History
