@@ -89,6 +89,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 			}
 		}
 	}
+	s.pruneFileCache()
 	rep, err := s.prune(ctx, opts)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
@@ -684,4 +685,19 @@ func (s *Store) DiskUsage(ctx context.Context) (Usage, error) {
 	p := s.planPrune(ctx, inv, PruneOptions{}, z)
 	u.Reclaimable = u.Blobs + u.Snapshots - z.total(p.marked)
 	return u, nil
+}
+
+// pruneFileCache removes cached context files that no snapshot links to
+// (link count 1).
+func (s *Store) pruneFileCache() {
+	_ = filepath.WalkDir(s.FileCacheDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) == nil && st.Nlink == 1 {
+			_ = os.Remove(p)
+		}
+		return nil
+	})
 }

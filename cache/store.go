@@ -61,6 +61,7 @@ const (
 	snapshotsDir = "snapshots"
 	tmpDir       = "tmp"
 	trashDir     = "trash"
+	filesDir     = "files"
 	indexFile    = "index.db"
 	lockFile     = "lock"
 	ownerFile    = "owner"
@@ -328,6 +329,11 @@ func (s *Store) now() time.Time {
 func (s *Store) newTempDir(prefix string) (string, error) {
 	return os.MkdirTemp(s.tmp, prefix)
 }
+
+// FileCacheDir is where the COPY fast path keeps build-context files, one
+// root-owned inode per (content, mode, mtime), hard-linked into layers. The
+// store owns it only for pruning: Prune removes the files no layer links.
+func (s *Store) FileCacheDir() string { return filepath.Join(s.root, filesDir) }
 
 // discardDir gets rid of dir, a directory on the store's filesystem that
 // nothing refers to any more, through Options.Trash when set.

@@ -63,6 +63,15 @@ func (o *File) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.R
 		return solver.Result{}, err
 	}
 	defer active.Discard()
+	if fast, err := o.fastCopy(ctx, rc.Store, active); err != nil {
+		return solver.Result{}, err
+	} else if fast {
+		chain, err := active.Commit(ctx)
+		if err != nil {
+			return solver.Result{}, fmt.Errorf("commit layer: %w", err)
+		}
+		return solver.Result{Chain: chain}, nil
+	}
 	spec := executor.Spec{
 		Rootfs: executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir},
 		Func:   &executor.Func{Name: fileop.HandlerName, Payload: payload, Stdout: rc.Stdout, Stderr: rc.Stderr},
