@@ -63,7 +63,10 @@ func (s *Store) openIndex(ctx context.Context, readOnly bool) (*bolt.DB, error) 
 	start := time.Now()
 	path := filepath.Join(s.root, indexFile)
 	for {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 4 * lockPoll, ReadOnly: readOnly})
+		// Without Durable the index is not fsynced: a killed kiln leaves
+		// bbolt's last committed meta page in the page cache, so only a
+		// power cut could lose recent entries (see Options.Durable).
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 4 * lockPoll, ReadOnly: readOnly, NoSync: !s.opts.Durable})
 		if err == nil {
 			return db, nil
 		}
