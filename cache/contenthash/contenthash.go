@@ -6,8 +6,11 @@
 package contenthash
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,21 +22,13 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// formatVersion changes when the meaning of an entry changes.
-const formatVersion = 1
-
 type entry struct {
-	Size   int64         `json:"s"`
-	Mtime  int64         `json:"m"`
-	Ctime  int64         `json:"c"`
-	Ino    uint64        `json:"i"`
-	Mode   uint32        `json:"o"`
-	Digest digest.Digest `json:"d"`
-}
-
-type file struct {
-	Version int              `json:"version"`
-	Entries map[string]entry `json:"entries"`
+	Size   int64
+	Mtime  int64
+	Ctime  int64
+	Ino    uint64
+	Mode   uint32
+	Digest digest.Digest
 }
 
 // Cache maps file names to content digests for one directory tree.
@@ -55,11 +50,80 @@ func Open(path string) *Cache {
 	if err != nil {
 		return c
 	}
-	var f file
-	if json.Unmarshal(b, &f) == nil && f.Version == formatVersion && f.Entries != nil {
-		c.entries = f.Entries
+	if entries, err := decode(b); err == nil {
+		c.entries = entries
 	}
 	return c
+}
+
+// The file format: a magic line, then per entry the name (uvarint length
+// and bytes), size, mtime and ctime (varints), inode and mode (uvarints) and
+// the raw 32-byte sha256 content digest. Binary, because decoding 20,000
+// JSON entries took a third of a no-op rebuild.
+const magic = "kiln-contenthash-2\n"
+
+func encode(entries map[string]entry) []byte {
+	b := make([]byte, 0, len(magic)+len(entries)*96)
+	b = append(b, magic...)
+	for name, e := range entries {
+		raw, err := hex.DecodeString(e.Digest.Encoded())
+		if err != nil || e.Digest.Algorithm() != digest.SHA256 || len(raw) != sha256.Size {
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = append(b, name...)
+		b = binary.AppendVarint(b, e.Size)
+		b = binary.AppendVarint(b, e.Mtime)
+		b = binary.AppendVarint(b, e.Ctime)
+		b = binary.AppendUvarint(b, e.Ino)
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = append(b, raw...)
+	}
+	return b
+}
+
+var errDamaged = errors.New("damaged content hash cache")
+
+func decode(b []byte) (map[string]entry, error) {
+	if !bytes.HasPrefix(b, []byte(magic)) {
+		return nil, errDamaged
+	}
+	b = b[len(magic):]
+	out := map[string]entry{}
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	sv := func() int64 {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	for len(b) > 0 {
+		l := uv()
+		if b == nil || uint64(len(b)) < l {
+			return nil, errDamaged
+		}
+		name := string(b[:l])
+		b = b[l:]
+		e := entry{Size: sv(), Mtime: sv(), Ctime: sv(), Ino: uv(), Mode: uint32(uv())}
+		if b == nil || len(b) < sha256.Size {
+			return nil, errDamaged
+		}
+		e.Digest = digest.NewDigestFromBytes(digest.SHA256, b[:sha256.Size])
+		b = b[sha256.Size:]
+		out[name] = e
+	}
+	return out, nil
 }
 
 // Digest returns the content digest of name (relative to the tree) whose
@@ -112,10 +176,7 @@ func (c *Cache) Save() error {
 	if !c.dirty {
 		return nil
 	}
-	b, err := json.Marshal(file{Version: formatVersion, Entries: c.entries})
-	if err != nil {
-		return err
-	}
+	b := encode(c.entries)
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("save content hashes: %w", err)
 	}

@@ -76,3 +76,22 @@ func TestDamagedFileIgnored(t *testing.T) {
 		t.Errorf("damaged cache file loaded")
 	}
 }
+
+func TestEncodeRoundTrip(t *testing.T) {
+	in := map[string]entry{
+		"a/b.txt": {Size: 5, Mtime: -3, Ctime: 1 << 40, Ino: 77, Mode: 0o100644, Digest: digest.FromString("x")},
+		"ü":       {Digest: digest.FromString("y")},
+	}
+	out, err := decode(encode(in))
+	if err != nil || len(out) != 2 || out["a/b.txt"] != in["a/b.txt"] || out["ü"] != in["ü"] {
+		t.Errorf("round trip: %v %v", out, err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(map[string]entry{"f": {Size: 1, Digest: digest.FromString("z")}}))
+	f.Add([]byte(magic + "\x05abc"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decode(b) // must not panic
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
@@ -35,6 +36,14 @@ func main() {
 			},
 		})
 		os.Exit(125)
+	}
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
+		// A debugging aid for speed work: go tool pprof kiln $KILN_CPUPROFILE.
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
