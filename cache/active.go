@@ -203,6 +203,11 @@ func (a *Active) finish() error {
 	if a.release != nil {
 		a.release()
 	}
+	// After a commit only the (empty) work dir is left: delete it here.
+	// Spawning a background deletion costs more than that.
+	if entries, err := os.ReadDir(a.UpperDir); err != nil || len(entries) == 0 {
+		return removeAll(a.dir)
+	}
 	return a.s.discardDir(a.dir)
 }
 
