@@ -29,7 +29,8 @@ type FileDigestFunc func(ctx context.Context, src *os.Root, name string, fi fs.F
 // ChecksumOptions tune ChecksumWith. The zero value reads every file.
 type ChecksumOptions struct {
 	// FileDigest, when set, is asked for the content digest of each
-	// regular file instead of reading it. It must return what DigestFile
+	// regular file instead of reading it. It is called from several
+	// goroutines at once. It must return what DigestFile
 	// would, or cache keys change meaning.
 	FileDigest FileDigestFunc
 }
