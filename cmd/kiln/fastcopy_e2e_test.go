@@ -32,7 +32,7 @@ func TestCopyFastPathMatchesContainerPath(t *testing.T) {
 	os.Symlink("../sub/a.txt", filepath.Join(ctx, "links/rel"))
 	os.Symlink("/etc/passwd", filepath.Join(ctx, "links/abs"))
 	os.Symlink("missing", filepath.Join(ctx, "links/dangling"))
-	list := "cd / && find app x/y/z etc/newdir | sort | while read f; do stat -c '%n %F %a %u %g %s %Y %N' \"$f\"; [ -f \"$f\" ] && md5sum < \"$f\"; done"
+	list := "cd / && find app x/y/z etc/newdir from/f from/dir/g from/link etc/f-from-stage | sort | while read f; do stat -c '%n %F %a %u %g %s %Y %N' \"$f\"; [ -f \"$f\" ] && md5sum < \"$f\"; done"
 
 	fast := newEnv(t)
 	fast.must("build", "-q", "-t", "c:1", ctx)

@@ -291,3 +291,97 @@ func emptyDir(dir string) error {
 	}
 	return nil
 }
+
+// fastLinkFromStage builds the layer of a COPY --from of one regular file
+// to a destination the image does not have yet by hard-linking the file
+// from the source stage's snapshot (snapshots never change, and a hard link
+// keeps mode, owner, mtime and xattrs, as COPY --from does). Anything else
+// returns false and leaves the upper dir empty.
+func (o *File) fastLinkFromStage(ctx context.Context, store *cache.Store, active *cache.Active, src cache.Chain) (bool, error) {
+	cp := o.Action.Copy
+	if cp == nil || o.ContextDir != "" || !cp.PreserveOwner || cp.Chown != "" || cp.Chmod != "" || cp.Unpack ||
+		len(cp.Sources) != 1 || strings.ContainsAny(cp.Sources[0], "*?[\\") || os.Getenv("KILN_NO_FASTCOPY") != "" {
+		return false, nil
+	}
+	srcPath := path.Clean("/" + cp.Sources[0])
+	if srcPath == "/" {
+		return false, nil
+	}
+	dirs, err := store.Snapshot(ctx, src)
+	if err != nil {
+		return false, nil
+	}
+	file, ok := lowerFile(dirs, srcPath)
+	if !ok {
+		return false, nil
+	}
+	dest := cp.Dest
+	if strings.HasSuffix(dest, "/") {
+		dest = path.Join(dest, path.Base(srcPath))
+	}
+	dest = path.Clean(dest)
+	if dest == "/" || !path.IsAbs(dest) {
+		return false, nil
+	}
+	parents, ok := lowerParents(active.LowerDirs, dest)
+	if !ok {
+		return false, nil
+	}
+	err = func() error {
+		for _, p := range parents {
+			if err := makeDir(filepath.Join(active.UpperDir, filepath.FromSlash(p.path)), p.mode, p.uid, p.gid); err != nil {
+				return err
+			}
+		}
+		return os.Link(file, filepath.Join(active.UpperDir, filepath.FromSlash(dest)))
+	}()
+	if err != nil {
+		if cerr := emptyDir(active.UpperDir); cerr != nil {
+			return false, cerr
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// lowerFile finds the regular file p in a layer stack (overlay format,
+// bottom first) and returns its path in the layer that provides it; false
+// when p is missing, not a regular file, or anything on the way is a
+// whiteout, an opaque dir or not a directory.
+func lowerFile(lowers []string, p string) (string, bool) {
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i := range parts {
+		prefix := strings.Join(parts[:i+1], "/")
+		last := i == len(parts)-1
+		found := false
+		for j := len(lowers) - 1; j >= 0; j-- {
+			full := filepath.Join(lowers[j], prefix)
+			var st syscall.Stat_t
+			if err := syscall.Lstat(full, &st); err != nil {
+				if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENOTDIR) {
+					return "", false
+				}
+				continue
+			}
+			kind := st.Mode & syscall.S_IFMT
+			if last {
+				if kind != syscall.S_IFREG {
+					return "", false
+				}
+				return full, true
+			}
+			if kind != syscall.S_IFDIR {
+				return "", false
+			}
+			if v, err := unix.Lgetxattr(full, "trusted.overlay.opaque", make([]byte, 1)); err == nil && v > 0 {
+				return "", false
+			}
+			found = true
+			break
+		}
+		if !found {
+			return "", false
+		}
+	}
+	return "", false
+}

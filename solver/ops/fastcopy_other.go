@@ -12,3 +12,7 @@ import (
 func (o *File) fastCopy(context.Context, *cache.Store, *cache.Active) (bool, error) {
 	return false, nil
 }
+
+func (o *File) fastLinkFromStage(context.Context, *cache.Store, *cache.Active, cache.Chain) (bool, error) {
+	return false, nil
+}

@@ -63,7 +63,11 @@ func (o *File) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.R
 		return solver.Result{}, err
 	}
 	defer active.Discard()
-	if fast, err := o.fastCopy(ctx, rc.Store, active); err != nil {
+	fast, err := o.fastCopy(ctx, rc.Store, active)
+	if err == nil && !fast && len(inputs) > 1 {
+		fast, err = o.fastLinkFromStage(ctx, rc.Store, active, inputs[1].Chain)
+	}
+	if err != nil {
 		return solver.Result{}, err
 	} else if fast {
 		chain, err := active.Commit(ctx)
