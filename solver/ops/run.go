@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -81,11 +80,4 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		return solver.Result{}, fmt.Errorf("commit layer: %w", err)
 	}
 	return solver.Result{Chain: chain}, nil
-}
-
-// SortedEnv is a helper for tests and keys: env sorted by name.
-func SortedEnv(env []string) []string {
-	out := append([]string(nil), env...)
-	sort.Strings(out)
-	return out
 }

@@ -283,14 +283,24 @@ func (s *summer) content(rel string, fi fs.FileInfo, fh hash.Hash, buf []byte) (
 	if err := s.ctx.Err(); err != nil {
 		return "", err
 	}
-	f, err := s.src.Open(rel)
+	d, err := hashFile(s.src, rel, fh, buf)
 	if err != nil {
 		return "", fmt.Errorf("checksum %s: %w", rel, err)
+	}
+	return d, nil
+}
+
+// hashFile returns the sha256 digest of the content of the regular file
+// name, reading through fh (reset first) and buf.
+func hashFile(src *os.Root, name string, fh hash.Hash, buf []byte) (digest.Digest, error) {
+	f, err := src.Open(name)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	fh.Reset()
 	if err := copyBuffer(fh, f, buf); err != nil {
-		return "", fmt.Errorf("checksum %s: %w", rel, err)
+		return "", err
 	}
 	return digest.NewDigest(digest.SHA256, fh), nil
 }
@@ -302,14 +312,9 @@ func DigestFile(ctx context.Context, src *os.Root, name string) (digest.Digest, 
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	f, err := src.Open(name)
+	d, err := hashFile(src, name, sha256.New(), make([]byte, 64<<10))
 	if err != nil {
 		return "", fmt.Errorf("digest %s: %w", name, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if err := copyBuffer(h, f, make([]byte, 64<<10)); err != nil {
-		return "", fmt.Errorf("digest %s: %w", name, err)
-	}
-	return digest.NewDigest(digest.SHA256, h), nil
+	return d, nil
 }
