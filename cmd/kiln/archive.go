@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 )
@@ -21,19 +23,15 @@ func (c *cli) saveCommand() *cobra.Command {
 		Short: "Write images to a tar that is both a docker-archive and an OCI layout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if output == "" || output == "-" {
-				if f, ok := c.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-					return fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				if output == "" || output == "-" {
+					if f, ok := c.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+						return fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+					}
+					return exporter.Save(ctx, a.Store, c.stdout, args)
 				}
-				return exporter.Save(ctx, a.Store, c.stdout, args)
-			}
-			return a.SaveFile(ctx, output, args)
+				return a.SaveFile(ctx, output, args)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
@@ -48,35 +46,31 @@ func (c *cli) loadCommand() *cobra.Command {
 		Short: "Load images from a docker-archive or OCI layout tar",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			var r io.Reader = c.stdin
-			if input != "" && input != "-" {
-				f, err := os.Open(input)
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				var r io.Reader = c.stdin
+				if input != "" && input != "-" {
+					f, err := os.Open(input)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					r = f
+				}
+				names, err := exporter.Load(ctx, a.Store, r)
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				r = f
-			}
-			names, err := exporter.Load(ctx, a.Store, r)
-			if err != nil {
-				return err
-			}
-			if !quiet {
-				for _, n := range names {
-					if strings.HasPrefix(n, "sha256:") {
-						fmt.Fprintf(c.stdout, "Loaded image ID: %s\n", n)
-					} else {
-						fmt.Fprintf(c.stdout, "Loaded image: %s\n", exporter.FamiliarName(n))
+				if !quiet {
+					for _, n := range names {
+						if strings.HasPrefix(n, "sha256:") {
+							fmt.Fprintf(c.stdout, "Loaded image ID: %s\n", n)
+						} else {
+							fmt.Fprintf(c.stdout, "Loaded image: %s\n", exporter.FamiliarName(n))
+						}
 					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "read from this file instead of stdin")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/exporter"
 )
 
@@ -61,47 +63,43 @@ func (c *cli) imagesCommand() *cobra.Command {
 		Short:   "List images",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			names, err := a.Store.Images(ctx)
-			if err != nil {
-				return err
-			}
-			keys := make([]string, 0, len(names))
-			for n := range names {
-				keys = append(keys, n)
-			}
-			sort.Strings(keys)
-			tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
-			if !quiet {
-				fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			}
-			for _, n := range keys {
-				img, err := exporter.Read(ctx, a.Store, names[n])
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				names, err := a.Store.Images(ctx)
 				if err != nil {
-					fmt.Fprintf(c.stderr, "WARNING: %s: %v\n", n, err)
-					continue
+					return err
 				}
-				fam := exporter.FamiliarName(n)
-				if len(args) == 1 && !matchRepo(fam, args[0]) {
-					continue
+				keys := make([]string, 0, len(names))
+				for n := range names {
+					keys = append(keys, n)
 				}
-				if quiet {
-					fmt.Fprintln(tw, shortID(string(img.ID)))
-					continue
+				sort.Strings(keys)
+				tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
+				if !quiet {
+					fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 				}
-				repo, tag := splitTag(fam)
-				var size int64
-				for _, l := range img.Chain {
-					size += l.Size
+				for _, n := range keys {
+					img, err := exporter.Read(ctx, a.Store, names[n])
+					if err != nil {
+						fmt.Fprintf(c.stderr, "WARNING: %s: %v\n", n, err)
+						continue
+					}
+					fam := exporter.FamiliarName(n)
+					if len(args) == 1 && !matchRepo(fam, args[0]) {
+						continue
+					}
+					if quiet {
+						fmt.Fprintln(tw, shortID(string(img.ID)))
+						continue
+					}
+					repo, tag := splitTag(fam)
+					var size int64
+					for _, l := range img.Chain {
+						size += l.Size
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(string(img.ID)), humanAgo(img.Config.Created.Time), humanSize(size))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(string(img.ID)), humanAgo(img.Config.Created.Time), humanSize(size))
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
@@ -134,21 +132,17 @@ func (c *cli) tagCommand() *cobra.Command {
 		Short: "Give an image another name",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			img, err := exporter.Lookup(ctx, a.Store, args[0])
-			if err != nil {
-				return err
-			}
-			name, err := exporter.NormalizeName(args[1])
-			if err != nil {
-				return err
-			}
-			return a.Store.Tag(ctx, name, img.ManifestDigest)
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				img, err := exporter.Lookup(ctx, a.Store, args[0])
+				if err != nil {
+					return err
+				}
+				name, err := exporter.NormalizeName(args[1])
+				if err != nil {
+					return err
+				}
+				return a.Store.Tag(ctx, name, img.ManifestDigest)
+			})
 		},
 	}
 }
@@ -160,19 +154,15 @@ func (c *cli) rmiCommand() *cobra.Command {
 		Short: "Remove image names (the data goes with the next prune)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			var errs []error
-			for _, ref := range args {
-				if err := c.rmi(cmd, a.Store, ref, force); err != nil {
-					errs = append(errs, err)
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				var errs []error
+				for _, ref := range args {
+					if err := c.rmi(cmd, a.Store, ref, force); err != nil {
+						errs = append(errs, err)
+					}
 				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove every name of an image given by ID")
@@ -237,52 +227,48 @@ func (c *cli) inspectCommand() *cobra.Command {
 		Short: "Show containers' or images' details as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			names, err := a.Store.Images(ctx)
-			if err != nil {
-				return err
-			}
-			cs, err := a.Containers()
-			if err != nil {
-				return err
-			}
-			out := []any{}
-			for _, ref := range args {
-				// Like docker: a container of that name or ID first.
-				if r, err := cs.Get(ctx, ref); err == nil {
-					out = append(out, containerJSON(r))
-					continue
-				}
-				img, err := exporter.Lookup(ctx, a.Store, ref)
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				names, err := a.Store.Images(ctx)
 				if err != nil {
-					return fmt.Errorf("no such object: %s", ref)
+					return err
 				}
-				o := inspectOutput{
-					ID: string(img.ID), RepoTags: []string{}, RepoDigests: []string{},
-					Created: img.Config.Created.Time, Author: img.Config.Author, Config: img.Config.Config,
-					Architecture: img.Config.Architecture, Os: img.Config.OS,
-					RootFS:     map[string]any{"Type": "layers", "Layers": img.Chain.DiffIDs()},
-					Descriptor: map[string]any{"mediaType": img.Manifest.MediaType, "digest": img.ManifestDigest},
+				cs, err := a.Containers()
+				if err != nil {
+					return err
 				}
-				for _, l := range img.Chain {
-					o.Size += l.Size
-				}
-				for n, d := range names {
-					if d == img.ManifestDigest {
-						o.RepoTags = append(o.RepoTags, exporter.FamiliarName(n))
+				out := []any{}
+				for _, ref := range args {
+					// Like docker: a container of that name or ID first.
+					if r, err := cs.Get(ctx, ref); err == nil {
+						out = append(out, containerJSON(r))
+						continue
 					}
+					img, err := exporter.Lookup(ctx, a.Store, ref)
+					if err != nil {
+						return fmt.Errorf("no such object: %s", ref)
+					}
+					o := inspectOutput{
+						ID: string(img.ID), RepoTags: []string{}, RepoDigests: []string{},
+						Created: img.Config.Created.Time, Author: img.Config.Author, Config: img.Config.Config,
+						Architecture: img.Config.Architecture, Os: img.Config.OS,
+						RootFS:     map[string]any{"Type": "layers", "Layers": img.Chain.DiffIDs()},
+						Descriptor: map[string]any{"mediaType": img.Manifest.MediaType, "digest": img.ManifestDigest},
+					}
+					for _, l := range img.Chain {
+						o.Size += l.Size
+					}
+					for n, d := range names {
+						if d == img.ManifestDigest {
+							o.RepoTags = append(o.RepoTags, exporter.FamiliarName(n))
+						}
+					}
+					sort.Strings(o.RepoTags)
+					out = append(out, o)
 				}
-				sort.Strings(o.RepoTags)
-				out = append(out, o)
-			}
-			enc := json.NewEncoder(c.stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "    ")
+				return enc.Encode(out)
+			})
 		},
 	}
 }
@@ -294,38 +280,34 @@ func (c *cli) historyCommand() *cobra.Command {
 		Short: "Show the history of an image",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			img, err := exporter.Lookup(ctx, a.Store, args[0])
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT")
-			layer := len(img.Chain) - 1
-			hist := img.Config.History
-			for i := len(hist) - 1; i >= 0; i-- {
-				h := hist[i]
-				size := int64(0)
-				if !h.EmptyLayer && layer >= 0 {
-					size = img.Chain[layer].Size
-					layer--
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				img, err := exporter.Lookup(ctx, a.Store, args[0])
+				if err != nil {
+					return err
 				}
-				id := "<missing>"
-				if i == len(hist)-1 {
-					id = shortID(string(img.ID))
+				tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
+				fmt.Fprintln(tw, "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT")
+				layer := len(img.Chain) - 1
+				hist := img.Config.History
+				for i := len(hist) - 1; i >= 0; i-- {
+					h := hist[i]
+					size := int64(0)
+					if !h.EmptyLayer && layer >= 0 {
+						size = img.Chain[layer].Size
+						layer--
+					}
+					id := "<missing>"
+					if i == len(hist)-1 {
+						id = shortID(string(img.ID))
+					}
+					by := h.CreatedBy
+					if !noTrunc && len(by) > 45 {
+						by = by[:44] + "…"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, humanAgo(h.Created.Time), by, humanSize(size), h.Comment)
 				}
-				by := h.CreatedBy
-				if !noTrunc && len(by) > 45 {
-					by = by[:44] + "…"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, humanAgo(h.Created.Time), by, humanSize(size), h.Comment)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")

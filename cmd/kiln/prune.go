@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cmd/internal/app"
 )
 
 func (c *cli) pruneCommand() *cobra.Command {
@@ -63,24 +65,20 @@ func (c *cli) dfCommand() *cobra.Command {
 		Short: "Show the store's disk usage",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			u, err := a.Store.DiskUsage(ctx)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "TYPE\tCOUNT\tSIZE")
-			fmt.Fprintf(tw, "Images\t%d\t\n", u.Images)
-			fmt.Fprintf(tw, "Build cache entries\t%d\t\n", u.Keys)
-			fmt.Fprintf(tw, "Blobs\t%d\t%s\n", u.BlobCount, humanSize(u.Blobs))
-			fmt.Fprintf(tw, "Snapshots\t%d\t%s\n", u.SnapshotCount, humanSize(u.Snapshots))
-			fmt.Fprintf(tw, "Reclaimable\t\t%s\n", humanSize(u.Reclaimable))
-			return tw.Flush()
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				u, err := a.Store.DiskUsage(ctx)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
+				fmt.Fprintln(tw, "TYPE\tCOUNT\tSIZE")
+				fmt.Fprintf(tw, "Images\t%d\t\n", u.Images)
+				fmt.Fprintf(tw, "Build cache entries\t%d\t\n", u.Keys)
+				fmt.Fprintf(tw, "Blobs\t%d\t%s\n", u.BlobCount, humanSize(u.Blobs))
+				fmt.Fprintf(tw, "Snapshots\t%d\t%s\n", u.SnapshotCount, humanSize(u.Snapshots))
+				fmt.Fprintf(tw, "Reclaimable\t\t%s\n", humanSize(u.Reclaimable))
+				return tw.Flush()
+			})
 		},
 	}
 }

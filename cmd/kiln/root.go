@@ -83,3 +83,15 @@ func (c *cli) open(ctx context.Context) (*app.App, error) {
 	}
 	return app.Open(ctx, app.Options{Root: c.root, Logger: logger})
 }
+
+// withApp opens the store for a command, runs fn with the command's
+// context, and closes the store.
+func (c *cli) withApp(cmd *cobra.Command, fn func(ctx context.Context, a *app.App) error) error {
+	ctx := cmd.Context()
+	a, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return fn(ctx, a)
+}
