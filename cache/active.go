@@ -157,8 +157,10 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	case err != nil:
 		return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
 	default:
-		if err := syncDir(filepath.Dir(dst)); err != nil {
-			return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
+		if s.opts.Durable {
+			if err := syncDir(filepath.Dir(dst)); err != nil {
+				return nil, fmt.Errorf("commit layer %s: %w", short(d), err)
+			}
 		}
 	}
 	// Recorded only once the snapshot is in place: a crash in between

@@ -133,6 +133,9 @@ func (s *Store) unpackSnapshot(ctx context.Context, l Layer, dir string) error {
 		}
 		return err
 	}
+	if !s.opts.Durable {
+		return nil
+	}
 	return syncDir(filepath.Dir(dir))
 }
 

@@ -45,7 +45,8 @@ type Options struct {
 	// place.
 	Trash func(dir string)
 	// Durable flushes the filesystem (syncfs) before a snapshot is renamed
-	// into place and fsyncs every index transaction, so snapshots and
+	// into place, fsyncs the snapshots directory after the rename, and
+	// fsyncs every index transaction, so snapshots and
 	// cache entries survive a power loss. Without it a crash of
 	// kiln (kill -9) still leaves a consistent store, since every snapshot
 	// appears by an atomic rename; only a power cut could leave a snapshot

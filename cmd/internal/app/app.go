@@ -56,7 +56,9 @@ func Open(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := cache.Open(ctx, root, cache.Options{Logger: opts.Logger, Trash: spawnTrash})
+	// KILN_DURABLE=1 trades a disk flush per step for surviving power cuts.
+	durable := os.Getenv("KILN_DURABLE") == "1"
+	store, err := cache.Open(ctx, root, cache.Options{Logger: opts.Logger, Trash: spawnTrash, Durable: durable})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
