@@ -1,5 +1,7 @@
 package linux
 
+import "time"
+
 // NewCopyMode is New with copy mode forced, for tests that run the
 // conformance suite without overlayfs.
 func NewCopyMode(opts Options) (*Executor, error) {
@@ -9,3 +11,23 @@ func NewCopyMode(opts Options) (*Executor, error) {
 
 // CopyMode reports whether e builds root filesystems by copying.
 func (e *Executor) CopyMode() bool { return e.copyMode.Load() }
+
+// WarmInits is the number of inits started ahead and ready.
+func (e *Executor) WarmInits() int {
+	e.warm.mu.Lock()
+	defer e.warm.mu.Unlock()
+	return len(e.warm.ready)
+}
+
+// KillWarmInits kills the ready inits but leaves them in the pool, as if
+// they had died on their own.
+func (e *Executor) KillWarmInits() {
+	e.warm.mu.Lock()
+	defer e.warm.mu.Unlock()
+	for _, ip := range e.warm.ready {
+		_ = ip.cmd.Process.Kill()
+		for !ip.exited() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

@@ -43,6 +43,8 @@ type Executor struct {
 	// copyMode is set once an overlay mount of a root filesystem failed
 	// (or copy mode was forced): later runs copy straight away.
 	copyMode atomic.Bool
+	// warm holds inits started ahead of the next run.
+	warm warmPool
 }
 
 // New returns an Executor. It creates Options.StateDir when missing.
@@ -89,6 +91,14 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) error {
 // removes the container's state dir and cgroup.
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Container, error) {
 	return e.startContainer(ctx, spec)
+}
+
+// Close kills the inits the Executor started ahead of runs that never
+// came. Runs in progress are not affected; the Executor stays usable,
+// without starting inits ahead any more.
+func (e *Executor) Close() error {
+	e.warm.close()
+	return nil
 }
 
 // IsInit reports whether the process was started as a container init.

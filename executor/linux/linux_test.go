@@ -26,6 +26,7 @@ func newExecutor(t testing.TB) *linux.Executor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.Close() })
 	return e
 }
 

@@ -144,19 +144,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		}
 	}
 
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
-	}
-	defer cfgR.Close()
-	defer cfgW.Close()
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
-	}
-	defer stR.Close()
-	defer stW.Close()
-	extra := []*os.File{cfgR, stW} // fds 3 and 4
+	var extra []*os.File
 	var consoleParent *os.File
 	if tty {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -169,27 +157,39 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		defer consoleChild.Close()
 		extra = append(extra, consoleChild) // fd 5
 	}
-
-	cmd := exec.Command("/proc/self/exe", InitArg)
-	cmd.Args[0] = "kiln-init"
-	cmd.Env = []string{}
-	cmd.Dir = "/"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.ExtraFiles = extra
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if cfg.NewNetwork {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = waitDelay
-	if err := startIn(spec.NetNSPath, cmd); err != nil {
-		return nil, fmt.Errorf("start container: %w", err)
+	// A build's RUN and COPY steps (no stdin, no terminal, no joined
+	// network) can take an init started ahead of them. One that died
+	// waiting (its config pipe is broken) is replaced by a new one.
+	var ip *initProcess
+	configured := false
+	if !tty && stdin == nil && spec.NetNSPath == "" && !spec.Init {
+		if ip = e.warm.take(flags); ip != nil {
+			ip.stdout.set(stdout)
+			ip.stderr.set(stderr)
+			if err := c.configure(ip, cfgData); err != nil {
+				ip.discard()
+				ip = nil
+			} else {
+				configured = true
+			}
+		}
 	}
+	if ip == nil {
+		if ip, err = spawnInit(spec.NetNSPath, flags, stdin, stdout, stderr, extra...); err != nil {
+			return nil, fmt.Errorf("start container: %w", err)
+		}
+	}
+	ip.release()
+	cfgW, stR := ip.cfgW, ip.stR
+	defer cfgW.Close()
+	defer stR.Close()
+	cmd := ip.cmd
 	c.cmd = cmd
 	ok = true // from here on the waiter cleans up
-	for _, f := range extra {
-		f.Close()
-	}
 	stop := context.AfterFunc(ctx, func() {
 		c.cancelled.Store(true)
 		_ = cmd.Process.Kill()
@@ -197,18 +197,12 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	c.stop = stop
 	go c.wait()
 
-	// The init waits for its config: join the cgroup before it does
-	// anything.
 	var startErr error
-	if c.cg != nil {
-		if err := c.cg.add(cmd.Process.Pid); err != nil {
+	if !configured {
+		if err := c.configure(ip, cfgData); err != nil && !errors.Is(err, errConfigWrite) {
 			startErr = fmt.Errorf("start container: %w", err)
 			_ = cmd.Process.Kill()
 		}
-	}
-	if startErr == nil {
-		// A failed write means the init died early; Wait reports why.
-		_, _ = cfgW.Write(cfgData)
 	}
 	cfgW.Close()
 	if consoleParent != nil {
@@ -248,6 +242,23 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		return nil, &execError{msg: c.st.Error, exit: &executor.ExitError{Code: c.st.Code}}
 	}
 	return nil, errors.New(c.st.Error)
+}
+
+// errConfigWrite is a failure to hand the init its config: it died early.
+var errConfigWrite = errors.New("the container init did not take its config")
+
+// configure puts the init into the container's cgroup, then writes its
+// config, which the init waits for before doing anything.
+func (c *container) configure(ip *initProcess, cfgData []byte) error {
+	if c.cg != nil {
+		if err := c.cg.add(ip.cmd.Process.Pid); err != nil {
+			return err
+		}
+	}
+	if _, err := ip.cfgW.Write(cfgData); err != nil {
+		return fmt.Errorf("%w: %w", errConfigWrite, err)
+	}
+	return nil
 }
 
 // startIn starts cmd in the network namespace at netns (none: kiln's own).

@@ -71,4 +71,9 @@ func Open(ctx context.Context, opts Options) (*App, error) {
 }
 
 // Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+func (a *App) Close() error {
+	if c, ok := a.Executor.(io.Closer); ok {
+		c.Close()
+	}
+	return a.Store.Close()
+}

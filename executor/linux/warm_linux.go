@@ -1,0 +1,174 @@
+package linux
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initProcess is a started container init that waits for its config on
+// cfgW and reports its status on stR.
+type initProcess struct {
+	cmd       *exec.Cmd
+	cfgW, stR *os.File
+	// stdout and stderr are set for an init started ahead of its run
+	// (warm): its output goes wherever the run that takes it says.
+	stdout, stderr *lateWriter
+	// extra are the child's ends of the pipes, closed by release.
+	extra []*os.File
+}
+
+// spawnInit starts /proc/self/exe as a container init in new namespaces
+// (flags), in the network namespace netns when set. extra are passed after
+// the config and status pipes (fd 5 on).
+func spawnInit(netns string, flags uintptr, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return nil, err
+	}
+	ip := &initProcess{cfgW: cfgW, stR: stR, extra: append([]*os.File{cfgR, stW}, extra...)} // fds 3, 4, 5...
+	cmd := exec.Command("/proc/self/exe", InitArg)
+	cmd.Args[0] = "kiln-init"
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.ExtraFiles = ip.extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = waitDelay
+	if err := startIn(netns, cmd); err != nil {
+		ip.release()
+		cfgW.Close()
+		stR.Close()
+		return nil, err
+	}
+	ip.cmd = cmd
+	return ip, nil
+}
+
+// release closes the child's ends of the pipes.
+func (ip *initProcess) release() {
+	for _, f := range ip.extra {
+		f.Close()
+	}
+	ip.extra = nil
+}
+
+// exited reports whether the init is gone already (without reaping it).
+func (ip *initProcess) exited() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, ip.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != nil || info.Signo != 0
+}
+
+// discard kills and reaps an init that was never given a config.
+func (ip *initProcess) discard() {
+	ip.cfgW.Close()
+	ip.stR.Close()
+	_ = ip.cmd.Process.Kill()
+	_ = ip.cmd.Wait()
+}
+
+// lateWriter forwards writes to a writer chosen after the process that
+// writes to it was started; until then (and with none) output is dropped.
+type lateWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lateWriter) set(w io.Writer) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
+func (l *lateWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
+
+// warmPool keeps one init started ahead per set of namespace flags, so a
+// build's next RUN skips the fork, exec and Go runtime start of the init
+// (about a third of a short step). It only starts one once a second run
+// was asked for, so a lone `kiln run` never pays for a spare.
+type warmPool struct {
+	mu      sync.Mutex
+	runs    int
+	closed  bool
+	ready   map[uintptr]*initProcess
+	filling map[uintptr]bool
+	wg      sync.WaitGroup
+}
+
+// take returns the warm init for flags, or nil, and starts filling the
+// slot again from the second run on.
+func (p *warmPool) take(flags uintptr) *initProcess {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runs++
+	ip := p.ready[flags]
+	delete(p.ready, flags)
+	if p.runs >= 2 && !p.closed && !p.filling[flags] {
+		if p.filling == nil {
+			p.filling = map[uintptr]bool{}
+		}
+		p.filling[flags] = true
+		p.wg.Add(1)
+		go p.fill(flags)
+	}
+	if ip != nil && ip.exited() {
+		go ip.discard()
+		return nil
+	}
+	return ip
+}
+
+func (p *warmPool) fill(flags uintptr) {
+	defer p.wg.Done()
+	out, errw := &lateWriter{}, &lateWriter{}
+	ip, err := spawnInit("", flags, nil, out, errw)
+	if err == nil {
+		ip.release()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.filling, flags)
+	if err != nil {
+		return // the next run starts its own and reports the error
+	}
+	ip.stdout, ip.stderr = out, errw
+	if p.closed || p.ready[flags] != nil {
+		ip.discard()
+		return
+	}
+	if p.ready == nil {
+		p.ready = map[uintptr]*initProcess{}
+	}
+	p.ready[flags] = ip
+}
+
+// close kills the warm inits and waits for spares being started.
+func (p *warmPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	ready := p.ready
+	p.ready = nil
+	p.mu.Unlock()
+	for _, ip := range ready {
+		ip.discard()
+	}
+	p.wg.Wait() // a spare started meanwhile sees closed and goes
+}
