@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -118,4 +119,37 @@ func TestNormalizeFamiliarRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNameGrammar checks the hand-written grammar checks against the
+// regular expressions they replace.
+func TestNameGrammar(t *testing.T) {
+	pathRE := regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	tagRE := regexp.MustCompile(`^\w[\w.-]{0,127}$`)
+	cases := []string{"", "a", "abc", "a.b", "a..b", "a_b", "a__b", "a___b", "a-b", "a--b", "a-", "-a", ".a", "a.", "_a",
+		"a_", "A", "a/b", "a b", "1.0", "v1.2-rc_3", "x__y.z-w", "é", strings.Repeat("a", 128), strings.Repeat("a", 129), "a.-b", "a-.b"}
+	for _, c := range cases {
+		if got, want := validPathComponent(c), pathRE.MatchString(c); got != want {
+			t.Errorf("validPathComponent(%q) = %v, regexp says %v", c, got, want)
+		}
+		if got, want := validTag(c), tagRE.MatchString(c); got != want {
+			t.Errorf("validTag(%q) = %v, regexp says %v", c, got, want)
+		}
+	}
+}
+
+func FuzzNameGrammar(f *testing.F) {
+	pathRE := regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	tagRE := regexp.MustCompile(`^\w[\w.-]{0,127}$`)
+	for _, s := range []string{"a__b", "a-b", "v1.0", "x.y_z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validPathComponent(s), pathRE.MatchString(s); got != want {
+			t.Errorf("validPathComponent(%q) = %v, regexp says %v", s, got, want)
+		}
+		if got, want := validTag(s), tagRE.MatchString(s); got != want {
+			t.Errorf("validTag(%q) = %v, regexp says %v", s, got, want)
+		}
+	})
 }
