@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,9 @@ type Options struct {
 	// FileDigest, when set, supplies content digests of context files
 	// for COPY/ADD cache keys (a stat cache).
 	FileDigest fileop.FileDigestFunc
+	// FileLookup, when set, gives the content digests FileDigest would
+	// without reading (stat cache hits); see fileop.ChecksumOptions.
+	FileLookup func(name string, fi fs.FileInfo) (digest.Digest, bool)
 	// Resolver finds base images.
 	Resolver ImageResolver
 	// Network is the default network of RUN steps.

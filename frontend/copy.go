@@ -92,6 +92,7 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	} else {
 		op.ContextDir = c.opts.ContextDir
 		op.FileDigest = c.opts.FileDigest
+		op.FileLookup = c.opts.FileLookup
 		cp.Excludes = c.opts.Excludes
 		if op.ContextDir == "" {
 			return fmt.Errorf("%s needs a build context", verb)

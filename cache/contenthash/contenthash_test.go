@@ -72,24 +72,64 @@ func TestRacyEntriesNotRemembered(t *testing.T) {
 func TestDamagedFileIgnored(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "h.json")
 	os.WriteFile(store, []byte("{not json"), 0o644)
-	if c := Open(store); len(c.entries) != 0 {
+	if c := Open(store); len(c.index) != 0 {
 		t.Errorf("damaged cache file loaded")
 	}
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
-	in := map[string]entry{
-		"a/b.txt": {Size: 5, Mtime: -3, Ctime: 1 << 40, Ino: 77, Mode: 0o100644, Digest: digest.FromString("x")},
-		"ü":       {Digest: digest.FromString("y")},
+	a := entry{Size: 5, Mtime: -3, Ctime: 1 << 40, Ino: 77, Mode: 0o100644}
+	a.Sum[0], a.Sum[31] = 1, 2
+	b := entry{Mode: 0o100600}
+	b.Sum[5] = 9
+	index := map[string]int{"a/b.txt": 0, "ü": 1}
+	outIndex, out, err := decode(encode(index, []entry{a, b}, func(int) bool { return true }))
+	if err != nil || len(out) != 2 || out[outIndex["a/b.txt"]] != a || out[outIndex["ü"]] != b {
+		t.Errorf("round trip: %v %v %v", outIndex, out, err)
 	}
-	out, err := decode(encode(in))
-	if err != nil || len(out) != 2 || out["a/b.txt"] != in["a/b.txt"] || out["ü"] != in["ü"] {
-		t.Errorf("round trip: %v %v", out, err)
+}
+
+// TestForgetsVanishedFiles checks that Save drops files not asked about
+// when others were, and keeps everything when nothing was asked.
+func TestForgetsVanishedFiles(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for _, n := range []string{"a", "b"} {
+		p := filepath.Join(dir, n)
+		os.WriteFile(p, []byte(n), 0o644)
+		os.Chtimes(p, old, old)
+	}
+	store := filepath.Join(t.TempDir(), "h")
+	c := Open(store)
+	c.now = func() time.Time { return time.Now().Add(time.Minute) }
+	ctx := context.Background()
+	for _, n := range []string{"a", "b"} {
+		fi, _ := os.Lstat(filepath.Join(dir, n))
+		c.Digest(ctx, n, fi, func() (digest.Digest, error) { return digest.FromString(n), nil })
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if c := Open(store); len(c.index) != 2 {
+		t.Fatalf("saved %d entries, want 2", len(c.index))
+	}
+	Open(store).Save() // nothing asked: nothing dropped
+	c = Open(store)
+	fi, _ := os.Lstat(filepath.Join(dir, "a"))
+	if d, ok := c.Lookup("a", fi); !ok || d != digest.FromString("a") {
+		t.Fatalf("Lookup(a) = %v, %v", d, ok)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c = Open(store)
+	if _, ok := c.index["b"]; ok || len(c.index) != 1 {
+		t.Fatalf("b was not asked about but is still cached: %v", c.index)
 	}
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(encode(map[string]entry{"f": {Size: 1, Digest: digest.FromString("z")}}))
+	f.Add(encode(map[string]int{"f": 0}, []entry{{Size: 1, Mode: 1}}, func(int) bool { return true }))
 	f.Add([]byte(magic + "\x05abc"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decode(b) // must not panic

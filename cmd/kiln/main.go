@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -36,6 +37,12 @@ func main() {
 			},
 		})
 		os.Exit(125)
+	}
+	if os.Getenv("GOGC") == "" {
+		// A CLI run is short and its live heap small (tens of MB even
+		// for a 20,000-file context): collecting at 5x the live heap
+		// instead of 2x takes ~8% off a no-op rebuild of such a context.
+		debug.SetGCPercent(400)
 	}
 	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
 		// A debugging aid for speed work: go tool pprof kiln $KILN_CPUPROFILE.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -23,6 +24,9 @@ type File struct {
 	// FileDigest, when set, supplies content digests of context files
 	// (a stat cache); nil reads every file.
 	FileDigest fileop.FileDigestFunc
+	// FileLookup, when set, gives digests FileDigest would without
+	// reading (stat cache hits).
+	FileLookup func(name string, fi fs.FileInfo) (digest.Digest, bool)
 }
 
 // Kind implements solver.Op.
@@ -42,7 +46,7 @@ func (o *File) CacheKey(ctx context.Context) (digest.Digest, error) {
 		return "", fmt.Errorf("open build context: %w", err)
 	}
 	defer root.Close()
-	sum, err := fileop.ChecksumWith(ctx, root, o.Action.Copy, fileop.ChecksumOptions{FileDigest: o.FileDigest})
+	sum, err := fileop.ChecksumWith(ctx, root, o.Action.Copy, fileop.ChecksumOptions{FileDigest: o.FileDigest, Lookup: o.FileLookup})
 	if err != nil {
 		return "", err
 	}

@@ -339,3 +339,67 @@ func BenchmarkChecksum(b *testing.B) {
 		}
 	}
 }
+
+// TestCollectMatchesWalk checks that the parallel walk of ChecksumWith
+// yields exactly the entries, in exactly the order, of the sequential walk
+// that Apply uses, with .dockerignore exclusions and re-inclusions, over
+// enough directories that several goroutines take part.
+func TestCollectMatchesWalk(t *testing.T) {
+	src := t.TempDir()
+	for i := range 60 {
+		for j := range 4 {
+			os.MkdirAll(filepath.Join(src, fmt.Sprintf("d%02d/s%d", i, j)), 0o755)
+			write(t, src, fmt.Sprintf("d%02d/s%d/f%d.txt", i, j, i*j), "x")
+		}
+		write(t, src, fmt.Sprintf("d%02d/top.log", i), "log")
+		os.Symlink("top.log", filepath.Join(src, fmt.Sprintf("d%02d/link", i)))
+	}
+	for _, excludes := range [][]string{nil, {"*/s1", "**/*.log", "!d07/top.log", "d1*", "!d12/s2"}} {
+		tree, err := newSrcTree(openRoot(t, src), excludes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		err = tree.walkDir(t.Context(), ".", nil, func(e *entry) error {
+			want = append(want, e.rel+" "+fileType(e.fi.Mode()))
+			return nil
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := summer{ctx: t.Context(), src: tree.root}
+		pool := newHashPool(t.Context(), &s)
+		recs, err := tree.collect(t.Context(), ".", pool)
+		pool.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.rel+" "+r.typ)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("excludes %q: parallel walk differs from the sequential one:\n%s", excludes, diffLines(got, want))
+		}
+		if len(want) < 100 {
+			t.Errorf("excludes %q: only %d entries walked", excludes, len(want))
+		}
+	}
+}
+
+// diffLines shows the first difference between two line lists.
+func diffLines(got, want []string) string {
+	for i := range max(len(got), len(want)) {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			return fmt.Sprintf("entry %d: got %q, want %q (%d vs %d entries)", i, g, w, len(got), len(want))
+		}
+	}
+	return ""
+}

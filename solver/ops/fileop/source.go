@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -21,13 +22,24 @@ import (
 // exist, except directories that hold a re-included ("!pattern") path,
 // which exist with only their visible descendants.
 //
-// A srcTree is used by one goroutine.
+// A srcTree may be walked by several goroutines at once.
 type srcTree struct {
 	root *os.Root
-	// pm is nil without exclusions.
+	// pm is nil without exclusions. It compiles its patterns lazily, so
+	// every use holds mu.
 	pm *patternmatcher.PatternMatcher
-	// dirVisible memoizes hasVisible for excluded directories.
+	mu sync.Mutex
+	// dirVisible memoizes hasVisible for excluded directories; guarded
+	// by mu.
 	dirVisible map[string]bool
+}
+
+// match matches rel against the exclusion patterns (see
+// patternmatcher.MatchesUsingParentResults).
+func (t *srcTree) match(rel string, mi patternmatcher.MatchInfo) (bool, patternmatcher.MatchInfo, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pm.MatchesUsingParentResults(rel, mi)
 }
 
 func newSrcTree(root *os.Root, excludes []string) (*srcTree, error) {
@@ -266,7 +278,7 @@ func (t *srcTree) lstat(p string) (fs.FileInfo, error) {
 	if err != nil || t.pm == nil || p == "." {
 		return fi, err
 	}
-	excluded, _, err := t.pm.MatchesUsingParentResults(p, patternmatcher.MatchInfo{})
+	excluded, _, err := t.match(p, patternmatcher.MatchInfo{})
 	if err != nil {
 		return nil, fmt.Errorf("match .dockerignore patterns: %w", err)
 	}
@@ -321,11 +333,16 @@ func (t *srcTree) mayReinclude(dir string) bool {
 // that is not excluded. mi is dir's own match state; its zero value makes
 // the matcher check every parent itself.
 func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, error) {
-	if v, ok := t.dirVisible[dir]; ok {
+	t.mu.Lock()
+	v, ok := t.dirVisible[dir]
+	t.mu.Unlock()
+	if ok {
 		return v, nil
 	}
 	if !t.mayReinclude(dir) {
+		t.mu.Lock()
 		t.dirVisible[dir] = false
+		t.mu.Unlock()
 		return false, nil
 	}
 	sub, err := t.root.OpenRoot(dir)
@@ -340,7 +357,7 @@ func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, err
 	found := false
 	for _, name := range names {
 		rel := dir + "/" + name
-		excluded, cmi, err := t.pm.MatchesUsingParentResults(rel, mi)
+		excluded, cmi, err := t.match(rel, mi)
 		if err != nil {
 			return false, err
 		}
@@ -361,7 +378,9 @@ func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, err
 			}
 		}
 	}
+	t.mu.Lock()
 	t.dirVisible[dir] = found
+	t.mu.Unlock()
 	return found, nil
 }
 
@@ -465,7 +484,7 @@ func (t *srcTree) walkDir(ctx context.Context, dir string, mi *patternmatcher.Ma
 			info = *mi
 		} else {
 			var err error
-			if _, info, err = t.pm.MatchesUsingParentResults(dir, patternmatcher.MatchInfo{}); err != nil {
+			if _, info, err = t.match(dir, patternmatcher.MatchInfo{}); err != nil {
 				return fmt.Errorf("match .dockerignore patterns: %w", err)
 			}
 		}
@@ -485,41 +504,64 @@ type walker struct {
 	enter, leave func(*entry) error
 }
 
-func (w *walker) walk(dir *os.Root, rel string, mi patternmatcher.MatchInfo) error {
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
+// item is a visible entry of a directory with its own match state.
+type item struct {
+	entry
+	mi patternmatcher.MatchInfo
+}
+
+// list returns the visible entries of the directory dir (at rel), sorted,
+// each with its stat info. The caller closes dirf.
+func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (dirf *os.File, items []item, err error) {
 	dirf, names, err := openDir(dir)
 	if err != nil {
-		return fmt.Errorf("read directory %s: %w", rel, err)
+		return nil, nil, fmt.Errorf("read directory %s: %w", rel, err)
 	}
-	defer dirf.Close()
+	items = make([]item, 0, len(names))
 	for _, name := range names {
-		e := entry{rel: joinRel(rel, name), name: name, dir: dir, dirf: dirf}
-		var cmi patternmatcher.MatchInfo
+		it := item{entry: entry{rel: joinRel(rel, name), name: name, dir: dir, dirf: dirf}}
 		excluded := false
-		if w.t.pm != nil {
-			excluded, cmi, err = w.t.pm.MatchesUsingParentResults(e.rel, mi)
+		if t.pm != nil {
+			excluded, it.mi, err = t.match(it.rel, mi)
 			if err != nil {
-				return fmt.Errorf("match .dockerignore patterns: %w", err)
+				dirf.Close()
+				return nil, nil, fmt.Errorf("match .dockerignore patterns: %w", err)
 			}
 		}
-		if e.fi, err = dir.Lstat(name); err != nil {
-			return fmt.Errorf("stat %s: %w", e.rel, err)
+		if it.fi, err = lstatAt(dir, dirf, name); err != nil {
+			dirf.Close()
+			return nil, nil, fmt.Errorf("stat %s: %w", it.rel, err)
 		}
 		if excluded {
-			if !e.fi.IsDir() {
+			if !it.fi.IsDir() {
 				continue
 			}
-			ok, err := w.t.hasVisible(e.rel, cmi)
+			ok, err := t.hasVisible(it.rel, it.mi)
 			if err != nil {
-				return err
+				dirf.Close()
+				return nil, nil, err
 			}
 			if !ok {
 				continue
 			}
 		}
-		err := w.enter(&e)
+		items = append(items, it)
+	}
+	return dirf, items, nil
+}
+
+func (w *walker) walk(dir *os.Root, rel string, mi patternmatcher.MatchInfo) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	dirf, items, err := w.t.list(dir, rel, mi)
+	if err != nil {
+		return err
+	}
+	defer dirf.Close()
+	for i := range items {
+		e := &items[i].entry
+		err := w.enter(e)
 		if errors.Is(err, fs.SkipDir) {
 			continue
 		}
@@ -529,17 +571,17 @@ func (w *walker) walk(dir *os.Root, rel string, mi patternmatcher.MatchInfo) err
 		if !e.fi.IsDir() {
 			continue
 		}
-		sub, err := dir.OpenRoot(name)
+		sub, err := dir.OpenRoot(e.name)
 		if err != nil {
 			return fmt.Errorf("open directory %s: %w", e.rel, err)
 		}
-		err = w.walk(sub, e.rel, cmi)
+		err = w.walk(sub, e.rel, items[i].mi)
 		sub.Close()
 		if err != nil {
 			return err
 		}
 		if w.leave != nil {
-			if err := w.leave(&e); err != nil {
+			if err := w.leave(e); err != nil {
 				return err
 			}
 		}
