@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -127,17 +126,16 @@ func (a *Active) Commit(ctx context.Context) (Chain, error) {
 	}
 	defer done()
 
-	dh := sha256.New()
-	cw := &countWriter{w: dh}
-	n, err := layer.Diff(ctx, a.UpperDir, cw)
+	dh := newAsyncHasher()
+	n, err := layer.Diff(ctx, a.UpperDir, dh)
+	d, size := dh.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("commit layer: %w", err)
 	}
 	if n == 0 {
 		return append(Chain(nil), a.Parent...), nil
 	}
-	d := digest.NewDigest(digest.SHA256, dh)
-	l := Layer{DiffID: d, Digest: d, Size: cw.n, MediaType: MediaTypeLayerTar}
+	l := Layer{DiffID: d, Digest: d, Size: size, MediaType: MediaTypeLayerTar}
 	chain := a.Parent.Append(l)
 	id := chain.ChainID()
 	dst := s.snapshotPath(id)

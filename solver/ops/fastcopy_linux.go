@@ -11,8 +11,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,7 +54,8 @@ func (o *File) fastCopy(ctx context.Context, store *cache.Store, active *cache.A
 		return false, nil
 	}
 	defer root.Close()
-	fc := &fileCache{dir: store.FileCacheDir(), root: root, digest: o.FileDigest}
+	links := newLinker(ctx, &fileCache{dir: store.FileCacheDir(), root: root, digest: o.FileDigest})
+	defer links.wait()
 	target := filepath.Join(active.UpperDir, filepath.FromSlash(dest))
 	// Parents: copied up from the image (as overlayfs would) or new.
 	for _, p := range parents {
@@ -72,11 +75,7 @@ func (o *File) fastCopy(ctx context.Context, store *cache.Store, active *cache.A
 			dirs = append(dirs, dirTime{p, fi.ModTime()})
 			return makeDir(p, unixMode(fi), 0, 0)
 		case mode.IsRegular():
-			cached, err := fc.get(ctx, srcRel, fi)
-			if err != nil {
-				return err
-			}
-			return os.Link(cached, p)
+			return links.add(linkJob{srcRel, fi, p})
 		case mode&fs.ModeSymlink != 0:
 			link, err := root.Readlink(srcRel)
 			if err != nil {
@@ -94,6 +93,9 @@ func (o *File) fastCopy(ctx context.Context, store *cache.Store, active *cache.A
 			return errNoFastPath
 		}
 	})
+	if werr := links.wait(); err == nil {
+		err = werr
+	}
 	if err == nil && !ok {
 		err = errNoFastPath
 	}
@@ -120,6 +122,83 @@ func (o *File) fastCopy(ctx context.Context, store *cache.Store, active *cache.A
 		return false, fmt.Errorf("copy: %w", err)
 	}
 	return true, nil
+}
+
+// linker hard-links files from the file cache on a few goroutines: the
+// link itself is most of a rebuilt COPY layer (ext4 spends ~12 µs on each),
+// and links into different directories proceed in parallel. Directories
+// are made by the walk before their files are queued.
+type linker struct {
+	jobs chan linkJob
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+type linkJob struct {
+	srcRel string
+	fi     fs.FileInfo
+	dst    string
+}
+
+func newLinker(ctx context.Context, proto *fileCache) *linker {
+	l := &linker{jobs: make(chan linkJob, 256), stop: make(chan struct{})}
+	for range max(2, runtime.NumCPU()) {
+		c := &fileCache{dir: proto.dir, root: proto.root, digest: proto.digest, cacheFd: -1, dstFd: -1}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer c.close()
+			for j := range l.jobs {
+				if l.failed() {
+					continue
+				}
+				if err := c.link(ctx, j.srcRel, j.fi, j.dst); err != nil {
+					l.fail(err)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *linker) failed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err != nil
+}
+
+func (l *linker) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+		close(l.stop)
+	}
+}
+
+// add queues a link; it returns the first failure of any link so far.
+func (l *linker) add(j linkJob) error {
+	select {
+	case l.jobs <- j:
+		return nil
+	case <-l.stop:
+		return l.wait()
+	}
+}
+
+// wait waits for the queued links and returns the first failure; safe to
+// call more than once.
+func (l *linker) wait() error {
+	l.once.Do(func() {
+		close(l.jobs)
+		l.wg.Wait()
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 type dirTime struct {
@@ -193,28 +272,88 @@ type fileCache struct {
 	dir    string
 	root   *os.Root
 	digest fileop.FileDigestFunc
+
+	// cacheFd is dir open (-1 until needed); dstFd is the destination
+	// directory dstDir open, the one the last link went to. Links go
+	// through them: a path-based link of a 20,000-file context walked
+	// both long paths 20,000 times.
+	cacheFd int
+	dstDir  string
+	dstFd   int
 }
 
-// get returns the cache path of the context file srcRel (described by fi),
-// adding it when missing.
-func (c *fileCache) get(ctx context.Context, srcRel string, fi fs.FileInfo) (string, error) {
-	var d digest.Digest
-	var err error
-	if c.digest != nil {
-		d, err = c.digest(ctx, c.root, srcRel, fi)
-	} else {
-		d, err = fileop.DigestFile(ctx, c.root, srcRel)
+func (c *fileCache) close() {
+	if c.cacheFd >= 0 {
+		unix.Close(c.cacheFd)
 	}
+	if c.dstFd >= 0 {
+		unix.Close(c.dstFd)
+	}
+}
+
+// link hard-links the cached copy of the context file srcRel (described by
+// fi) to dst, adding it to the cache first when missing.
+func (c *fileCache) link(ctx context.Context, srcRel string, fi fs.FileInfo, dst string) error {
+	name, err := c.name(ctx, srcRel, fi)
+	if err != nil {
+		return err
+	}
+	if c.cacheFd < 0 {
+		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+			return err
+		}
+		if c.cacheFd, err = unix.Open(c.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return &fs.PathError{Op: "open", Path: c.dir, Err: err}
+		}
+	}
+	if dir := filepath.Dir(dst); dir != c.dstDir {
+		if c.dstFd >= 0 {
+			unix.Close(c.dstFd)
+			c.dstFd, c.dstDir = -1, ""
+		}
+		if c.dstFd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			return &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		c.dstDir = dir
+	}
+	rel := name[:2] + "/" + name
+	err = unix.Linkat(c.cacheFd, rel, c.dstFd, filepath.Base(dst), 0)
+	if !errors.Is(err, unix.ENOENT) {
+		if err != nil {
+			return &os.LinkError{Op: "link", Old: filepath.Join(c.dir, rel), New: dst, Err: err}
+		}
+		return nil
+	}
+	// Not cached yet (or the destination dir vanished: linking again
+	// reports that).
+	if _, err := c.add(ctx, srcRel, fi, name); err != nil {
+		return err
+	}
+	if err := unix.Linkat(c.cacheFd, rel, c.dstFd, filepath.Base(dst), 0); err != nil {
+		return &os.LinkError{Op: "link", Old: filepath.Join(c.dir, rel), New: dst, Err: err}
+	}
+	return nil
+}
+
+// name returns the cache file name of the context file srcRel.
+func (c *fileCache) name(ctx context.Context, srcRel string, fi fs.FileInfo) (string, error) {
+	d, err := c.digestOf(ctx, srcRel, fi)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(fmt.Appendf(nil, "%s %o %d", d, unixMode(fi), fi.ModTime().UnixNano()))
+	return hex.EncodeToString(h[:]), nil
+}
+
+// add copies the context file srcRel into the cache as name and returns
+// its path.
+func (c *fileCache) add(ctx context.Context, srcRel string, fi fs.FileInfo, name string) (string, error) {
+	d, err := c.digestOf(ctx, srcRel, fi)
 	if err != nil {
 		return "", err
 	}
 	mode := unixMode(fi)
-	h := sha256.Sum256(fmt.Appendf(nil, "%s %o %d", d, mode, fi.ModTime().UnixNano()))
-	name := hex.EncodeToString(h[:])
 	p := filepath.Join(c.dir, name[:2], name)
-	if _, err := os.Lstat(p); err == nil {
-		return p, nil
-	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return "", err
 	}
@@ -249,6 +388,14 @@ func (c *fileCache) get(ctx context.Context, srcRel string, fi fs.FileInfo) (str
 		return "", err
 	}
 	return p, nil
+}
+
+// digestOf returns the content digest of the context file srcRel.
+func (c *fileCache) digestOf(ctx context.Context, srcRel string, fi fs.FileInfo) (digest.Digest, error) {
+	if c.digest != nil {
+		return c.digest(ctx, c.root, srcRel, fi)
+	}
+	return fileop.DigestFile(ctx, c.root, srcRel)
 }
 
 // unixMode is the permission bits of fi with setuid, setgid and sticky.
