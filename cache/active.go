@@ -203,12 +203,37 @@ func (a *Active) finish() error {
 	if a.release != nil {
 		a.release()
 	}
-	// After a commit only the (empty) work dir is left: delete it here.
-	// Spawning a background deletion costs more than that.
-	if entries, err := os.ReadDir(a.UpperDir); err != nil || len(entries) == 0 {
+	// After a commit only the (empty) work dir is left, and a discarded
+	// layer is often a few files: delete those here, since spawning a
+	// background deletion costs more. Big trees go to the trash.
+	if fewEntries(a.UpperDir, 64) {
 		return removeAll(a.dir)
 	}
 	return a.s.discardDir(a.dir)
+}
+
+// fewEntries reports whether the tree at dir holds at most limit entries
+// (or cannot be read, which removeAll then reports).
+func fewEntries(dir string, limit int) bool {
+	budget := limit
+	var walk func(string) bool
+	walk = func(d string) bool {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return true
+		}
+		budget -= len(entries)
+		if budget < 0 {
+			return false
+		}
+		for _, e := range entries {
+			if e.IsDir() && !walk(filepath.Join(d, e.Name())) {
+				return false
+			}
+		}
+		return true
+	}
+	return walk(dir)
 }
 
 // pin is a chain held by Actives and Leases.

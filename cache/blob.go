@@ -60,8 +60,9 @@ func missingBlob(d digest.Digest) error {
 // match it or nothing is stored (the error wraps ErrCorrupt). Returns digest
 // and size.
 //
-// The bytes go to a temp file, hashed on the way; the file is fsync'ed, made
-// read-only and renamed into place. A blob that is already stored is
+// The bytes go to a temp file, hashed on the way; the file is made
+// read-only and renamed into place (fsync'ed first, and its directory
+// after, with Options.Durable). A blob that is already stored is
 // replaced by the fresh, verified copy, which also repairs a damaged one.
 func (s *Store) WriteBlob(ctx context.Context, r io.Reader, expected digest.Digest) (digest.Digest, int64, error) {
 	if expected != "" {
@@ -129,8 +130,10 @@ func (t *ingest) commit(expected digest.Digest) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := t.f.Sync(); err != nil {
-		return "", fmt.Errorf("write blob %s: %w", short(d), err)
+	if t.s.opts.Durable {
+		if err := t.f.Sync(); err != nil {
+			return "", fmt.Errorf("write blob %s: %w", short(d), err)
+		}
 	}
 	if err := t.f.Chmod(0o444); err != nil {
 		return "", fmt.Errorf("write blob %s: %w", short(d), err)
@@ -142,8 +145,10 @@ func (t *ingest) commit(expected digest.Digest) (digest.Digest, error) {
 		return "", fmt.Errorf("write blob %s: %w", short(d), err)
 	}
 	t.done = true
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return "", fmt.Errorf("write blob %s: %w", short(d), err)
+	if t.s.opts.Durable {
+		if err := syncDir(filepath.Dir(dst)); err != nil {
+			return "", fmt.Errorf("write blob %s: %w", short(d), err)
+		}
 	}
 	return d, nil
 }

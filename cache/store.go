@@ -44,16 +44,16 @@ type Options struct {
 	// Prune finishes what the background deletion did not. Nil deletes in
 	// place.
 	Trash func(dir string)
-	// Durable flushes the filesystem (syncfs) before a snapshot is renamed
-	// into place, fsyncs the snapshots directory after the rename, and
-	// fsyncs every index transaction, so snapshots and
-	// cache entries survive a power loss. Without it a crash of
-	// kiln (kill -9) still leaves a consistent store, since every snapshot
-	// appears by an atomic rename; only a power cut could leave a snapshot
-	// with unflushed files. Blob files are always fsynced; but the layers
-	// made by Active.Commit have no blob file until first used (their
-	// bytes are the diff of their snapshot, see Active.Commit), so after a
-	// power cut without Durable such a layer may fail with ErrCorrupt.
+	// Durable makes the store survive a power cut: it flushes the
+	// filesystem (syncfs) before a snapshot is renamed into place, fsyncs
+	// blob files and the directories that get new snapshots and blobs,
+	// and fsyncs every index transaction. Without it a crash of kiln
+	// (kill -9, Ctrl-C) still leaves a consistent store, since every blob
+	// and snapshot appears by an atomic rename after it is complete; only
+	// a power cut could leave recent files unflushed (a blob then fails
+	// its digest check with ErrCorrupt, and the index may lose recent
+	// entries). On a busy disk each flush can cost milliseconds, once per
+	// build step.
 	Durable bool
 }
 

@@ -205,7 +205,9 @@ func TestTrashDefersDeletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(a.UpperDir, "f"), []byte("x"), 0o644)
+	for i := range 100 { // more than a few files: too many to delete in place
+		os.WriteFile(filepath.Join(a.UpperDir, fmt.Sprint("f", i)), []byte("x"), 0o644)
+	}
 	if err := a.Discard(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,4 +224,30 @@ func TestTrashDefersDeletion(t *testing.T) {
 		t.Errorf("prune left the trash: %v", err)
 	}
 	s.Close()
+}
+
+// TestSmallDiscardInPlace checks that a layer of a few files is deleted at
+// once instead of through the trash.
+func TestSmallDiscardInPlace(t *testing.T) {
+	var handed []string
+	s, err := Open(t.Context(), t.TempDir(), Options{Trash: func(dir string) { handed = append(handed, dir) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.Prepare(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(a.UpperDir, "d/e"), 0o755)
+	os.WriteFile(filepath.Join(a.UpperDir, "d/e/f"), []byte("x"), 0o644)
+	if err := a.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 0 {
+		t.Fatalf("a three-entry layer went to the trash: %v", handed)
+	}
+	if _, err := os.Stat(a.UpperDir); !os.IsNotExist(err) {
+		t.Fatalf("the discarded layer is still there: %v", err)
+	}
 }
