@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +58,7 @@ type Options struct {
 	FileDigest fileop.FileDigestFunc
 	// FileLookup, when set, gives the content digests FileDigest would
 	// without reading (stat cache hits); see fileop.ChecksumOptions.
-	FileLookup func(name string, fi fs.FileInfo) (digest.Digest, bool)
+	FileLookup fileop.SumLookupFunc
 	// Resolver finds base images.
 	Resolver ImageResolver
 	// Network is the default network of RUN steps.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -26,7 +25,7 @@ type File struct {
 	FileDigest fileop.FileDigestFunc
 	// FileLookup, when set, gives digests FileDigest would without
 	// reading (stat cache hits).
-	FileLookup func(name string, fi fs.FileInfo) (digest.Digest, bool)
+	FileLookup fileop.SumLookupFunc
 }
 
 // Kind implements solver.Op.

@@ -124,7 +124,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		FileDigest: func(ctx context.Context, src *os.Root, name string, fi fs.FileInfo) (digest.Digest, error) {
 			return hashes.Digest(ctx, name, fi, func() (digest.Digest, error) { return fileop.DigestFile(ctx, src, name) })
 		},
-		FileLookup: hashes.Lookup,
+		FileLookup: hashes.LookupSum,
 		Filename:   displayPath(dfPath),
 		BuildArgs:  req.BuildArgs,
 		Target:     req.Target,

@@ -37,10 +37,14 @@ type ChecksumOptions struct {
 	FileDigest FileDigestFunc
 	// Lookup, when set, is asked first, on the walking goroutine, for a
 	// digest it can give without reading (a stat cache hit); only files
-	// it does not know go to FileDigest. It is called from several
-	// goroutines at once.
-	Lookup func(name string, fi fs.FileInfo) (digest.Digest, bool)
+	// it does not know go to FileDigest.
+	Lookup SumLookupFunc
 }
+
+// SumLookupFunc returns the raw sha256 content digest of the regular file
+// name that fi describes when it knows it without reading the file. It is
+// called from several goroutines at once.
+type SumLookupFunc func(name string, fi fs.FileInfo) (sum [sha256.Size]byte, ok bool)
 
 // ChecksumWith is Checksum with options.
 //
@@ -129,7 +133,10 @@ type record struct {
 	major, minor uint32
 	info         fs.FileInfo
 
-	// done is closed when digest (or err) is set, for regular files.
+	// sum is the content digest of a regular file found by the lookup;
+	// otherwise done is closed when digest (or err) is set.
+	sum    [sha256.Size]byte
+	hasSum bool
 	done   chan struct{}
 	digest digest.Digest
 	err    error
@@ -177,15 +184,13 @@ func (p *hashPool) record(rel string, fi fs.FileInfo, readlink func() (string, e
 	switch r.typ {
 	case "file":
 		r.size = fi.Size()
-		r.done = make(chan struct{})
-		r.info = fi
 		if p.s.lookup != nil {
-			if d, ok := p.s.lookup(rel, fi); ok {
-				r.digest = d
-				close(r.done)
+			if r.sum, r.hasSum = p.s.lookup(rel, fi); r.hasSum {
 				return r, nil
 			}
 		}
+		r.done = make(chan struct{})
+		r.info = fi
 		select {
 		case p.jobs <- r:
 		case <-p.ctx.Done():
@@ -230,7 +235,7 @@ type summer struct {
 	h          hash.Hash
 	scratch    [binary.MaxVarintLen64]byte
 	fileDigest FileDigestFunc
-	lookup     func(name string, fi fs.FileInfo) (digest.Digest, bool)
+	lookup     SumLookupFunc
 	owners     bool
 }
 
@@ -269,6 +274,15 @@ func (s *summer) add(r *record) error {
 	switch r.typ {
 	case "file":
 		s.num(uint64(r.size))
+		if r.hasSum {
+			// The bytes of s.str(digest.String()), without the strings.
+			var buf [len("sha256:") + 2*sha256.Size]byte
+			copy(buf[:], "sha256:")
+			hex.Encode(buf[len("sha256:"):], r.sum[:])
+			s.num(uint64(len(buf)))
+			s.h.Write(buf[:])
+			return nil
+		}
 		<-r.done
 		if r.err != nil {
 			return r.err

@@ -4,6 +4,7 @@ package fileop
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/rand"
 	"fmt"
 	"io/fs"
@@ -231,6 +232,48 @@ func TestChecksumWithFileDigest(t *testing.T) {
 	sort.Strings(names)
 	if want := "a.txt dir/c.txt dir/sub/y dir/x"; strings.Join(names, " ") != want {
 		t.Errorf("hook saw %q, want %q", strings.Join(names, " "), want)
+	}
+}
+
+// TestChecksumWithLookup checks that digests from the Lookup hook give the
+// same checksum as reading the files, whether it knows every file or some.
+func TestChecksumWithLookup(t *testing.T) {
+	root := t.TempDir()
+	mkTree(t, root, baseSrc...)
+	c := Copy{Sources: []string{"a.txt", "dir"}}
+	want := checksumOf(t, root, c)
+	src := openRoot(t, root)
+	for _, skip := range []string{"", "dir/x"} {
+		var mu sync.Mutex
+		read := 0
+		opts := ChecksumOptions{
+			Lookup: func(name string, fi fs.FileInfo) ([32]byte, bool) {
+				if name == skip {
+					return [32]byte{}, false
+				}
+				b, err := src.ReadFile(name)
+				if err != nil {
+					t.Error(err)
+				}
+				return sha256.Sum256(b), true
+			},
+			FileDigest: func(ctx context.Context, src *os.Root, name string, fi fs.FileInfo) (digest.Digest, error) {
+				mu.Lock()
+				read++
+				mu.Unlock()
+				return DigestFile(ctx, src, name)
+			},
+		}
+		got, err := ChecksumWith(t.Context(), src, &c, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("lookup missing %q: %s, reading every file: %s", skip, got, want)
+		}
+		if wantRead := map[bool]int{true: 0, false: 1}[skip == ""]; read != wantRead {
+			t.Errorf("lookup missing %q: FileDigest called %d times, want %d", skip, read, wantRead)
+		}
 	}
 }
 
