@@ -4,8 +4,8 @@ package fileop
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"os"
