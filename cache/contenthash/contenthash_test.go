@@ -2,6 +2,7 @@ package contenthash
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,4 +135,24 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decode(b) // must not panic
 	})
+}
+
+// BenchmarkOpen measures loading the stat cache of a 20,000-file context,
+// which every build of that context pays before its first COPY key.
+func BenchmarkOpen(b *testing.B) {
+	index := map[string]int{}
+	entries := make([]entry, 20000)
+	for i := range entries {
+		index[fmt.Sprintf("src/dir%d/file%d.dat", i%200, i)] = i
+		entries[i] = entry{Size: int64(i), Mtime: 1e18 + int64(i), Ctime: 1e18, Ino: uint64(i), Mode: 0o100644}
+	}
+	p := filepath.Join(b.TempDir(), "h")
+	if err := os.WriteFile(p, encode(index, entries, func(int) bool { return true }), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if c := Open(p); len(c.index) != 20000 {
+			b.Fatal(len(c.index))
+		}
+	}
 }
