@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 const (
@@ -123,6 +125,37 @@ func BenchmarkCommitMaterialize(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := rc.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRecordLookupKey records a cache key and looks it up, as every
+// executed build step does (each opens the index on its own, so that two
+// kiln processes interleave).
+func BenchmarkRecordLookupKey(b *testing.B) {
+	s, err := Open(b.Context(), b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.Prepare(b.Context(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(a.UpperDir, "f"), []byte("x"), 0o644)
+	chain, err := a.Commit(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		k := digest.FromString(fmt.Sprint("key", i))
+		if err := s.RecordKey(b.Context(), k, chain); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.LookupKey(b.Context(), k); err != nil {
 			b.Fatal(err)
 		}
 	}
