@@ -14,12 +14,15 @@ const (
 // initConfig is what the parent sends the init over configFD.
 type initConfig struct {
 	// RunDir is the per-run scratch dir (absolute, on the host).
-	RunDir     string           `json:"runDir"`
-	LowerDirs  []string         `json:"lowerDirs,omitempty"` // bottom first
-	UpperDir   string           `json:"upperDir"`
-	WorkDir    string           `json:"workDir"`
-	ReadOnly   bool             `json:"readOnly,omitempty"`
-	CopyMode   bool             `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
+	RunDir    string   `json:"runDir"`
+	LowerDirs []string `json:"lowerDirs,omitempty"` // bottom first
+	UpperDir  string   `json:"upperDir"`
+	WorkDir   string   `json:"workDir"`
+	ReadOnly  bool     `json:"readOnly,omitempty"`
+	CopyMode  bool     `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
+	// LinkMount mounts overlays with mount(2) and a link dir even where
+	// the kernel takes one lowerdir+ per layer (tests of older kernels).
+	LinkMount  bool             `json:"linkMount,omitempty"`
 	Process    *processConfig   `json:"process,omitempty"`
 	Func       *funcConfig      `json:"func,omitempty"`
 	Inputs     []executor.Input `json:"inputs,omitempty"`

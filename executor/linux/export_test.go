@@ -31,3 +31,10 @@ func (e *Executor) KillWarmInits() {
 		}
 	}
 }
+
+// NewLinkMount is New with overlays mounted through a link dir and
+// mount(2), as on kernels without lowerdir+.
+func NewLinkMount(opts Options) (*Executor, error) {
+	opts.linkMount = true
+	return New(opts)
+}

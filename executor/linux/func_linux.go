@@ -31,7 +31,7 @@ func runFunc(cfg *initConfig, rootfs string, handlers map[string]Handler) error 
 			err = bindReadOnly(in.Dir, dir)
 		case len(in.LowerDirs) >= 2:
 			if !cfg.CopyMode {
-				ov := overlay{linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
+				ov := overlay{links: cfg.LinkMount, linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
 				err = ov.mount(dir, unix.MS_RDONLY)
 			}
 			if cfg.CopyMode || (err != nil && overlayUnavailable(err)) {

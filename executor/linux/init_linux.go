@@ -65,6 +65,7 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 		lowers = []string{empty}
 	}
 	ov := overlay{
+		links:   cfg.LinkMount,
 		linkDir: filepath.Join(cfg.RunDir, "l"),
 		lowers:  lowers,
 		upper:   cfg.UpperDir,
@@ -121,6 +122,7 @@ type overlay struct {
 	// linkDir gets short symlinks to the layer dirs so that the mount
 	// options fit in one page even for hundreds of layers.
 	linkDir     string
+	links       bool     // always use linkDir (see initConfig.LinkMount)
 	lowers      []string // bottom first
 	upper, work string   // empty for a read-only stack of lowers only
 }
@@ -129,6 +131,59 @@ type overlay struct {
 const maxMountData = 4096
 
 func (o overlay) mount(target string, flags uintptr) error {
+	if !o.links && o.mountByLayer(target, flags) == nil {
+		return nil
+	}
+	return o.mountWithLinks(target, flags)
+}
+
+// mountByLayer mounts the stack with the new mount API, one lowerdir+
+// per layer (Linux 6.8): no option string to fit into a page, so no link
+// dir to make (and delete: for a 40-layer step that was a third of its
+// clean-up). Any failure leaves nothing mounted; mount then tries the
+// classic way, which also reports an overlay the kernel refuses.
+func (o overlay) mountByLayer(target string, flags uintptr) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for i := len(o.lowers) - 1; i >= 0; i-- { // overlayfs wants the top first
+		if err := unix.FsconfigSetString(fd, "lowerdir+", o.lowers[i]); err != nil {
+			return err
+		}
+	}
+	if o.upper != "" {
+		if err := unix.FsconfigSetString(fd, "upperdir", o.upper); err != nil {
+			return err
+		}
+		if err := unix.FsconfigSetString(fd, "workdir", o.work); err != nil {
+			return err
+		}
+	}
+	for _, opt := range []string{"index", "redirect_dir", "metacopy"} {
+		if err := unix.FsconfigSetString(fd, opt, "off"); err != nil {
+			return err
+		}
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return err
+	}
+	attrs := 0
+	if flags&unix.MS_RDONLY != 0 {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attrs)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mfd)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+}
+
+// mountWithLinks mounts the stack with mount(2), naming the layers by
+// short symlinks in the link dir so that hundreds fit into the options.
+func (o overlay) mountWithLinks(target string, flags uintptr) error {
 	if err := os.Mkdir(o.linkDir, 0o700); err != nil {
 		return err
 	}

@@ -28,6 +28,9 @@ type Options struct {
 	// forceCopy starts the Executor in copy mode (see SnapshotterEnv); set
 	// by tests.
 	forceCopy bool
+	// linkMount mounts overlays the way kernels before 6.8 need (see
+	// initConfig.LinkMount); set by tests.
+	linkMount bool
 }
 
 // SnapshotterEnv names the environment variable New reads as a debugging

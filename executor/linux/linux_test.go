@@ -43,6 +43,20 @@ func TestStarterCopyMode(t *testing.T) {
 	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newCopyExecutor(t) })
 }
 
+// TestSuiteLinkMount runs the conformance suite with overlays mounted the
+// way kernels before 6.8 need: layers named by short links in one option
+// string.
+func TestSuiteLinkMount(t *testing.T) {
+	executortest.Suite(t, func(t *testing.T) executor.Executor {
+		e, err := linux.NewLinkMount(linux.Options{StateDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	})
+}
+
 // TestSuiteCopyMode runs the conformance suite with the copying fallback
 // that replaces overlayfs where it cannot be mounted.
 func TestSuiteCopyMode(t *testing.T) {

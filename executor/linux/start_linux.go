@@ -95,6 +95,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		WorkDir:       spec.Rootfs.WorkDir,
 		ReadOnly:      spec.Rootfs.ReadOnly,
 		CopyMode:      e.copyMode.Load(),
+		LinkMount:     e.opts.linkMount,
 		Inputs:        spec.Inputs,
 		Hostname:      spec.Hostname,
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
