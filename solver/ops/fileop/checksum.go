@@ -237,9 +237,9 @@ func fileType(mode fs.FileMode) string {
 
 // summer accumulates the checksum of a copy's sources.
 type summer struct {
-	ctx        context.Context
-	src        *os.Root
-	h          hash.Hash
+	ctx context.Context
+	src *os.Root
+	h   hash.Hash
 	// buf collects small writes for h: a sha256 Write per field cost
 	// more than the hashing for 20,000 records.
 	buf        []byte
