@@ -142,6 +142,12 @@ type Rootfs struct {
 	WorkDir  string
 	// ReadOnly mounts the root filesystem read-only.
 	ReadOnly bool
+	// Once says UpperDir and WorkDir are used for this run only (a build
+	// step): they are read right after it and never mounted again, even
+	// after a crash. The executor may then skip flushing them to disk
+	// (overlayfs "volatile"), which otherwise syncs the whole filesystem
+	// holding them when the container ends.
+	Once bool
 }
 
 // Process is the command to run.

@@ -44,6 +44,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"User", s.testUser},
 		{"UnknownUser", s.testUnknownUser},
 		{"UpperDir", s.testUpperDir},
+		{"UpperDirOnce", s.testUpperDirOnce},
 		{"NoStubsInUpper", s.testNoStubsInUpper},
 		{"Whiteout", s.testWhiteout},
 		{"DeleteDir", s.testDeleteDir},
@@ -271,6 +272,24 @@ func (s *suite) testUpperDir(t *testing.T) {
 	}
 	files := upperFiles(t, r.rootfs.UpperDir)
 	if want := "a a/b etc etc/passwd new.txt"; strings.Join(files, " ") != want {
+		t.Errorf("upper = %q, want %q", files, want)
+	}
+}
+
+// testUpperDirOnce checks that a Rootfs used once (a build step, which
+// may skip flushing it) still leaves every change in the upper dir.
+func (s *suite) testUpperDirOnce(t *testing.T) {
+	r := s.mustRun(t, sh("head -c 100000 /bin/busybox > /big && echo data > /new.txt && echo x >> /etc/passwd"),
+		func(sp *executor.Spec) { sp.Rootfs.Once = true })
+	got, err := os.ReadFile(filepath.Join(r.rootfs.UpperDir, "new.txt"))
+	if err != nil || string(got) != "data\n" {
+		t.Errorf("upper new.txt = %q, %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(r.rootfs.UpperDir, "big")); err != nil || fi.Size() != 100000 {
+		t.Errorf("upper big: %v, %v", fi, err)
+	}
+	files := upperFiles(t, r.rootfs.UpperDir)
+	if want := "big etc etc/passwd new.txt"; strings.Join(files, " ") != want {
 		t.Errorf("upper = %q, want %q", files, want)
 	}
 }

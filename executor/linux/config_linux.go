@@ -19,7 +19,10 @@ type initConfig struct {
 	UpperDir  string   `json:"upperDir"`
 	WorkDir   string   `json:"workDir"`
 	ReadOnly  bool     `json:"readOnly,omitempty"`
-	CopyMode  bool     `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
+	// Once: the upper is used for this run only (Rootfs.Once); mount it
+	// volatile.
+	Once     bool `json:"once,omitempty"`
+	CopyMode bool `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
 	// LinkMount mounts overlays with mount(2) and a link dir even where
 	// the kernel takes one lowerdir+ per layer (tests of older kernels).
 	LinkMount  bool             `json:"linkMount,omitempty"`

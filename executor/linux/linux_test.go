@@ -197,3 +197,24 @@ func childrenCPU(b *testing.B) int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// TestOnceMountsVolatile checks that a build step's root (Rootfs.Once) is
+// mounted volatile, so its end does not sync the host filesystem, and a
+// container's root is not (it must be mountable again on restart).
+func TestOnceMountsVolatile(t *testing.T) {
+	executortest.RequireRoot(t)
+	e := newExecutor(t)
+	bin := executortest.BinLayer(t)
+	for _, once := range []bool{true, false} {
+		rootfs := executortest.NewRootfs(t, bin)
+		rootfs.Once = once
+		err := e.Run(t.Context(), executor.Spec{Rootfs: rootfs, Process: &executor.Process{Args: []string{"true"}, Cwd: "/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = os.Stat(filepath.Join(rootfs.WorkDir, "work", "incompat", "volatile"))
+		if got := err == nil; got != once {
+			t.Errorf("Once=%v: volatile marker present = %v (%v)", once, got, err)
+		}
+	}
+}

@@ -94,6 +94,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		UpperDir:      spec.Rootfs.UpperDir,
 		WorkDir:       spec.Rootfs.WorkDir,
 		ReadOnly:      spec.Rootfs.ReadOnly,
+		Once:          spec.Rootfs.Once,
 		CopyMode:      e.copyMode.Load(),
 		LinkMount:     e.opts.linkMount,
 		Inputs:        spec.Inputs,

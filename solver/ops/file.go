@@ -80,7 +80,7 @@ func (o *File) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.R
 		return solver.Result{Chain: chain}, nil
 	}
 	spec := executor.Spec{
-		Rootfs: executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir},
+		Rootfs: executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
 		Func:   &executor.Func{Name: fileop.HandlerName, Payload: payload, Stdout: rc.Stdout, Stderr: rc.Stderr},
 	}
 	switch {

@@ -60,7 +60,7 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 	}
 	defer active.Discard()
 	spec := executor.Spec{
-		Rootfs:   executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir},
+		Rootfs:   executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
 		Hostname: o.Hostname,
 		Network:  o.Network,
 		Process: &executor.Process{
