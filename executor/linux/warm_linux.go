@@ -151,7 +151,8 @@ func (p *warmPool) fill(flags uintptr) {
 	}
 	ip.stdout, ip.stderr = out, errw
 	if p.closed || p.ready[flags] != nil {
-		ip.discard()
+		_ = ip.cmd.Process.Kill()
+		go ip.discard() // reaped without holding p.mu
 		return
 	}
 	if p.ready == nil {
@@ -167,8 +168,12 @@ func (p *warmPool) close() {
 	ready := p.ready
 	p.ready = nil
 	p.mu.Unlock()
+	// Killed now, reaped in the background: tearing down a spare's
+	// namespaces takes milliseconds a kiln command need not wait for (if
+	// it exits first, init reaps them).
 	for _, ip := range ready {
-		ip.discard()
+		_ = ip.cmd.Process.Kill()
+		go ip.discard()
 	}
 	p.wg.Wait() // a spare started meanwhile sees closed and goes
 }
