@@ -142,23 +142,23 @@ func (p *warmPool) fill(flags uintptr) {
 	ip, err := spawnInit("", flags, nil, out, errw)
 	if err == nil {
 		ip.release()
+		ip.stdout, ip.stderr = out, errw
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	delete(p.filling, flags)
-	if err != nil {
-		return // the next run starts its own and reports the error
+	keep := err == nil && !p.closed && p.ready[flags] == nil
+	if keep {
+		if p.ready == nil {
+			p.ready = map[uintptr]*initProcess{}
+		}
+		p.ready[flags] = ip
 	}
-	ip.stdout, ip.stderr = out, errw
-	if p.closed || p.ready[flags] != nil {
-		_ = ip.cmd.Process.Kill()
-		go ip.discard() // reaped without holding p.mu
-		return
+	p.mu.Unlock()
+	if err == nil && !keep {
+		ip.discard() // not while holding p.mu
 	}
-	if p.ready == nil {
-		p.ready = map[uintptr]*initProcess{}
-	}
-	p.ready[flags] = ip
+	// A failed start is not reported: the next run starts its own init
+	// and says why that fails.
 }
 
 // close kills the warm inits and waits for spares being started.
@@ -168,12 +168,13 @@ func (p *warmPool) close() {
 	ready := p.ready
 	p.ready = nil
 	p.mu.Unlock()
-	// Killed now, reaped in the background: tearing down a spare's
-	// namespaces takes milliseconds a kiln command need not wait for (if
-	// it exits first, init reaps them).
+	// All killed first, so their namespaces go away in parallel, then
+	// reaped: a kiln command leaves no zombie behind for init to collect.
 	for _, ip := range ready {
 		_ = ip.cmd.Process.Kill()
-		go ip.discard()
+	}
+	for _, ip := range ready {
+		ip.discard()
 	}
 	p.wg.Wait() // a spare started meanwhile sees closed and goes
 }
