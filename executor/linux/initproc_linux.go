@@ -233,8 +233,11 @@ func (ip *initProc) handle(conn *seqConn) {
 	switch {
 	case req.Signal != 0:
 		closeFDs(fds)
-		ip.signals <- unix.Signal(req.Signal)
+		// Reply first: the signal may end the process and with it the
+		// init, before a reply sent afterwards got out (the caller then
+		// saw EOF for a signal that was delivered).
 		replyInit(conn, initReply{}, -1)
+		ip.signals <- unix.Signal(req.Signal)
 	case req.Exec != nil && len(req.Exec.Args) > 0:
 		ip.exec(conn, req.Exec, fds)
 	default:
