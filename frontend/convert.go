@@ -91,12 +91,11 @@ type Plan struct {
 }
 
 type converter struct {
-	opts     Options
-	escape   rune
-	stages   []*stageState
-	metaEnv  []string // global ARG values, KEY=VALUE
-	now      time.Time
-	warnings []string
+	opts    Options
+	escape  rune
+	stages  []*stageState
+	metaEnv []string // global ARG values, KEY=VALUE
+	now     time.Time
 }
 
 // Convert parses the Dockerfile and returns the build graph of its target.

@@ -26,7 +26,6 @@ type containerFlags struct {
 	workdir     string
 	user        string
 	entrypoint  string
-	entrySet    bool
 	hostname    string
 	volumes     []string
 	tmpfs       []string

@@ -362,7 +362,6 @@ func TestVolumes(t *testing.T) {
 type fakeContainer struct {
 	exit    chan int
 	signals chan syscall.Signal
-	stdout  func(string)
 	paused  bool
 	mu      sync.Mutex
 }

@@ -15,13 +15,6 @@ func rdev(fi fs.FileInfo) uint64 {
 	return ^uint64(0)
 }
 
-func ino(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
-
 func mkfifo(p string) error { return syscall.Mkfifo(p, 0o640) }
 
 // mkWhiteout makes p an overlayfs whiteout, a 0:0 character device.

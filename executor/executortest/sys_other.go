@@ -11,8 +11,6 @@ func syscallKill(pid, sig int) error { return errors.ErrUnsupported }
 
 func rdev(fi fs.FileInfo) uint64 { return ^uint64(0) }
 
-func ino(fi fs.FileInfo) uint64 { return 0 }
-
 func mkfifo(p string) error { return errors.ErrUnsupported }
 
 func mkWhiteout(p string) error { return errors.ErrUnsupported }

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -131,9 +130,6 @@ type Source struct {
 	// when that differs from the records (an inline cache pushed with
 	// compressed layers).
 	blobs map[digest.Digest]cache.Layer
-
-	mu      sync.Mutex
-	fetched map[digest.Digest]bool
 }
 
 // WithBlobs tells the source where its layers are when the registry holds
@@ -149,7 +145,7 @@ func (s *Source) WithBlobs(layers []cache.Layer) *Source {
 // NewSource makes a Source of cfg whose blobs blob opens; name is shown in
 // errors ("cache 127.0.0.1:5000/cache:main").
 func NewSource(name string, cfg *Config, blob BlobFunc) *Source {
-	s := &Source{name: name, byKey: map[digest.Digest]cache.Chain{}, images: map[digest.Digest][]byte{}, blob: blob, fetched: map[digest.Digest]bool{}}
+	s := &Source{name: name, byKey: map[digest.Digest]cache.Chain{}, images: map[digest.Digest][]byte{}, blob: blob}
 	for _, r := range cfg.Records {
 		chain := make(cache.Chain, len(r.Layers))
 		for i, li := range r.Layers {

@@ -131,7 +131,6 @@ type record struct {
 	size         int64
 	link         string
 	major, minor uint32
-	info         fs.FileInfo
 
 	// sum is the content digest of a regular file found by the lookup;
 	// otherwise the file waits in the hash pool as pending.

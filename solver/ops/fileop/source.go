@@ -438,20 +438,6 @@ func (e *entry) open() (*os.File, error) {
 	return e.dir.Open(e.name)
 }
 
-// readTo streams the content of the regular file e describes to w.
-func (e *entry) readTo(w io.Writer, buf []byte) error {
-	err := readFileAt(e.dirf, e.name, w, buf)
-	if !errors.Is(err, errors.ErrUnsupported) {
-		return err
-	}
-	f, err := e.open()
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return copyBuffer(w, f, buf)
-}
-
 // copyBuffer copies r to w through buf (io.CopyBuffer would let an
 // *os.File pick its own buffer).
 func copyBuffer(w io.Writer, r io.Reader, buf []byte) error {

@@ -29,5 +29,3 @@ func lsetxattr(path, _ string, _ []byte) error {
 func isNotSupported(err error) bool { return errors.Is(err, errors.ErrUnsupported) }
 
 func mkdev(int64, int64) uint64 { return 0 }
-
-func readFileAt(*os.File, string, io.Writer, []byte) error { return errors.ErrUnsupported }

@@ -3,9 +3,7 @@
 package fileop
 
 import (
-	"io"
 	"io/fs"
-	"os"
 	"syscall"
 	"time"
 
@@ -79,48 +77,4 @@ func isNotSupported(err error) bool {
 // mkdev joins a device number from a tar header's major and minor.
 func mkdev(major, minor int64) uint64 {
 	return unix.Mkdev(uint32(major), uint32(minor))
-}
-
-// readFileAt streams the file name in the open directory dir to w through
-// buf. It opens the file relative to dir's descriptor without following a
-// symlink (name is a single path component, so it cannot leave dir) and
-// reads it with plain system calls: half the calls *os.File would make, which
-// matters when checksumming thousands of small files.
-func readFileAt(dir *os.File, name string, w io.Writer, buf []byte) error {
-	rc, err := dir.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var opErr error
-	err = rc.Control(func(dfd uintptr) {
-		// O_NONBLOCK: a fifo swapped in since the walk saw a regular
-		// file fails instead of blocking.
-		fd, err := unix.Openat(int(dfd), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-		if err != nil {
-			opErr = &fs.PathError{Op: "open", Path: name, Err: err}
-			return
-		}
-		defer unix.Close(fd)
-		for {
-			n, err := unix.Read(fd, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				opErr = &fs.PathError{Op: "read", Path: name, Err: err}
-				return
-			}
-			if n <= 0 {
-				return
-			}
-			if _, err := w.Write(buf[:n]); err != nil {
-				opErr = err
-				return
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return opErr
 }
