@@ -420,9 +420,7 @@ func portsString(r *containers.Record) string {
 		}
 	}
 	if len(out) == 0 {
-		for _, p := range r.Config.ExposedPorts {
-			out = append(out, p)
-		}
+		out = append(out, r.Config.ExposedPorts...)
 	}
 	return strings.Join(out, ", ")
 }

@@ -62,7 +62,8 @@ func (s *Store) CreateVolume(ctx context.Context, name string, labels map[string
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	if err := os.Mkdir(filepath.Join(tmp, "_data"), 0o755); err == nil {
+	err = os.Mkdir(filepath.Join(tmp, "_data"), 0o755)
+	if err == nil {
 		err = writeJSON(filepath.Join(tmp, "volume.json"), v)
 	}
 	if err == nil {

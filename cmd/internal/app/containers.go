@@ -239,7 +239,8 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	// The writable layer moves from the store's temp dir into the
 	// container's dir (same filesystem), where it stays until rm.
-	if err := os.Rename(active.UpperDir, rec.UpperDir()); err == nil {
+	err = os.Rename(active.UpperDir, rec.UpperDir())
+	if err == nil {
 		err = os.Rename(active.WorkDir, rec.WorkDir())
 	}
 	if err != nil {
