@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -237,17 +238,28 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if err != nil {
 		return nil, err
 	}
-	// The writable layer moves from the store's temp dir into the
-	// container's dir (same filesystem), where it stays until rm.
-	err = os.Rename(active.UpperDir, rec.UpperDir())
+	// The writable layer (its root dir already carrying the image
+	// root's owner and mode) moves from the store's temp dir into the
+	// container's dir (same filesystem), where it stays until rm; the
+	// empty dirs Create made there give way.
+	err = replaceDir(active.UpperDir, rec.UpperDir())
 	if err == nil {
-		err = os.Rename(active.WorkDir, rec.WorkDir())
+		err = replaceDir(active.WorkDir, rec.WorkDir())
 	}
 	if err != nil {
 		_ = cs.Remove(context.WithoutCancel(ctx), cfg.ID, false)
 		return nil, fmt.Errorf("create container: move its writable layer: %w", err)
 	}
 	return rec, nil
+}
+
+// replaceDir renames the directory src to dst, an empty directory that
+// it replaces (os.Rename refuses to replace a directory).
+func replaceDir(src, dst string) error {
+	if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(src, dst)
 }
 
 // checkNetwork fails when the user network name does not exist.
