@@ -603,7 +603,9 @@ func (s *starterSuite) testPidsLimit(t *testing.T) {
 
 func (s *starterSuite) testCPULimit(t *testing.T) {
 	var out bytes.Buffer
-	spec := s.spec(t, "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo unknown")
+	// The process stays until the test has looked at its cgroup: a
+	// process that already exited shows none.
+	spec := s.spec(t, "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo unknown; exec sleep 30")
 	spec.Resources = &executor.Resources{CPUs: 0.5}
 	spec.Process.Stdout = &out
 	c := s.startLimited(t, spec)
@@ -611,8 +613,11 @@ func (s *starterSuite) testCPULimit(t *testing.T) {
 	// from the host instead.
 	pid := c.Pid()
 	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if code, err := wait(t, c, 10*time.Second); code != 0 || err != nil {
-		t.Fatalf("Wait = %d, %v", code, err)
+	if err := c.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := wait(t, c, 10*time.Second); code != 137 || err != nil {
+		t.Fatalf("Wait = %d, %v; want 137 (killed)", code, err)
 	}
 	if !strings.Contains(string(cg), "kiln-test/") {
 		t.Errorf("the container was not in its cgroup: %s", cg)
