@@ -6,7 +6,7 @@ GO ?= go
 KILN_ROOT ?= /var/lib/kiln
 export KILN_ROOT
 
-.PHONY: all kiln demo deps test vet bench conformance clean
+.PHONY: all kiln demo deps test vet lint bench conformance clean
 
 all: kiln
 
@@ -35,6 +35,11 @@ vet:
 
 test: deps vet
 	$(GO) test -count=1 ./...
+
+# Static analysis beyond vet (unused code, shadowed errors, ...); fetched
+# through the Go module proxy at a fixed version.
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench: kiln
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./solver/... ./cache/... ./cmd/kiln/...
