@@ -102,31 +102,11 @@ func (s *Store) lazyBlob(ctx context.Context, d digest.Digest) (lazyRecord, erro
 // lazy blob or its snapshot is gone, ErrCorrupt when the snapshot no longer
 // gives the recorded digest.
 func (s *Store) materialize(ctx context.Context, d digest.Digest) error {
-	s.mu.Lock()
-	f, ok := s.blobFlights[d]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		s.blobFlights[d] = f
+	// A caller that gave up says nothing about ours.
+	cancelled := func(err error) bool {
+		return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 	}
-	s.mu.Unlock()
-	if ok {
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		if errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded) {
-			// The other caller gave up; that says nothing about ours.
-			return s.materialize(ctx, d)
-		}
-		return f.err
-	}
-	f.err = s.materializeOnce(ctx, d)
-	s.mu.Lock()
-	delete(s.blobFlights, d)
-	s.mu.Unlock()
-	close(f.done)
-	return f.err
+	return s.shareFlight(ctx, s.blobFlights, d, cancelled, func() error { return s.materializeOnce(ctx, d) })
 }
 
 func (s *Store) materializeOnce(ctx context.Context, d digest.Digest) error {

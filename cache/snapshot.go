@@ -60,11 +60,43 @@ func (s *Store) snapshot(ctx context.Context, chain Chain) ([]string, error) {
 	return dirs, nil
 }
 
-// flight is one unpack in progress, shared by the goroutines of a Store that
-// want the same snapshot.
+// flight is one run of a piece of work (an unpack, a blob write) in
+// progress, shared by the goroutines of a Store that want the same result.
 type flight struct {
 	done chan struct{}
 	err  error
+}
+
+// shareFlight runs fn once for key among the Store's goroutines: a caller
+// that finds a run in progress waits for it and returns its error, unless
+// again says that error is no answer for this caller, which then tries for
+// itself.
+func (s *Store) shareFlight(ctx context.Context, flights map[digest.Digest]*flight, key digest.Digest, again func(error) bool, fn func() error) error {
+	for {
+		s.mu.Lock()
+		f, ok := flights[key]
+		if !ok {
+			f = &flight{done: make(chan struct{})}
+			flights[key] = f
+		}
+		s.mu.Unlock()
+		if !ok {
+			f.err = fn()
+			s.mu.Lock()
+			delete(flights, key)
+			s.mu.Unlock()
+			close(f.done)
+			return f.err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if f.err == nil || !again(f.err) {
+			return f.err
+		}
+	}
 }
 
 // ensureSnapshot unpacks l into dir unless it is there already.
@@ -72,32 +104,10 @@ func (s *Store) ensureSnapshot(ctx context.Context, id digest.Digest, l Layer, d
 	if exists(dir) {
 		return nil
 	}
-	s.mu.Lock()
-	f, ok := s.inflight[id]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		s.inflight[id] = f
-	}
-	s.mu.Unlock()
-	if ok {
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		if f.err == nil {
-			return nil
-		}
-		// The other caller failed, maybe only because its ctx ended:
-		// try for ourselves.
-		return s.ensureSnapshot(ctx, id, l, dir)
-	}
-	f.err = s.unpackSnapshot(ctx, l, dir)
-	s.mu.Lock()
-	delete(s.inflight, id)
-	s.mu.Unlock()
-	close(f.done)
-	return f.err
+	// The other caller failed, maybe only because its ctx ended: try for
+	// ourselves.
+	tryAgain := func(error) bool { return true }
+	return s.shareFlight(ctx, s.inflight, id, tryAgain, func() error { return s.unpackSnapshot(ctx, l, dir) })
 }
 
 func exists(p string) bool {

@@ -28,6 +28,19 @@ func (c *cli) containerStore(ctx context.Context) (*containers.Store, error) {
 	return a.Containers()
 }
 
+// container opens the container store and finds the container ref.
+func (c *cli) container(ctx context.Context, ref string) (*containers.Store, *containers.Record, error) {
+	cs, err := c.containerStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := cs.Get(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, r, nil
+}
+
 // eachContainer runs fn for every argument, printing each name that
 // succeeded and every error; the error returned says how many failed.
 func (c *cli) eachContainer(ctx context.Context, args []string, echo bool, fn func(cs *containers.Store, ref string) error) error {
@@ -81,11 +94,7 @@ func (c *cli) startCommand() *cobra.Command {
 			if len(args) > 1 {
 				return asKilnError(errors.New("start -a/-i takes one container"))
 			}
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			cs, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}
@@ -472,11 +481,7 @@ func (c *cli) logsCommand() *cobra.Command {
 					return asKilnError(fmt.Errorf("--tail %q: want a number or all", tail))
 				}
 			}
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			cs, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}
@@ -564,11 +569,7 @@ func (c *cli) portCommand() *cobra.Command {
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			_, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}
@@ -617,11 +618,7 @@ func (c *cli) topCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			_, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}

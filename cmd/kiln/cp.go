@@ -105,11 +105,7 @@ func (c *cli) diffCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			_, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}
@@ -133,11 +129,7 @@ func (c *cli) exportCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cs, err := c.containerStore(ctx)
-			if err != nil {
-				return asKilnError(err)
-			}
-			r, err := cs.Get(ctx, args[0])
+			_, r, err := c.container(ctx, args[0])
 			if err != nil {
 				return asKilnError(err)
 			}

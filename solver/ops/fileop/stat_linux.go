@@ -48,9 +48,10 @@ func (s *statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
 func (s *statInfo) IsDir() bool        { return s.st.Mode&syscall.S_IFMT == syscall.S_IFDIR }
 func (s *statInfo) Sys() any           { return &s.st }
 
-// Mode converts the stat mode as os does.
+// Mode converts the stat mode as os does: the type from S_IFMT, the
+// permission and special bits through fileMode.
 func (s *statInfo) Mode() fs.FileMode {
-	m := fs.FileMode(s.st.Mode & 0o777)
+	m := fileMode(s.st.Mode & 0o7777)
 	switch s.st.Mode & syscall.S_IFMT {
 	case syscall.S_IFBLK:
 		m |= fs.ModeDevice
@@ -64,15 +65,6 @@ func (s *statInfo) Mode() fs.FileMode {
 		m |= fs.ModeSymlink
 	case syscall.S_IFSOCK:
 		m |= fs.ModeSocket
-	}
-	if s.st.Mode&syscall.S_ISGID != 0 {
-		m |= fs.ModeSetgid
-	}
-	if s.st.Mode&syscall.S_ISUID != 0 {
-		m |= fs.ModeSetuid
-	}
-	if s.st.Mode&syscall.S_ISVTX != 0 {
-		m |= fs.ModeSticky
 	}
 	return m
 }
