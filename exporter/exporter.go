@@ -201,7 +201,7 @@ func parseManifest(raw []byte) (*v1.Manifest, error) {
 		if _, err := fromHash(l.Digest); err != nil {
 			return nil, fmt.Errorf("layer %d descriptor: %w", i+1, err)
 		}
-		if _, err := ociLayerMediaType(l.MediaType); err != nil {
+		if _, err := OCILayerMediaType(l.MediaType); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i+1, err)
 		}
 	}
@@ -236,7 +236,7 @@ func chainOf(m *v1.Manifest, cfg *v1.ConfigFile) (cache.Chain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d descriptor: %w", i+1, err)
 		}
-		mt, err := ociLayerMediaType(l.MediaType)
+		mt, err := OCILayerMediaType(l.MediaType)
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i+1, err)
 		}
@@ -245,10 +245,10 @@ func chainOf(m *v1.Manifest, cfg *v1.ConfigFile) (cache.Chain, error) {
 	return chain, nil
 }
 
-// ociLayerMediaType maps a layer media type from a manifest to the OCI type
-// the store uses. Docker schema 2 types have exact OCI equivalents.
+// OCILayerMediaType maps a layer media type from a manifest to the OCI type
+// the store uses (the cache.MediaTypeLayer* names). Docker schema 2 types have exact OCI equivalents.
 // Non-distributable (foreign) layers are refused: kiln cannot fetch them.
-func ociLayerMediaType(mt types.MediaType) (types.MediaType, error) {
+func OCILayerMediaType(mt types.MediaType) (types.MediaType, error) {
 	switch mt {
 	case types.OCILayer, types.DockerLayer:
 		return types.OCILayer, nil
@@ -273,7 +273,7 @@ var (
 // the first bytes of the blob when the chain does not record it.
 func layerMediaType(ctx context.Context, store *cache.Store, l cache.Layer) (types.MediaType, error) {
 	if l.MediaType != "" {
-		return ociLayerMediaType(types.MediaType(l.MediaType))
+		return OCILayerMediaType(types.MediaType(l.MediaType))
 	}
 	rc, err := store.OpenBlob(ctx, l.Digest)
 	if err != nil {

@@ -271,7 +271,7 @@ func storeManifest(ctx context.Context, store *cache.Store, arc *archive, md dig
 		if err != nil {
 			return loadedImage{}, fmt.Errorf("layer %d: %w", i+1, err)
 		}
-		mt, err := ociLayerMediaType(desc.MediaType)
+		mt, err := OCILayerMediaType(desc.MediaType)
 		if err != nil {
 			return loadedImage{}, fmt.Errorf("layer %d: %w", i+1, err)
 		}

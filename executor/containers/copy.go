@@ -60,25 +60,10 @@ func CopyFrom(ctx context.Context, r *Record, src, name string, w io.Writer) err
 		if path.Clean("/"+src) == "/" {
 			hp = root
 		}
-		tw := tar.NewWriter(w)
-		err = filepath.WalkDir(hp, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(hp, p)
-			return writeEntry(tw, p, path.Join(name, filepath.ToSlash(rel)), fi)
-		})
-		if err != nil {
+		if err := WriteHostTar(ctx, hp, name, w); err != nil {
 			return fmt.Errorf("copy %s out of %s: %w", src, r.Config.Name, err)
 		}
-		return tw.Close()
+		return nil
 	}
 	l := r.Layers()
 	rel, err := l.Resolve(src, false)

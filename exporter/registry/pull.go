@@ -95,11 +95,11 @@ func (p *pull) run(ctx context.Context, r name.Reference) (*exporter.Image, erro
 	}
 	mediaTypes := make([]string, len(m.Layers))
 	for i, l := range m.Layers {
-		mt, err := layerMediaType(l.MediaType)
+		mt, err := exporter.OCILayerMediaType(l.MediaType)
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: layer %d: %w", md, i+1, err)
 		}
-		mediaTypes[i] = mt
+		mediaTypes[i] = string(mt)
 	}
 	cfgRaw, err := p.config(ctx, m.Config)
 	if err != nil {
@@ -226,23 +226,6 @@ func platforms(descs []v1.Descriptor) string {
 		return "no platform"
 	}
 	return string(out)
-}
-
-// layerMediaType checks a layer media type from a manifest and returns the
-// store's name for it.
-func layerMediaType(mt types.MediaType) (string, error) {
-	switch mt {
-	case types.OCILayer, types.DockerLayer:
-		return cache.MediaTypeLayerGzip, nil
-	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
-		return cache.MediaTypeLayerTar, nil
-	case types.OCILayerZStd:
-		return cache.MediaTypeLayerZstd, nil
-	case types.OCIRestrictedLayer, types.OCIUncompressedRestrictedLayer, types.DockerForeignLayer:
-		return "", fmt.Errorf("foreign (non-distributable) layers such as %q are not supported", mt)
-	default:
-		return "", fmt.Errorf("unknown layer media type %q", mt)
-	}
 }
 
 // config downloads the config blob.
