@@ -294,7 +294,7 @@ func (c *fileCache) close() {
 // link hard-links the cached copy of the context file srcRel (described by
 // fi) to dst, adding it to the cache first when missing.
 func (c *fileCache) link(ctx context.Context, srcRel string, fi fs.FileInfo, dst string) error {
-	name, err := c.name(ctx, srcRel, fi)
+	d, name, err := c.name(ctx, srcRel, fi)
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (c *fileCache) link(ctx context.Context, srcRel string, fi fs.FileInfo, dst
 	}
 	// Not cached yet (or the destination dir vanished: linking again
 	// reports that).
-	if _, err := c.add(ctx, srcRel, fi, name); err != nil {
+	if err := c.add(srcRel, fi, d, name); err != nil {
 		return err
 	}
 	if err := unix.Linkat(c.cacheFd, rel, c.dstFd, filepath.Base(dst), 0); err != nil {
@@ -335,59 +335,56 @@ func (c *fileCache) link(ctx context.Context, srcRel string, fi fs.FileInfo, dst
 	return nil
 }
 
-// name returns the cache file name of the context file srcRel.
-func (c *fileCache) name(ctx context.Context, srcRel string, fi fs.FileInfo) (string, error) {
+// name returns the content digest of the context file srcRel and its
+// cache file name.
+func (c *fileCache) name(ctx context.Context, srcRel string, fi fs.FileInfo) (digest.Digest, string, error) {
 	d, err := c.digestOf(ctx, srcRel, fi)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	h := sha256.Sum256(fmt.Appendf(nil, "%s %o %d", d, unixMode(fi), fi.ModTime().UnixNano()))
-	return hex.EncodeToString(h[:]), nil
+	return d, hex.EncodeToString(h[:]), nil
 }
 
-// add copies the context file srcRel into the cache as name and returns
-// its path.
-func (c *fileCache) add(ctx context.Context, srcRel string, fi fs.FileInfo, name string) (string, error) {
-	d, err := c.digestOf(ctx, srcRel, fi)
-	if err != nil {
-		return "", err
-	}
+// add copies the context file srcRel, whose content digest is d (checked
+// on the way), into the cache as name.
+func (c *fileCache) add(srcRel string, fi fs.FileInfo, d digest.Digest, name string) error {
 	mode := unixMode(fi)
 	p := filepath.Join(c.dir, name[:2], name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return "", err
+		return err
 	}
 	in, err := c.root.Open(srcRel)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer in.Close()
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	sum := sha256.New()
 	_, cerr := io.Copy(io.MultiWriter(tmp, sum), in)
 	if err := errors.Join(cerr, tmp.Close()); err != nil {
-		return "", err
+		return err
 	}
 	if digest.NewDigest(digest.SHA256, sum) != d {
-		return "", errNoFastPath // changed while we read it
+		return errNoFastPath // changed while we read it
 	}
 	if err := os.Chown(tmp.Name(), 0, 0); err != nil {
-		return "", err
+		return err
 	}
 	if err := unix.Chmod(tmp.Name(), mode); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.Chtimes(tmp.Name(), fi.ModTime(), fi.ModTime()); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
-		return "", err
+		return err
 	}
-	return p, nil
+	return nil
 }
 
 // digestOf returns the content digest of the context file srcRel.
