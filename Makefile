@@ -10,8 +10,16 @@ export KILN_ROOT
 
 all: kiln
 
+# kiln and kiln-init (its small container init, which starts in a third of
+# kiln's time) are linked with the same build token, a hash of the sources
+# and the Go version: kiln starts a kiln-init beside it only when the tokens
+# match, and itself otherwise (see cmd/internal/initbin).
+KILN_TOKEN = $(shell { $(GO) version; find . -path ./.git -prune -o -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
+KILN_LDFLAGS = -X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=$(KILN_TOKEN)
+
 kiln:
-	$(GO) build -o kiln ./cmd/kiln
+	$(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln ./cmd/kiln
+	$(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln-init ./cmd/kiln-init
 
 # What the tests need from Debian: busybox-static (base image), docker-registry
 # and skopeo (registry tests against a real registry and an independent client).

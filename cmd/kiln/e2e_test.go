@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/cmd/internal/initbin"
 )
 
 // The end-to-end tests build the kiln binary, make a busybox base image from
@@ -39,46 +41,52 @@ func requireRoot(t testing.TB) {
 	}
 }
 
-// kiln returns the path of a freshly built kiln binary.
+// kiln returns the path of a freshly built kiln binary, with the
+// kiln-init built beside it as `make kiln` does, so the tests run the
+// containers the way a user's kiln does.
 func kiln(t testing.TB) string {
 	t.Helper()
 	kilnOnce.Do(func() {
-		// One fixed place, replaced atomically, so test runs leave no
-		// binaries behind and concurrent runs do not collide.
-		dir := filepath.Join(os.TempDir(), "kiln-e2e-bin")
+		// One directory per test process, so concurrent runs do not
+		// collide; directories of earlier runs go after an hour.
+		base := filepath.Join(os.TempDir(), "kiln-e2e-bin")
+		if kilnErr = os.MkdirAll(base, 0o755); kilnErr != nil {
+			return
+		}
+		old, _ := filepath.Glob(filepath.Join(base, "*"))
+		for _, o := range old {
+			if fi, err := os.Stat(o); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				os.RemoveAll(o)
+			}
+		}
+		dir := filepath.Join(base, fmt.Sprint(os.Getpid()))
 		if kilnErr = os.MkdirAll(dir, 0o755); kilnErr != nil {
 			return
 		}
-		tmp, err := os.CreateTemp(dir, "build-")
-		if err != nil {
-			kilnErr = err
+		token := fmt.Sprintf("e2e%x", time.Now().UnixNano())
+		if kilnErr = goBuild(filepath.Join(dir, "kiln"), ".", token); kilnErr != nil {
 			return
 		}
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		out, err := exec.Command("go", "build", "-o", tmp.Name(), ".").CombinedOutput()
-		if err != nil {
-			kilnErr = errors.New(string(out))
+		if kilnErr = goBuild(filepath.Join(dir, initbin.Name), "../kiln-init", token); kilnErr != nil {
 			return
 		}
-		kilnBin = filepath.Join(dir, fmt.Sprintf("kiln-%d", os.Getpid()))
-		if kilnErr = os.Rename(tmp.Name(), kilnBin); kilnErr != nil {
-			return
-		}
-		// Remove binaries of earlier runs; ours goes with the next run.
-		old, _ := filepath.Glob(filepath.Join(dir, "kiln-*"))
-		for _, o := range old {
-			if o != kilnBin {
-				if fi, err := os.Stat(o); err == nil && time.Since(fi.ModTime()) > time.Hour {
-					os.Remove(o)
-				}
-			}
-		}
+		kilnBin = filepath.Join(dir, "kiln")
 	})
 	if kilnErr != nil {
 		t.Fatalf("build kiln: %v", kilnErr)
 	}
 	return kilnBin
+}
+
+// goBuild builds the package pkg into out with the build token, as the
+// Makefile does.
+func goBuild(out, pkg, token string) error {
+	ldflags := "-X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=" + token
+	b, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 // busyboxRootfs is a root filesystem tar with busybox and its applet links.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/kiln-build/kiln/cmd/internal/initbin"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 	"github.com/kiln-build/kiln/executor/linux"
@@ -41,7 +42,7 @@ func shimMain(ctx context.Context, root, id string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ex, err := linux.New(linux.Options{StateDir: filepath.Join(root, "run")})
+	ex, err := linux.New(linux.Options{StateDir: filepath.Join(root, "run"), InitPath: initbin.Find()})
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package linux implements executor.Executor with Linux namespaces and
-// overlayfs. Run re-executes the current binary (/proc/self/exe) with InitArg
-// as its first argument; main must call RunInit first thing so the child
-// becomes the container's init.
+// overlayfs. Run starts Options.InitPath (a small binary, see cmd/kiln-init)
+// or re-executes the current binary (/proc/self/exe) with InitArg as its
+// first argument; main must call RunInit first thing so the child becomes
+// the container's init.
 //
 // The init runs in new mount, PID, UTS and IPC namespaces (and a new network
 // namespace with only loopback for executor.NetworkNone). It mounts the

@@ -25,6 +25,13 @@ type Options struct {
 	// it when the run ends. Default: kiln-executor under os.TempDir().
 	StateDir string
 
+	// InitPath is a binary to start as the init of containers that run a
+	// process (Spec.Process): one whose main calls RunInit first, built
+	// from the same sources as this one (see cmd/kiln-init). Containers
+	// that run a function (Spec.Func) always start /proc/self/exe, whose
+	// handlers they need. Default: /proc/self/exe for both.
+	InitPath string
+
 	// forceCopy starts the Executor in copy mode (see SnapshotterEnv); set
 	// by tests.
 	forceCopy bool
@@ -59,6 +66,9 @@ func New(opts Options) (*Executor, error) {
 	default:
 		return nil, fmt.Errorf("%s=%q: want \"copy\" or \"auto\"", SnapshotterEnv, v)
 	}
+	if opts.InitPath == "" {
+		opts.InitPath = selfExe
+	}
 	if opts.StateDir == "" {
 		opts.StateDir = filepath.Join(os.TempDir(), "kiln-executor")
 	}
@@ -80,8 +90,8 @@ var (
 	_ executor.Starter  = (*Executor)(nil)
 )
 
-// Run implements executor.Executor. It starts /proc/self/exe as the
-// container init in new mount, PID, UTS and IPC namespaces (plus a network
+// Run implements executor.Executor. It starts Options.InitPath (or
+// /proc/self/exe) as the container init in new mount, PID, UTS and IPC namespaces (plus a network
 // namespace for executor.NetworkNone) and blocks until the container exits.
 func (e *Executor) Run(ctx context.Context, spec executor.Spec) error {
 	return e.run(ctx, spec)

@@ -159,9 +159,12 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		defer consoleChild.Close()
 		extra = append(extra, consoleChild) // fd 5
 	}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	kind := initKind{exe: e.opts.InitPath, flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
+	if cfg.Func != nil {
+		kind.exe = selfExe
+	}
 	if cfg.NewNetwork {
-		flags |= unix.CLONE_NEWNET
+		kind.flags |= unix.CLONE_NEWNET
 	}
 	// A build's RUN and COPY steps (no stdin, no terminal, no joined
 	// network) can take an init started ahead of them. One that died
@@ -169,7 +172,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	var ip *initProcess
 	configured := false
 	if !tty && stdin == nil && spec.NetNSPath == "" && !spec.Init {
-		if ip = e.warm.take(flags); ip != nil {
+		if ip = e.warm.take(kind); ip != nil {
 			ip.stdout.set(stdout)
 			ip.stderr.set(stderr)
 			if err := c.configure(ip, cfgData); err != nil {
@@ -181,7 +184,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		}
 	}
 	if ip == nil {
-		if ip, err = spawnInit(spec.NetNSPath, flags, stdin, stdout, stderr, extra...); err != nil {
+		if ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...); err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
 		}
 	}

@@ -22,10 +22,20 @@ type initProcess struct {
 	extra []*os.File
 }
 
-// spawnInit starts /proc/self/exe as a container init in new namespaces
-// (flags), in the network namespace netns when set. extra are passed after
-// the config and status pipes (fd 5 on).
-func spawnInit(netns string, flags uintptr, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
+// selfExe is the running binary, started as the init of containers that
+// run a function and, by default, of all.
+const selfExe = "/proc/self/exe"
+
+// initKind is what tells inits apart: the binary and the namespaces.
+type initKind struct {
+	exe   string
+	flags uintptr
+}
+
+// spawnInit starts k.exe as a container init in new namespaces (k.flags),
+// in the network namespace netns when set. extra are passed after the
+// config and status pipes (fd 5 on).
+func spawnInit(k initKind, netns string, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -37,13 +47,13 @@ func spawnInit(netns string, flags uintptr, stdin io.Reader, stdout, stderr io.W
 		return nil, err
 	}
 	ip := &initProcess{cfgW: cfgW, stR: stR, extra: append([]*os.File{cfgR, stW}, extra...)} // fds 3, 4, 5...
-	cmd := exec.Command("/proc/self/exe", InitArg)
+	cmd := exec.Command(k.exe, InitArg)
 	cmd.Args[0] = "kiln-init"
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = ip.extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
 	if err := startIn(netns, cmd); err != nil {
 		ip.release()
@@ -100,7 +110,7 @@ func (l *lateWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// warmPool keeps one init started ahead per set of namespace flags, so a
+// warmPool keeps one init started ahead per kind (binary and namespaces), so a
 // build's next RUN skips the fork, exec and Go runtime start of the init
 // (about a third of a short step). It only starts one once a second run
 // was asked for, so a lone `kiln run` never pays for a spare.
@@ -108,26 +118,26 @@ type warmPool struct {
 	mu      sync.Mutex
 	runs    int
 	closed  bool
-	ready   map[uintptr]*initProcess
-	filling map[uintptr]bool
+	ready   map[initKind]*initProcess
+	filling map[initKind]bool
 	wg      sync.WaitGroup
 }
 
-// take returns the warm init for flags, or nil, and starts filling the
+// take returns the warm init of kind k, or nil, and starts filling the
 // slot again from the second run on.
-func (p *warmPool) take(flags uintptr) *initProcess {
+func (p *warmPool) take(k initKind) *initProcess {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.runs++
-	ip := p.ready[flags]
-	delete(p.ready, flags)
-	if p.runs >= 2 && !p.closed && !p.filling[flags] {
+	ip := p.ready[k]
+	delete(p.ready, k)
+	if p.runs >= 2 && !p.closed && !p.filling[k] {
 		if p.filling == nil {
-			p.filling = map[uintptr]bool{}
+			p.filling = map[initKind]bool{}
 		}
-		p.filling[flags] = true
+		p.filling[k] = true
 		p.wg.Add(1)
-		go p.fill(flags)
+		go p.fill(k)
 	}
 	if ip != nil && ip.exited() {
 		go ip.discard()
@@ -136,22 +146,22 @@ func (p *warmPool) take(flags uintptr) *initProcess {
 	return ip
 }
 
-func (p *warmPool) fill(flags uintptr) {
+func (p *warmPool) fill(k initKind) {
 	defer p.wg.Done()
 	out, errw := &lateWriter{}, &lateWriter{}
-	ip, err := spawnInit("", flags, nil, out, errw)
+	ip, err := spawnInit(k, "", nil, out, errw)
 	if err == nil {
 		ip.release()
 		ip.stdout, ip.stderr = out, errw
 	}
 	p.mu.Lock()
-	delete(p.filling, flags)
-	keep := err == nil && !p.closed && p.ready[flags] == nil
+	delete(p.filling, k)
+	keep := err == nil && !p.closed && p.ready[k] == nil
 	if keep {
 		if p.ready == nil {
-			p.ready = map[uintptr]*initProcess{}
+			p.ready = map[initKind]*initProcess{}
 		}
-		p.ready[flags] = ip
+		p.ready[k] = ip
 	}
 	p.mu.Unlock()
 	if err == nil && !keep {

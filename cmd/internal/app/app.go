@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/cmd/internal/initbin"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/linux"
 )
@@ -62,7 +63,7 @@ func Open(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
-	ex, err := linux.New(linux.Options{StateDir: filepath.Join(root, "run")})
+	ex, err := linux.New(linux.Options{StateDir: filepath.Join(root, "run"), InitPath: initbin.Find()})
 	if err != nil {
 		store.Close()
 		return nil, err
