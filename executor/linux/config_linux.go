@@ -87,6 +87,10 @@ type status struct {
 	// into copyDirName in the work dir: the parent writes the changes to
 	// the upper dir afterwards and removes the copy.
 	Copied bool `json:"copied,omitempty"`
+	// Started is sent right before the init execs the process (or, with
+	// Init, once it started it): an init that ends without sending it or
+	// an Error died during its setup.
+	Started bool `json:"started,omitempty"`
 	// Fallback is why overlayfs could not be mounted, when the init fell
 	// back to copying; the parent then copies in later runs right away.
 	Fallback string `json:"fallback,omitempty"`

@@ -160,6 +160,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 		return 0, err
 	}
 	unix.Umask(0o022)
+	report(statusW, status{Started: true})
 	err = unix.Exec(proc.argv0, proc.args, proc.env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {

@@ -97,6 +97,7 @@ func runInitProcess(ip *initProc, first execProcess, stubs []stub, statusW *os.F
 		unix.Close(slave)
 	}
 	// The parent's Start returns at EOF.
+	report(statusW, status{Started: true})
 	statusW.Close()
 	debug.SetGCPercent(100) // the init lives as long as the container
 	go ip.serve()

@@ -234,7 +234,10 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			_ = cmd.Process.Kill()
 		}
 	}
-	if startErr == nil && c.st.Error == "" && (whole || !c.cancelled.Load()) {
+	// An init that ran a function reports only failures; one that runs a
+	// process says it started it.
+	started := c.st.Started || cfg.Func != nil
+	if startErr == nil && c.st.Error == "" && started && (whole || !c.cancelled.Load()) {
 		return c, nil
 	}
 	<-c.done
@@ -243,6 +246,8 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		return nil, startErr
 	case c.cancelled.Load():
 		return nil, fmt.Errorf("run container: %w", context.Cause(ctx))
+	case c.st.Error == "":
+		return nil, fmt.Errorf("start container: the container init (%s) ended with exit status %d before it started the process", kind.exe, c.code)
 	case c.st.Code != 0:
 		return nil, &execError{msg: c.st.Error, exit: &executor.ExitError{Code: c.st.Code}}
 	}
@@ -321,6 +326,7 @@ func (c *container) readStatus(r io.Reader) {
 		}
 		c.st.Stubs = append(c.st.Stubs, s.Stubs...)
 		c.st.Copied = c.st.Copied || s.Copied
+		c.st.Started = c.st.Started || s.Started
 		if s.Fallback != "" {
 			c.st.Fallback = s.Fallback
 		}
