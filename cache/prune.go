@@ -20,7 +20,8 @@ import (
 // PruneOptions says which cache keys Prune drops before it removes what
 // nothing references any more.
 type PruneOptions struct {
-	// All drops every cache key. Tagged images always stay.
+	// All drops every cache key and every RUN --mount=type=cache
+	// directory. Tagged images always stay.
 	All bool
 	// KeepStorage, when All is false and it is positive, drops cache keys,
 	// least recently used first, until the blobs and snapshots still
@@ -35,6 +36,9 @@ type PruneReport struct {
 	RemovedKeys      int
 	RemovedBlobs     int
 	RemovedSnapshots int
+	// RemovedCacheMounts counts the RUN --mount=type=cache directories
+	// removed (their bytes are not in Reclaimed).
+	RemovedCacheMounts int
 	// Reclaimed is the size of the removed blobs and snapshots, in bytes.
 	Reclaimed int64
 }
@@ -93,6 +97,11 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (PruneReport, erro
 	rep, err := s.prune(ctx, opts)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
+	}
+	if opts.All {
+		if rep.RemovedCacheMounts, err = s.removeCacheMounts(); err != nil {
+			return rep, fmt.Errorf("prune: remove cache mounts: %w", err)
+		}
 	}
 	return rep, nil
 }

@@ -77,11 +77,18 @@ type Spec struct {
 
 // Mount is an extra mount in a container.
 type Mount struct {
-	// Type is "bind" or "tmpfs".
+	// Type is "bind", "tmpfs" or "layers".
 	Type string
 	// Source is the host path of a bind mount (a named volume's data dir
-	// is a bind source too).
+	// is a bind source too). For "layers" it is the path inside the
+	// stack that is mounted ("" or "/" for all of it), resolved inside the
+	// stack (symlinks cannot lead out of it).
 	Source string
+	// LowerDirs is the overlay stack of a "layers" mount, bottom first (an
+	// empty list is an empty tree), such as another stage's root
+	// filesystem. Writes to a read-write one go to a scratch dir and are
+	// discarded with the container.
+	LowerDirs []string
 	// Target is the absolute path inside the container; created when
 	// missing.
 	Target string

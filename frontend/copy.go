@@ -83,7 +83,7 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 		if err != nil {
 			return err
 		}
-		src, err := c.copySource(ctx, s, from)
+		src, err := c.stageOrImage(ctx, s, from, "COPY --from")
 		if err != nil {
 			return err
 		}
@@ -137,11 +137,12 @@ func (c *converter) addURL(s *stageState, cmd instructions.Command, a copyArgs, 
 	return nil
 }
 
-// copySource resolves COPY --from: a stage by index or name, else an image.
-func (c *converter) copySource(ctx context.Context, s *stageState, from string) (*solver.Vertex, error) {
+// stageOrImage resolves COPY --from and RUN --mount from= (what names the
+// flag in errors): a stage by index or name, else an image.
+func (c *converter) stageOrImage(ctx context.Context, s *stageState, from, what string) (*solver.Vertex, error) {
 	if dep := c.stageByRef(from, true); dep != nil {
 		if dep == s {
-			return nil, fmt.Errorf("COPY --from=%s refers to the stage it is in", from)
+			return nil, fmt.Errorf("%s=%s refers to the stage it is in", what, from)
 		}
 		if err := c.dispatchStage(ctx, dep); err != nil {
 			return nil, err
@@ -149,14 +150,14 @@ func (c *converter) copySource(ctx context.Context, s *stageState, from string) 
 		return dep.vertex, nil
 	}
 	if c.opts.Resolver == nil {
-		return nil, fmt.Errorf("COPY --from=%s: no stage or image of that name", from)
+		return nil, fmt.Errorf("%s=%s: no stage or image of that name", what, from)
 	}
 	img, err := c.opts.Resolver.ResolveImage(ctx, from)
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) {
-			return nil, fmt.Errorf("COPY --from=%s: no stage of that name%s, and no image %q was found: %w", from, c.stageNamesHint(), from, err)
+			return nil, fmt.Errorf("%s=%s: no stage of that name%s, and no image %q was found: %w", what, from, c.stageNamesHint(), from, err)
 		}
-		return nil, fmt.Errorf("COPY --from=%s: %w", from, err)
+		return nil, fmt.Errorf("%s=%s: %w", what, from, err)
 	}
 	return &solver.Vertex{
 		Name: "FROM " + img.Ref,

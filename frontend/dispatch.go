@@ -30,7 +30,7 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 	var err error
 	switch cmd := cmd.(type) {
 	case *instructions.RunCommand:
-		err = c.dispatchRun(s, cmd)
+		err = c.dispatchRun(ctx, s, cmd)
 	case *instructions.CopyCommand:
 		err = c.dispatchCopy(ctx, s, cmd, copyArgs{
 			sources: cmd.SourcePaths, contents: cmd.SourceContents, dest: cmd.DestPath,
@@ -188,9 +188,10 @@ func (c *converter) vertexName(s *stageState, text string) string {
 	return fmt.Sprintf("[%s%d/%d] %s", prefix, s.step, s.total, text)
 }
 
-func (c *converter) dispatchRun(s *stageState, cmd *instructions.RunCommand) error {
-	if len(instructions.GetMounts(cmd)) > 0 {
-		return fmt.Errorf("RUN --mount is not supported by kiln yet")
+func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instructions.RunCommand) error {
+	mounts, mountInputs, err := c.runMounts(ctx, s, cmd)
+	if err != nil {
+		return err
 	}
 	network := c.opts.Network
 	switch instructions.GetNetwork(cmd) {
@@ -216,11 +217,11 @@ func (c *converter) dispatchRun(s *stageState, cmd *instructions.RunCommand) err
 	if wd == "" {
 		wd = "/"
 	}
-	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network}
+	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts}
 	v := &solver.Vertex{
 		Name:     c.vertexName(s, "RUN "+strings.Join(cmd.CmdLine, " ")),
 		Op:       op,
-		Inputs:   []*solver.Vertex{s.vertex},
+		Inputs:   append([]*solver.Vertex{s.vertex}, mountInputs...),
 		Location: c.location(cmd.Location()),
 	}
 	s.vertex = v

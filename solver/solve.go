@@ -181,7 +181,7 @@ type solveState struct {
 }
 
 func (s *solveState) emit(e Event) {
-	if s.opts.Events == nil {
+	if s.opts.Events == nil || (e.Vertex != nil && e.Vertex.Name == "" && e.Kind != EventError) {
 		return
 	}
 	s.emitMu.Lock()

@@ -20,7 +20,8 @@ type Location struct {
 
 // Vertex is one step of a build graph.
 type Vertex struct {
-	// Name is shown in progress, e.g. "[build 2/4] RUN make".
+	// Name is shown in progress, e.g. "[build 2/4] RUN make"; a vertex
+	// without one is internal (an empty base) and only shown if it fails.
 	Name string
 	// Op does the work.
 	Op Op
@@ -66,6 +67,9 @@ type Deps struct {
 	Store    *cache.Store
 	Executor executor.Executor
 	Logger   *slog.Logger
+	// Secrets are the contents of RUN --mount=type=secret, by id. They
+	// are never part of a cache key.
+	Secrets map[string][]byte
 }
 
 // RunContext is handed to Op.Run.

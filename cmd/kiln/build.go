@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,7 @@ type buildFlags struct {
 	compress  string
 	level     int
 	insecure  []string
+	secrets   []string
 }
 
 func (c *cli) buildCommand() *cobra.Command {
@@ -77,6 +79,7 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | type=inline")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
+	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone: the variable ID, else the file ID)")
 	return cmd
 }
 
@@ -100,6 +103,10 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	labels, err := parseKV(f.labels, false)
 	if err != nil {
 		return fmt.Errorf("--label: %w", err)
+	}
+	secrets, err := parseSecrets(f.secrets)
+	if err != nil {
+		return err
 	}
 	mode := progressui.Mode(f.progress)
 	switch mode {
@@ -168,6 +175,7 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		NoCache:    f.noCache,
 		Labels:     labels,
 		Network:    network,
+		Secrets:    secrets,
 		Jobs:       f.jobs,
 		Registry:   app.RegistryOptions{Pull: pull, Registry: regOpts},
 		CacheFrom:  cacheFrom,
@@ -265,6 +273,64 @@ func parseKV(list []string, fromEnv bool) (map[string]string, error) {
 			v = ev
 		}
 		out[k] = v
+	}
+	return out, nil
+}
+
+// parseSecrets reads the --secret flags, as docker build takes them:
+// id=ID with src=FILE (or source=), env=VAR, or neither (the environment
+// variable ID when set, else the file ID); type=file|env may say which.
+func parseSecrets(specs []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, spec := range specs {
+		var id, src, env, typ string
+		for _, field := range strings.Split(spec, ",") {
+			k, v, ok := strings.Cut(field, "=")
+			if !ok {
+				return nil, fmt.Errorf("--secret %s: %q is not KEY=VALUE", spec, field)
+			}
+			switch strings.ToLower(k) {
+			case "id":
+				id = v
+			case "src", "source":
+				src = v
+			case "env":
+				env = v
+			case "type":
+				typ = v
+			default:
+				return nil, fmt.Errorf("--secret %s: unknown key %q (want id, src, env or type)", spec, k)
+			}
+		}
+		if id == "" {
+			return nil, fmt.Errorf("--secret %s: no id", spec)
+		}
+		switch {
+		case typ == "env" && env == "":
+			env = cmp.Or(src, id)
+			src = ""
+		case typ != "" && typ != "file" && typ != "env":
+			return nil, fmt.Errorf("--secret %s: unknown type %q (want file or env)", spec, typ)
+		case src == "" && env == "":
+			if _, ok := os.LookupEnv(id); ok && typ != "file" {
+				env = id
+			} else {
+				src = id
+			}
+		}
+		if env != "" {
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				return nil, fmt.Errorf("--secret %s: the environment variable %s is not set", spec, env)
+			}
+			out[id] = []byte(v)
+			continue
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, fmt.Errorf("--secret %s: %w", spec, err)
+		}
+		out[id] = data
 	}
 	return out, nil
 }

@@ -49,12 +49,15 @@ recently used entries until the store is at most that big.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "Deleted %d cache entries, %d blobs, %d snapshots\nTotal reclaimed space: %s\n",
-				rep.RemovedKeys, rep.RemovedBlobs, rep.RemovedSnapshots, humanSize(rep.Reclaimed))
+			fmt.Fprintf(c.stdout, "Deleted %d cache entries, %d blobs, %d snapshots", rep.RemovedKeys, rep.RemovedBlobs, rep.RemovedSnapshots)
+			if rep.RemovedCacheMounts > 0 {
+				fmt.Fprintf(c.stdout, ", %d cache mounts", rep.RemovedCacheMounts)
+			}
+			fmt.Fprintf(c.stdout, "\nTotal reclaimed space: %s\n", humanSize(rep.Reclaimed))
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "drop every cache entry")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "drop every cache entry and every RUN --mount=type=cache directory")
 	cmd.Flags().StringVar(&keep, "keep-storage", "", "keep at most this much (e.g. 10GB)")
 	return cmd
 }

@@ -63,6 +63,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"Func", s.testFunc},
 		{"FuncError", s.testFuncError},
 		{"FuncLowerInputs", s.testFuncLowerInputs},
+		{"LayersMounts", s.testLayersMounts},
 		{"Parallel", s.testParallel},
 		{"NoLowerDirs", s.testNoLowerDirs},
 	}
@@ -636,6 +637,49 @@ func (s *suite) testFuncLowerInputs(t *testing.T) {
 				t.Errorf("out = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// testLayersMounts mounts overlay stacks (another stage's filesystem, as
+// RUN --mount=type=bind,from=... does): a subdirectory read-only, a symlink
+// that must resolve inside the stack, a read-write one whose writes are
+// discarded, and an empty stack.
+func (s *suite) testLayersMounts(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	WriteFiles(t, a, map[string]string{"data/f": "bottom", "data/only-a": "a", "etc/marker": "stack etc"})
+	WriteFiles(t, b, map[string]string{"data/f": "top"})
+	if err := os.Symlink("/etc", filepath.Join(b, "data", "etc-link")); err != nil {
+		t.Fatal(err)
+	}
+	res := s.mustRun(t, []string{"sh", "-c", `cat /m/ro/f /m/ro/only-a; echo;
+		echo x > /m/ro/x 2>/dev/null && echo ro-writable;
+		cat /m/link/marker; echo;
+		echo new > /m/rw/data/new && cat /m/rw/data/new /m/rw/data/f; echo;
+		ls -A /m/empty | wc -l; echo e > /m/empty/e && cat /m/empty/e`}, func(spec *executor.Spec) {
+		spec.Mounts = []executor.Mount{
+			{Type: "layers", LowerDirs: []string{a, b}, Source: "/data", Target: "/m/ro", ReadOnly: true},
+			{Type: "layers", LowerDirs: []string{a, b}, Source: "data/etc-link", Target: "/m/link", ReadOnly: true},
+			{Type: "layers", LowerDirs: []string{a, b}, Target: "/m/rw"},
+			{Type: "layers", Target: "/m/empty"},
+		}
+	})
+	if want := "topa\nstack etc\nnew\ntop\n0\ne\n"; res.stdout != want {
+		t.Errorf("output %q, want %q (stderr %q)", res.stdout, want, res.stderr)
+	}
+	for _, p := range []string{filepath.Join(a, "data", "new"), filepath.Join(b, "data", "new"), filepath.Join(b, "data", "x")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was written into a layer", p)
+		}
+	}
+	if files := upperFiles(t, res.rootfs.UpperDir); len(files) != 0 {
+		t.Errorf("upper = %q, want empty: mount points and mounted writes stay out of the layer", files)
+	}
+	// A source missing from the stack is an error that names it.
+	res = s.run(t, []string{"true"}, func(spec *executor.Spec) {
+		spec.Mounts = []executor.Mount{{Type: "layers", LowerDirs: []string{a}, Source: "/nope", Target: "/m"}}
+	})
+	if res.err == nil || !strings.Contains(res.err.Error(), "/nope") {
+		t.Errorf("missing source: %v, want an error naming /nope", res.err)
 	}
 }
 

@@ -46,11 +46,16 @@ type initConfig struct {
 
 // mountConfig is an executor.Mount checked by the parent.
 type mountConfig struct {
-	Type     string   `json:"type"` // "bind" or "tmpfs"
-	Source   string   `json:"source,omitempty"`
-	Target   string   `json:"target"`
-	ReadOnly bool     `json:"readOnly,omitempty"`
-	Options  []string `json:"options,omitempty"`
+	Type      string   `json:"type"` // "bind", "tmpfs" or "layers"
+	Source    string   `json:"source,omitempty"`
+	LowerDirs []string `json:"lowerDirs,omitempty"`
+	Target    string   `json:"target"`
+	ReadOnly  bool     `json:"readOnly,omitempty"`
+	Options   []string `json:"options,omitempty"`
+}
+
+func newMountConfig(m executor.Mount) mountConfig {
+	return mountConfig{Type: m.Type, Source: m.Source, LowerDirs: m.LowerDirs, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options}
 }
 
 type processConfig struct {

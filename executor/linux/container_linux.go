@@ -62,7 +62,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open upper dir: %w", err)
 	}
-	mounts, err := openMounts(cfg.Mounts)
+	mounts, err := openMounts(cfg)
 	if err != nil {
 		return 0, err
 	}

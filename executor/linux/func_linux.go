@@ -26,24 +26,10 @@ func runFunc(cfg *initConfig, rootfs string, handlers map[string]Handler) error 
 			return fmt.Errorf("mount input %d: %w", i, err)
 		}
 		var err error
-		switch {
-		case in.Dir != "":
+		if in.Dir != "" {
 			err = bindReadOnly(in.Dir, dir)
-		case len(in.LowerDirs) >= 2:
-			if !cfg.CopyMode {
-				ov := overlay{links: cfg.LinkMount, linkDir: filepath.Join(cfg.RunDir, "l"+strconv.Itoa(i)), lowers: in.LowerDirs}
-				err = ov.mount(dir, unix.MS_RDONLY)
-			}
-			if cfg.CopyMode || (err != nil && overlayUnavailable(err)) {
-				// Copied into the run dir, which the parent removes.
-				if err = mergeLayers(dir, in.LowerDirs); err == nil {
-					err = bindReadOnly(dir, dir)
-				}
-			}
-		case len(in.LowerDirs) == 1:
-			err = bindReadOnly(in.LowerDirs[0], dir)
-		default:
-			err = bindReadOnly(dir, dir) // an empty tree
+		} else {
+			err = mountStack(cfg, dir, in.LowerDirs, false)
 		}
 		if err != nil {
 			return fmt.Errorf("mount input %d: %w", i, err)
@@ -68,6 +54,47 @@ func runFunc(cfg *initConfig, rootfs string, handlers map[string]Handler) error 
 		return err
 	}
 	return nil
+}
+
+// mountStack shows the overlay stack lowers (bottom first) at dir, an
+// empty directory in the run dir: read-only, or, when writable, over a
+// scratch upper dir beside dir, so writes are discarded with the run dir.
+// Where overlayfs cannot be mounted the layers are merged into dir (a copy
+// in the run dir too).
+func mountStack(cfg *initConfig, dir string, lowers []string, writable bool) error {
+	if len(lowers) == 0 {
+		if writable {
+			return nil // dir is an empty scratch dir already
+		}
+		return bindReadOnly(dir, dir)
+	}
+	if len(lowers) == 1 && !writable {
+		return bindReadOnly(lowers[0], dir)
+	}
+	var err error
+	if !cfg.CopyMode {
+		ov := overlay{links: cfg.LinkMount, linkDir: dir + ".l", lowers: lowers}
+		flags := uintptr(unix.MS_RDONLY)
+		if writable {
+			ov.upper, ov.work, ov.volatile, flags = dir+".u", dir+".w", true, 0
+			if err := os.Mkdir(ov.upper, 0o755); err != nil {
+				return err
+			}
+			if err := os.Mkdir(ov.work, 0o700); err != nil {
+				return err
+			}
+		}
+		if err = ov.mount(dir, flags); err == nil || !overlayUnavailable(err) {
+			return err
+		}
+	}
+	if err := mergeLayers(dir, lowers); err != nil {
+		return err
+	}
+	if writable {
+		return nil
+	}
+	return bindReadOnly(dir, dir)
 }
 
 // bindReadOnly binds src (recursively) at dst, read-only.

@@ -2,7 +2,10 @@ package linux
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +52,18 @@ func parseMount(m mountConfig) (parsedMount, error) {
 				return p, fmt.Errorf("mount %s: unsupported bind option %q", m.Target, o)
 			}
 		}
+	case "layers":
+		if m.ReadOnly {
+			p.attrs |= unix.MOUNT_ATTR_RDONLY
+		}
+		if len(m.Options) > 0 {
+			return p, fmt.Errorf("mount %s: a layers mount takes no options (got %q)", m.Target, m.Options)
+		}
+		for _, l := range m.LowerDirs {
+			if !path.IsAbs(l) {
+				return p, fmt.Errorf("mount %s: the layer dir %q is not an absolute path", m.Target, l)
+			}
+		}
 	case "tmpfs":
 		if m.Source != "" && m.Source != "tmpfs" {
 			return p, fmt.Errorf("mount %s: a tmpfs has no source (got %q)", m.Target, m.Source)
@@ -88,7 +103,7 @@ func parseMount(m mountConfig) (parsedMount, error) {
 		}
 		p.data = strings.Join(data, ",")
 	default:
-		return p, fmt.Errorf("mount %s: unsupported type %q (want bind or tmpfs)", m.Target, m.Type)
+		return p, fmt.Errorf("mount %s: unsupported type %q (want bind, tmpfs or layers)", m.Target, m.Type)
 	}
 	return p, nil
 }
@@ -102,21 +117,22 @@ type openedMount struct {
 	dir  bool // the target must be a directory
 }
 
-// openMounts parses and opens the Spec's mounts.
-func openMounts(ms []mountConfig) ([]openedMount, error) {
+// openMounts parses and opens the Spec's mounts; a layers mount is
+// mounted in the run dir first.
+func openMounts(cfg *initConfig) ([]openedMount, error) {
 	var out []openedMount
-	for _, m := range ms {
+	for i, m := range cfg.Mounts {
 		p, err := parseMount(m)
 		if err != nil {
 			closeMounts(out)
 			return nil, err
 		}
 		om := openedMount{parsedMount: p, tree: -1, dir: true}
-		if p.Type == "bind" {
-			fd, err := unix.OpenTree(unix.AT_FDCWD, p.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if p.Type == "bind" || p.Type == "layers" {
+			fd, err := openBindSource(cfg, i, p)
 			if err != nil {
 				closeMounts(out)
-				return nil, fmt.Errorf("mount %s: open bind source %s: %w", p.Target, p.Source, err)
+				return nil, fmt.Errorf("mount %s: %w", p.Target, err)
 			}
 			om.tree = fd
 			var st unix.Stat_t
@@ -135,6 +151,50 @@ func openMounts(ms []mountConfig) ([]openedMount, error) {
 		out = append(out, om)
 	}
 	return out, nil
+}
+
+// openBindSource returns a detached copy of the mount tree to bind for p:
+// its host path, or for a layers mount the path p.Source inside the stack,
+// which it mounts at m<i> in the run dir (resolved inside the stack, so
+// symlinks cannot lead out of it).
+func openBindSource(cfg *initConfig, i int, p parsedMount) (int, error) {
+	const flags = unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_RECURSIVE
+	if p.Type == "bind" {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, p.Source, flags)
+		if err != nil {
+			return -1, fmt.Errorf("open bind source %s: %w", p.Source, err)
+		}
+		return fd, nil
+	}
+	dir := filepath.Join(cfg.RunDir, "m"+strconv.Itoa(i))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return -1, err
+	}
+	if err := mountStack(cfg, dir, p.LowerDirs, !p.ReadOnly); err != nil {
+		return -1, fmt.Errorf("mount its layers: %w", err)
+	}
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(root)
+	rel := strings.TrimLeft(path.Clean("/"+p.Source), "/")
+	if rel == "" {
+		rel = "."
+	}
+	src, err := unix.Openat2(root, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return -1, fmt.Errorf("source %s: %w", path.Clean("/"+p.Source), err)
+	}
+	defer unix.Close(src)
+	fd, err := unix.OpenTree(src, "", flags|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return -1, fmt.Errorf("open source %s: %w", path.Clean("/"+p.Source), err)
+	}
+	return fd, nil
 }
 
 func closeMounts(ms []openedMount) {

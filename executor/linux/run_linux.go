@@ -81,7 +81,7 @@ func checkSpec(spec executor.Spec) error {
 		return errors.New("run container: negative resource limit")
 	}
 	for _, m := range spec.Mounts {
-		if _, err := parseMount(mountConfig{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options}); err != nil {
+		if _, err := parseMount(newMountConfig(m)); err != nil {
 			return fmt.Errorf("run container: %w", err)
 		}
 	}

@@ -119,7 +119,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			stdin, stdout, stderr = p.Stdin, p.Stdout, p.Stderr
 		}
 		for _, m := range spec.Mounts {
-			cfg.Mounts = append(cfg.Mounts, mountConfig{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options})
+			cfg.Mounts = append(cfg.Mounts, newMountConfig(m))
 		}
 		if len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0 {
 			caps, _ := capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec

@@ -4,16 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/solver"
 )
 
-// Run executes a command on top of its single input's filesystem and
-// commits the changes as a new layer.
+// Run executes a command on top of its first input's filesystem and
+// commits the changes as a new layer. Further inputs are the filesystems
+// its bind mounts show.
 type Run struct {
 	Args     []string         `json:"args"`
 	Env      []string         `json:"env"`
@@ -21,6 +27,36 @@ type Run struct {
 	User     string           `json:"user,omitempty"`
 	Network  executor.Network `json:"network,omitempty"`
 	Hostname string           `json:"hostname,omitempty"`
+	Mounts   []RunMount       `json:"mounts,omitempty"`
+}
+
+// RunMount is a RUN --mount: a filesystem the command sees at Target,
+// never part of the layer. It is part of the cache key; what a bind shows
+// enters it through the input's key, and a cache or a secret's content
+// does not, as in Docker.
+type RunMount struct {
+	// Type is "bind" (a path in another input's filesystem), "cache" (a
+	// directory the store keeps across builds), "tmpfs" or "secret".
+	Type     string `json:"type"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readonly,omitempty"`
+	// Input is the index among the vertex's inputs (1 or more) of a
+	// bind's filesystem, and Source the path in it ("/" for all of it).
+	// For a secret, Source is its id.
+	Input  int    `json:"input,omitempty"`
+	Source string `json:"source,omitempty"`
+	// CacheID names a cache, Sharing says how steps share it (see
+	// cache.CacheMountOptions); Mode, UID and GID are a cache directory's
+	// when it is created, and a secret file's.
+	CacheID string      `json:"id,omitempty"`
+	Sharing string      `json:"sharing,omitempty"`
+	Mode    fs.FileMode `json:"mode,omitempty"`
+	UID     int         `json:"uid,omitempty"`
+	GID     int         `json:"gid,omitempty"`
+	// Size limits a tmpfs, in bytes (0: the kernel's default).
+	Size int64 `json:"size,omitempty"`
+	// Required fails the step when the secret was not given.
+	Required bool `json:"required,omitempty"`
 }
 
 // proxyVars never enter a cache key, as in Docker.
@@ -51,8 +87,13 @@ func (o *Run) CacheKey(context.Context) (digest.Digest, error) {
 
 // Run implements solver.Op.
 func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Result) (solver.Result, error) {
-	if len(inputs) != 1 {
-		return solver.Result{}, fmt.Errorf("run: want 1 input, have %d", len(inputs))
+	if len(inputs) < 1 {
+		return solver.Result{}, fmt.Errorf("run: no input")
+	}
+	mounts, release, err := o.mounts(ctx, rc, inputs)
+	defer release()
+	if err != nil {
+		return solver.Result{}, err
 	}
 	active, err := rc.Store.Prepare(ctx, inputs[0].Chain)
 	if err != nil {
@@ -63,6 +104,7 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		Rootfs:   executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
 		Hostname: o.Hostname,
 		Network:  o.Network,
+		Mounts:   mounts,
 		Process: &executor.Process{
 			Args:   o.Args,
 			Env:    o.Env,
@@ -80,4 +122,92 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		return solver.Result{}, fmt.Errorf("commit layer: %w", err)
 	}
 	return solver.Result{Chain: chain}, nil
+}
+
+// mounts prepares the executor mounts of o.Mounts; release ends their use
+// (cache locks, secret copies) and must be called even on an error.
+func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver.Result) ([]executor.Mount, func(), error) {
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	var out []executor.Mount
+	for _, m := range o.Mounts {
+		switch m.Type {
+		case "bind":
+			if m.Input < 1 || m.Input >= len(inputs) {
+				return nil, release, fmt.Errorf("mount %s: no input %d", m.Target, m.Input)
+			}
+			dirs, err := rc.Store.Snapshot(ctx, inputs[m.Input].Chain)
+			if err != nil {
+				return nil, release, fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			out = append(out, executor.Mount{Type: "layers", LowerDirs: dirs, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+		case "cache":
+			dir, done, err := rc.Store.CacheMount(ctx, m.CacheID, cache.CacheMountOptions{Sharing: m.Sharing, Mode: m.Mode, UID: m.UID, GID: m.GID})
+			if err != nil {
+				return nil, release, fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			releases = append(releases, done)
+			out = append(out, executor.Mount{Type: "bind", Source: dir, Target: m.Target, ReadOnly: m.ReadOnly})
+		case "tmpfs":
+			var opts []string
+			if m.Size > 0 {
+				opts = append(opts, "size="+strconv.FormatInt(m.Size, 10))
+			}
+			out = append(out, executor.Mount{Type: "tmpfs", Target: m.Target, Options: opts})
+		case "secret":
+			data, ok := rc.Secrets[m.Source]
+			if !ok {
+				if m.Required {
+					return nil, release, fmt.Errorf("secret %q is required but was not given (kiln build --secret id=%s,src=FILE)", m.Source, m.Source)
+				}
+				continue
+			}
+			file, done, err := secretFile(data, m)
+			if err != nil {
+				return nil, release, fmt.Errorf("secret %q: %w", m.Source, err)
+			}
+			releases = append(releases, done)
+			out = append(out, executor.Mount{Type: "bind", Source: file, Target: m.Target, ReadOnly: true})
+		default:
+			return nil, release, fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)
+		}
+	}
+	return out, release, nil
+}
+
+// secretFile writes a secret into a private directory, in memory where
+// /dev/shm exists, with m's mode (default 0400) and owner, and returns its
+// path and a func that removes it.
+func secretFile(data []byte, m RunMount) (string, func(), error) {
+	base := "/dev/shm"
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		base = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(base, "kiln-secret-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	done := func() { os.RemoveAll(dir) }
+	mode := m.Mode.Perm()
+	if m.Mode == 0 {
+		mode = 0o400
+	}
+	p := filepath.Join(dir, "secret")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		done()
+		return "", func() {}, err
+	}
+	if err := os.Chown(p, m.UID, m.GID); err != nil {
+		done()
+		return "", func() {}, err
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		done()
+		return "", func() {}, err
+	}
+	return p, done, nil
 }

@@ -42,6 +42,8 @@ type BuildRequest struct {
 	NoCache    bool
 	Labels     map[string]string
 	Network    executor.Network
+	// Secrets are what RUN --mount=type=secret mounts, by id.
+	Secrets map[string][]byte
 	// Jobs bounds parallel steps (0: number of CPUs).
 	Jobs int
 	// Registry says when and how base images are pulled.
@@ -140,7 +142,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	opts := solver.Options{
-		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger},
+		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger, Secrets: req.Secrets},
 		Parallelism: req.Jobs,
 		NoCache:     req.NoCache,
 		Events:      req.Events,

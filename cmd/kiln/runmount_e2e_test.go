@@ -1,0 +1,78 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunMount builds with every kind of RUN --mount kiln supports and
+// checks what the commands saw, that nothing of the mounts reaches the
+// image, and how they take part in caching.
+func TestRunMount(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{
+		"Dockerfile": `FROM busybox AS tools
+RUN mkdir -p /opt/tools && echo tool > /opt/tools/t
+
+FROM busybox
+WORKDIR /w
+RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /cachecount
+RUN --mount=type=bind,source=sub,target=sub cat sub/s.txt > /fromctx && (touch sub/x 2>/dev/null && echo writable || echo ro) >> /fromctx
+RUN --mount=type=bind,target=/ctx ls /ctx > /ctxlist
+RUN --mount=type=bind,from=tools,source=/opt/tools,target=/tools,rw cat /tools/t > /fromstage && echo w > /tools/new
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/x && grep -c " /scratch tmpfs " /proc/mounts > /tmpfs
+RUN --mount=type=secret,id=tok,mode=0440,gid=7 stat -c '%a %u %g' /run/secrets/tok > /secretmode && wc -c < /run/secrets/tok > /secretlen
+`,
+		"sub/s.txt":     "subfile\n",
+		"ignored.txt":   "not in the context\n",
+		".dockerignore": "ignored.txt\n",
+	})
+	secret := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secret, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.must("build", "--secret", "id=tok,src="+secret, "-t", "m:1", ctx)
+	for file, want := range map[string]string{
+		"/cachecount": "1\n",
+		"/fromctx":    "subfile\nro\n",
+		"/fromstage":  "tool\n",
+		"/tmpfs":      "1\n",
+		"/secretmode": "440 0 7\n",
+		"/secretlen":  "8\n",
+	} {
+		if got := e.must("run", "--rm", "m:1", "cat", file).stdout; got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+	if got := e.must("run", "--rm", "m:1", "cat", "/ctxlist").stdout; strings.Contains(got, "ignored.txt") || !strings.Contains(got, "sub") {
+		t.Errorf("context bind listed %q: want the context as COPY sees it (.dockerignore applied)", got)
+	}
+	// Mount points, mounted files and the secret stay out of the image.
+	if out := e.must("run", "--rm", "m:1", "sh", "-c", "ls -A /w /run/secrets /tools /scratch /cache /ctx 2>&1; true").stdout; strings.Count(out, "No such file") != 5 || strings.Contains(out, "sub") {
+		t.Errorf("left in the image:\n%s", out)
+	}
+
+	// The secret's content is not part of the cache key, its presence is
+	// checked when the step runs, and a cache mount keeps its content
+	// across builds (even with --no-cache).
+	if err := os.WriteFile(secret, []byte("other\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := e.must("build", "--progress=plain", "--secret", "id=tok,src="+secret, "-t", "m:2", ctx).stderr
+	if strings.Contains(out, "DONE") || !strings.Contains(out, "CACHED") {
+		t.Errorf("rebuild with another secret: want every step cached\n%s", out)
+	}
+	e.must("build", "--no-cache", "--secret", "id=tok,src="+secret, "-t", "m:3", ctx)
+	if got := e.must("run", "--rm", "m:3", "cat", "/cachecount").stdout; got != "2\n" {
+		t.Errorf("cache mount after a second run: count %q, want 2", got)
+	}
+	r := e.kiln("build", "--no-cache", "-t", "m:4", ctx)
+	if r.code == 0 || !strings.Contains(r.stderr, `secret "tok"`) && !strings.Contains(r.stderr, "/run/secrets/tok") {
+		t.Errorf("build without the secret: exit %d\n%s", r.code, r.stderr)
+	}
+	if out := e.must("prune", "--all").stdout; !strings.Contains(out, "1 cache mounts") {
+		t.Errorf("prune --all: %q, want the cache mount removed", out)
+	}
+}
