@@ -35,7 +35,7 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	}
 	switch {
 	case len(a.contents) > 0:
-		return fmt.Errorf("%s with a heredoc source is not supported by kiln yet", verb)
+		return c.copyHeredocs(s, cmd, a, verb)
 	case a.parents:
 		return fmt.Errorf("COPY --parents is not supported by kiln yet")
 	case len(a.excludes) > 0:
@@ -198,4 +198,48 @@ func parseOctal(s string) (uint32, error) {
 		}
 	}
 	return m, nil
+}
+
+// copyHeredocs copies COPY <<NAME documents: files named after their
+// delimiters, 0644 and root-owned (before --chown and --chmod), made in a
+// layer of their own and copied from it as from a stage.
+func (c *converter) copyHeredocs(s *stageState, cmd instructions.Command, a copyArgs, verb string) error {
+	if len(a.sources) > 0 {
+		return fmt.Errorf("%s with both files and heredocs is not supported by kiln yet; use one %s for each", verb, verb)
+	}
+	if a.chmod != "" {
+		if _, err := parseOctal(a.chmod); err != nil {
+			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
+		}
+	}
+	if len(a.contents) > 1 && !strings.HasSuffix(a.dest, "/") {
+		return fmt.Errorf("%s with several heredocs needs a destination directory ending in /", verb)
+	}
+	inline := &ops.Inline{}
+	var names, marks []string
+	for _, h := range a.contents {
+		name := strings.TrimLeft(path.Clean("/"+h.Path), "/")
+		if name == "" {
+			return fmt.Errorf("%s <<%s: the heredoc needs a name", verb, h.Path)
+		}
+		inline.Files = append(inline.Files, ops.InlineFile{Path: name, Data: h.Data, Mode: 0o644})
+		names = append(names, name)
+		marks = append(marks, "<<"+h.Path)
+	}
+	src := &solver.Vertex{
+		Name:     "[internal] preparing inline document",
+		Op:       inline,
+		Location: c.location(cmd.Location()),
+	}
+	dest := c.destPath(s, a.dest)
+	cp := &fileop.Copy{Sources: names, Dest: dest, Chown: a.chown, Chmod: a.chmod}
+	v := &solver.Vertex{
+		Name:     c.vertexName(s, cmd.(fmt.Stringer).String()),
+		Op:       &ops.File{Action: fileop.Action{Copy: cp}},
+		Inputs:   []*solver.Vertex{s.vertex, src},
+		Location: c.location(cmd.Location()),
+	}
+	s.vertex = v
+	c.commit(s, fmt.Sprintf("%s %s %s # buildkit", verb, strings.Join(marks, " "), dest), v)
+	return nil
 }

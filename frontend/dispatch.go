@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/solver"
@@ -22,6 +24,19 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		err := ex.Expand(func(word string) (string, error) {
 			return c.expand(word, s.env)
+		})
+		if err != nil {
+			return c.errAt(cmd.Location(), err)
+		}
+	}
+	if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
+		// Heredoc contents (unless the delimiter was quoted): variables
+		// expand, quotes and escapes stay as written.
+		err := ex.ExpandRaw(func(word string) (string, error) {
+			lex := shell.NewLex(c.escape)
+			lex.SkipProcessQuotes = true
+			w, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(s.env))
+			return w, err
 		})
 		if err != nil {
 			return c.errAt(cmd.Location(), err)
@@ -153,11 +168,11 @@ func (c *converter) withShell(s *stageState, cl instructions.ShellDependantCmdLi
 }
 
 // heredocScript rebuilds a shell script from a command line with heredocs.
-// A command that is only a heredoc ("RUN <<EOF") runs the heredoc's body.
+// A command that is only a heredoc ("RUN <<EOF") runs the heredoc's body
+// (without leading tabs for <<-).
 func heredocScript(cmdline string, files []instructions.ShellInlineFile) string {
-	trimmed := strings.TrimSpace(cmdline)
-	if len(files) == 1 && strings.HasPrefix(trimmed, "<<") && !strings.ContainsAny(trimmed[2:], " \t|;&><") {
-		return files[0].Data
+	if body, ok := onlyHeredoc(cmdline, files); ok {
+		return body
 	}
 	var b strings.Builder
 	b.WriteString(cmdline)
@@ -171,6 +186,21 @@ func heredocScript(cmdline string, files []instructions.ShellInlineFile) string 
 	}
 	return b.String()
 }
+
+// onlyHeredoc returns the body of a command that is a single heredoc and
+// nothing else, as Docker runs it.
+func onlyHeredoc(cmdline string, files []instructions.ShellInlineFile) (string, bool) {
+	if len(files) != 1 || parser.MustParseHeredoc(strings.TrimSpace(cmdline)) == nil {
+		return "", false
+	}
+	if files[0].Chomp {
+		return parser.ChompHeredocContent(files[0].Data), true
+	}
+	return files[0].Data, true
+}
+
+// heredocPipes is where a RUN heredoc script with a #! line is mounted.
+const heredocPipes = "/dev/pipes"
 
 func (c *converter) vertexName(s *stageState, text string) string {
 	prefix := ""
@@ -201,6 +231,18 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 		network = executor.NetworkHost
 	}
 	args := c.withShell(s, cmd.ShellDependantCmdLine)
+	if body, ok := onlyHeredoc(strings.Join(cmd.CmdLine, " "), cmd.Files); ok && cmd.PrependShell && strings.HasPrefix(body, "#!") {
+		// A script with its own interpreter: written to a file that runs
+		// as the command, as Docker does.
+		name := strings.TrimLeft(path.Clean("/"+cmd.Files[0].Name), "/")
+		mountInputs = append(mountInputs, &solver.Vertex{
+			Name:     "[internal] preparing inline document",
+			Op:       &ops.Inline{Files: []ops.InlineFile{{Path: name, Data: body, Mode: 0o755}}},
+			Location: c.location(cmd.Location()),
+		})
+		mounts = append(mounts, ops.RunMount{Type: "bind", Target: heredocPipes, ReadOnly: true, Input: len(mountInputs), Source: "/"})
+		args = append(append([]string(nil), s.shellOf()...), path.Join(heredocPipes, name))
+	}
 	if len(args) == 0 || (len(args) == 1 && args[0] == "") {
 		return fmt.Errorf("RUN needs a command")
 	}
