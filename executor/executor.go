@@ -96,6 +96,11 @@ type Mount struct {
 	ReadOnly bool
 	// Options are extra mount options (tmpfs: "size=64m", "mode=1777").
 	Options []string
+	// KeepMountPoint leaves the directories made for the mount point (the
+	// target and the missing dirs above it) in the upper dir, as Docker
+	// 20.10's builder leaves RUN --mount targets in the layer; a file made
+	// as the mount point is removed all the same.
+	KeepMountPoint bool
 }
 
 // Resources are cgroup limits.

@@ -49,9 +49,11 @@ RUN --mount=type=secret,id=tok,mode=0440,gid=7 stat -c '%a %u %g' /run/secrets/t
 	if got := e.must("run", "--rm", "m:1", "cat", "/ctxlist").stdout; strings.Contains(got, "ignored.txt") || !strings.Contains(got, "sub") {
 		t.Errorf("context bind listed %q: want the context as COPY sees it (.dockerignore applied)", got)
 	}
-	// Mount points, mounted files and the secret stay out of the image.
-	if out := e.must("run", "--rm", "m:1", "sh", "-c", "ls -A /w /run/secrets /tools /scratch /cache /ctx 2>&1; true").stdout; strings.Count(out, "No such file") != 5 || strings.Contains(out, "sub") {
-		t.Errorf("left in the image:\n%s", out)
+	// What was mounted stays out of the image; the directories made as
+	// mount points stay, empty, as Docker 20.10's builder leaves them
+	// (the secret's file mount point goes).
+	if out := e.must("run", "--rm", "m:1", "sh", "-c", "cd / && find w run tools scratch cache ctx | sort").stdout; out != "cache\nctx\nrun\nrun/secrets\nscratch\ntools\nw\nw/sub\n" {
+		t.Errorf("image has:\n%s", out)
 	}
 
 	// The secret's content is not part of the cache key, its presence is

@@ -674,6 +674,21 @@ func (s *suite) testLayersMounts(t *testing.T) {
 	if files := upperFiles(t, res.rootfs.UpperDir); len(files) != 0 {
 		t.Errorf("upper = %q, want empty: mount points and mounted writes stay out of the layer", files)
 	}
+	// KeepMountPoint leaves the dirs made as mount points, not a file.
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res = s.mustRun(t, []string{"true"}, func(spec *executor.Spec) {
+		spec.Mounts = []executor.Mount{
+			{Type: "layers", LowerDirs: []string{a}, Target: "/k/a/b", KeepMountPoint: true},
+			{Type: "bind", Source: file, Target: "/kf/file", KeepMountPoint: true},
+			{Type: "tmpfs", Target: "/gone"},
+		}
+	})
+	if got, want := strings.Join(upperFiles(t, res.rootfs.UpperDir), " "), "k k/a k/a/b kf"; got != want {
+		t.Errorf("upper with kept mount points = %q, want %q", got, want)
+	}
 	// A source missing from the stack is an error that names it.
 	res = s.run(t, []string{"true"}, func(spec *executor.Spec) {
 		spec.Mounts = []executor.Mount{{Type: "layers", LowerDirs: []string{a}, Source: "/nope", Target: "/m"}}

@@ -47,6 +47,7 @@ type initConfig struct {
 // mountConfig is an executor.Mount checked by the parent.
 type mountConfig struct {
 	Type      string   `json:"type"` // "bind", "tmpfs" or "layers"
+	KeepStub  bool     `json:"keepStub,omitempty"`
 	Source    string   `json:"source,omitempty"`
 	LowerDirs []string `json:"lowerDirs,omitempty"`
 	Target    string   `json:"target"`
@@ -55,7 +56,7 @@ type mountConfig struct {
 }
 
 func newMountConfig(m executor.Mount) mountConfig {
-	return mountConfig{Type: m.Type, Source: m.Source, LowerDirs: m.LowerDirs, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options}
+	return mountConfig{Type: m.Type, Source: m.Source, LowerDirs: m.LowerDirs, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options, KeepStub: m.KeepMountPoint}
 }
 
 type processConfig struct {
@@ -110,6 +111,8 @@ type stub struct {
 	// creating the stub may have copied that directory up, which the parent
 	// undoes when nothing else changed in it.
 	Parent *parentInfo `json:"parent,omitempty"`
+	// Keep leaves a directory stub in place (mountConfig.KeepStub).
+	Keep bool `json:"keep,omitempty"`
 }
 
 // parentInfo is the state of a directory before the init added a stub to it.

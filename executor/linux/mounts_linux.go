@@ -209,10 +209,18 @@ func closeMounts(ms []openedMount) {
 // pivoted, so symlinks in the image resolve inside it), creating the target
 // as a stub when missing.
 func (s *stubber) mount(m openedMount) error {
-	return s.mountAt(m.Target, m.dir, func(t string) error {
+	n := len(s.stubs)
+	err := s.mountAt(m.Target, m.dir, func(t string) error {
 		if m.tree >= 0 {
 			return unix.MoveMount(m.tree, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
 		}
 		return unix.Mount("tmpfs", t, "tmpfs", m.flags, m.data)
 	})
+	if m.KeepStub {
+		// The dirs made for it stay: all stubs but a file leaf.
+		for i := n; i < len(s.stubs); i++ {
+			s.stubs[i].Keep = m.dir || i < len(s.stubs)-1
+		}
+	}
+	return err
 }

@@ -26,7 +26,7 @@ func removeStubs(upperDir string, stubs []stub) error {
 	var errs []error
 	for i := len(stubs) - 1; i >= 0; i-- {
 		rel := relPath(stubs[i].Path)
-		if rel == "" || !realDirs(root, path.Dir(rel)) {
+		if stubs[i].Keep || rel == "" || !realDirs(root, path.Dir(rel)) {
 			continue
 		}
 		fi, err := root.Lstat(rel)

@@ -176,6 +176,11 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			return nil, release, fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)
 		}
 	}
+	for i := range out {
+		// Docker 20.10's builder leaves the directories made as mount
+		// points in the layer (and removes empty file mount points).
+		out[i].KeepMountPoint = true
+	}
 	return out, release, nil
 }
 
