@@ -100,8 +100,10 @@ func (o *File) fastCopy(ctx context.Context, store *cache.Store, active *cache.A
 		err = errNoFastPath
 	}
 	if err == nil {
+		// The destination dir is made 0755 and root-owned, as Docker's
+		// builder does (the source dir's mode is not copied to it).
 		dirs = append(dirs, dirTime{target, srcInfo.ModTime()})
-		err = setDir(target, unixMode(srcInfo))
+		err = setDir(target, 0o755)
 	}
 	if err == nil {
 		// Deepest first, so setting a child does not touch its parent.

@@ -221,7 +221,10 @@ func (cp *copier) setMeta(h string, fi fs.FileInfo) error {
 }
 
 // copyDir copies the contents of the source directory m into the
-// destination directory dest, creating it (with m's metadata) if missing.
+// destination directory dest. A missing dest is made 0755 and owned by the
+// --chown owner (else root), not given m's mode, owner or --chmod, and an
+// existing one keeps its own, as in Docker's builder; a made one gets m's
+// modification time, so the layer does not depend on when it was built.
 func (cp *copier) copyDir(ctx context.Context, m match, dest string) error {
 	host, created, err := cp.d.mkdirAll(dest, 0o755, cp.parent)
 	if err != nil {
@@ -245,7 +248,7 @@ func (cp *copier) copyDir(ctx context.Context, m match, dest string) error {
 		return err
 	}
 	if created {
-		return cp.setMeta(host, m.fi)
+		return lutimes(host, m.fi.ModTime())
 	}
 	return nil
 }

@@ -98,9 +98,9 @@ func runCopyCases(t *testing.T, cases []copyCase) {
 func TestCopyPaths(t *testing.T) {
 	runCopyCases(t, []copyCase{
 		{
-			name: "dir without slash to new dest gets its mode",
+			name: "dir without slash to new dest: made 0755, not given the source dir's mode (Docker 20.10)",
 			copy: Copy{Sources: []string{"dir"}, Dest: "/app"},
-			want: dirContents("app", map[string]string{"app": "dir 0750"}),
+			want: dirContents("app", map[string]string{"app": "dir 0755"}),
 		},
 		{
 			name: "dir with slash to existing dest keeps the dest",
@@ -112,7 +112,7 @@ func TestCopyPaths(t *testing.T) {
 			name: "dir to nested new dest creates parents 0755",
 			copy: Copy{Sources: []string{"dir"}, Dest: "/srv/www/app"},
 			want: dirContents("srv/www/app", map[string]string{
-				"srv": "dir 0755", "srv/www": "dir 0755", "srv/www/app": "dir 0750",
+				"srv": "dir 0755", "srv/www": "dir 0755", "srv/www/app": "dir 0755",
 			}),
 		},
 		{
@@ -233,7 +233,7 @@ func TestCopyWildcards(t *testing.T) {
 		{
 			name: "single wildcard match of a dir copies its contents",
 			copy: Copy{Sources: []string{"di?"}, Dest: "/w"},
-			want: dirContents("w", map[string]string{"w": "dir 0750"}),
+			want: dirContents("w", map[string]string{"w": "dir 0755"}),
 		},
 		{
 			name: "escaped wildcard is literal",
@@ -325,7 +325,7 @@ func TestCopySymlinks(t *testing.T) {
 			name: "symlink to a dir copies the dir contents",
 			src:  src,
 			copy: Copy{Sources: []string{"dl"}, Dest: "/o"},
-			want: map[string]string{"o": "dir 0750", "o/x": "file 0644 X"},
+			want: map[string]string{"o": "dir 0755", "o/x": "file 0644 X"},
 		},
 		{
 			name: "symlinks inside a dir are copied as symlinks",
@@ -363,10 +363,10 @@ func TestCopyMetadata(t *testing.T) {
 			},
 		},
 		{
-			name: "chmod applies to copied files and dirs, not created parents",
+			name: "chmod applies to copied files and dirs, not the made dest or parents",
 			copy: Copy{Sources: []string{"dir"}, Dest: "/p/q", Chmod: "775"},
 			want: map[string]string{
-				"p": "dir 0755", "p/q": "dir 0775", "p/q/x": "file 0775 X", "p/q/c.txt": "file 0775 C",
+				"p": "dir 0755", "p/q": "dir 0755", "p/q/x": "file 0775 X", "p/q/c.txt": "file 0775 C",
 				"p/q/sub": "dir 0775", "p/q/sub/y": "file 0775 Y", "p/q/empty": "dir 0775",
 			},
 		},
@@ -494,7 +494,7 @@ func TestCopyOwners(t *testing.T) {
 			src:    ownedSrc,
 			copy:   Copy{Sources: []string{"d"}, Dest: "/p/o"},
 			owners: true,
-			want:   map[string]string{"p": "dir 0755 0:0", "p/o": "dir 0750 0:0", "p/o/f": "file 0640 F 0:0", "p/o/l": "link f 0:0"},
+			want:   map[string]string{"p": "dir 0755 0:0", "p/o": "dir 0755 0:0", "p/o/f": "file 0640 F 0:0", "p/o/l": "link f 0:0"},
 		},
 		{
 			name:   "owners kept from another stage",
@@ -502,7 +502,7 @@ func TestCopyOwners(t *testing.T) {
 			copy:   Copy{Sources: []string{"d"}, Dest: "/p/o", PreserveOwner: true},
 			owners: true,
 			want: map[string]string{
-				"p": "dir 0755 0:0", "p/o": "dir 0750 1234:5678", "p/o/f": "file 0640 F 1234:5678", "p/o/l": "link f 42:43",
+				"p": "dir 0755 0:0", "p/o": "dir 0755 0:0", "p/o/f": "file 0640 F 1234:5678", "p/o/l": "link f 42:43",
 			},
 		},
 		{
@@ -511,7 +511,7 @@ func TestCopyOwners(t *testing.T) {
 			copy:   Copy{Sources: []string{"d"}, Dest: "/p/o", PreserveOwner: true, Chown: "1000:1001"},
 			owners: true,
 			want: map[string]string{
-				"p": "dir 0755 1000:1001", "p/o": "dir 0750 1000:1001", "p/o/f": "file 0640 F 1000:1001", "p/o/l": "link f 1000:1001",
+				"p": "dir 0755 1000:1001", "p/o": "dir 0755 1000:1001", "p/o/f": "file 0640 F 1000:1001", "p/o/l": "link f 1000:1001",
 			},
 		},
 		{
