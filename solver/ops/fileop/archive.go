@@ -216,10 +216,10 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 	}
+	// The archive's owners, even with --chown (which only owns the
+	// directories made for the destination), as Docker 20.10's builder
+	// extracts.
 	o := owner{uid: hdr.Uid, gid: hdr.Gid}
-	if x.cp.chown != nil {
-		o = *x.cp.chown
-	}
 	if x.dst.chown {
 		if err := os.Lchown(h, o.uid, o.gid); err != nil {
 			return fmt.Errorf("change owner: %w", err)

@@ -237,9 +237,10 @@ func TestAddArchiveChownAndMerge(t *testing.T) {
 	if err := apply(t, src, dst, Action{Copy: &c}); err != nil {
 		t.Fatal(err)
 	}
+	// --chown does not apply to extracted entries (Docker 20.10).
 	want := map[string]string{
-		"out": "dir 0700 0:0", "out/keep": "file 0644 K 0:0", "out/d": "dir 0755 7:8",
-		"out/d/f": "file 0644 x 7:8", "out/was-dir": "file 0600 x 7:8",
+		"out": "dir 0700 0:0", "out/keep": "file 0644 K 0:0", "out/d": "dir 0755 5:0",
+		"out/d/f": "file 0644 x 5:0", "out/was-dir": "file 0600 x 0:0",
 	}
 	if d := diffMaps(snapshot(t, dst, true), want); d != "" {
 		t.Errorf("destination tree:\n%s", d)

@@ -160,7 +160,10 @@ func (d *destFS) copy(ctx context.Context, src *os.Root, c *Copy) error {
 		cp.chmod = &m
 	}
 	dest := path.Clean("/" + c.Dest)
-	destIsDir := dest == "/" || strings.HasSuffix(c.Dest, "/") || strings.HasSuffix(c.Dest, "/.") || len(matches) > 1
+	// Several sources to a dest without a trailing slash are copied to it
+	// one after the other (into it if it is a directory, else over each
+	// other), as Docker 20.10's builder does; it makes no directory.
+	destIsDir := dest == "/" || strings.HasSuffix(c.Dest, "/") || strings.HasSuffix(c.Dest, "/.")
 	for _, m := range matches {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -109,6 +109,11 @@ func TestCopyPaths(t *testing.T) {
 			want: dirContents("app", map[string]string{"app": "dir 0711"}),
 		},
 		{
+			name: "several files to a dest without a slash: copied over each other (Docker 20.10)",
+			copy: Copy{Sources: []string{"a.txt", "b.txt"}, Dest: "/o"},
+			want: map[string]string{"o": "file 0600 B"},
+		},
+		{
 			name: "dir to nested new dest creates parents 0755",
 			copy: Copy{Sources: []string{"dir"}, Dest: "/srv/www/app"},
 			want: dirContents("srv/www/app", map[string]string{
@@ -545,9 +550,21 @@ func TestCopyOwners(t *testing.T) {
 			wantErr: "unable to find user app: no /etc/passwd in the destination",
 		},
 		{
+			name:   "chown with an empty group or user means 0, as in Docker 20.10",
+			copy:   Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "1:"},
+			owners: true,
+			want:   map[string]string{"o": "dir 0755 1:0", "o/a.txt": "file 0644 A 1:0"},
+		},
+		{
+			name:   "chown with only a group",
+			copy:   Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: ":7"},
+			owners: true,
+			want:   map[string]string{"o": "dir 0755 0:7", "o/a.txt": "file 0644 A 0:7"},
+		},
+		{
 			name:    "chown malformed",
-			copy:    Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "1:"},
-			wantErr: `invalid chown "1:"`,
+			copy:    Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "1:2:3"},
+			wantErr: `unable to find group 2:3`,
 		},
 	})
 }

@@ -43,8 +43,9 @@ type Copy struct {
 	Chmod string `json:"chmod,omitempty"`
 	// Unpack extracts local tar archives (plain, gzip, bzip2, xz, zstd)
 	// into Dest instead of copying them (ADD). Dest is then a directory.
-	// Extracted entries keep the archive's modes, owners (unless Chown is
-	// set) and extended attributes; Chmod does not apply to them. Other
+	// Extracted entries keep the archive's modes, owners and extended
+	// attributes; Chown and Chmod do not apply to them (Chown owns the
+	// directories made for Dest), as in Docker 20.10's builder. Other
 	// files, and directories, are copied as without Unpack.
 	Unpack bool `json:"unpack,omitempty"`
 	// Excludes are .dockerignore patterns; matching source paths are

@@ -20,15 +20,17 @@ type owner struct{ uid, gid int }
 // group with the same number (a uid).
 func (d *destFS) parseOwner(spec string) (owner, error) {
 	user, group, hasGroup := strings.Cut(spec, ":")
-	if user == "" || (hasGroup && group == "") {
+	if user == "" && !hasGroup {
 		return owner{}, fmt.Errorf("invalid chown %q: want user, user:group, uid or uid:gid", spec)
 	}
+	// As in Docker 20.10's builder, an empty user or group is 0
+	// (":staff" is root and staff, "app:" is app and root).
 	var o owner
 	if id, ok, err := parseID(user); err != nil {
 		return owner{}, fmt.Errorf("invalid chown %q: %w", spec, err)
 	} else if ok {
 		o = owner{uid: id, gid: id}
-	} else {
+	} else if user != "" {
 		ent, err := d.lookupEntry("/etc/passwd", user)
 		if err != nil {
 			return owner{}, fmt.Errorf("unable to find user %s: %w", user, err)
@@ -40,7 +42,11 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 			return owner{}, fmt.Errorf("unable to find user %s: invalid /etc/passwd entry: %w", user, err)
 		}
 	}
-	if !hasGroup {
+	switch {
+	case !hasGroup:
+		return o, nil
+	case group == "":
+		o.gid = 0
 		return o, nil
 	}
 	if id, ok, err := parseID(group); err != nil {
