@@ -96,6 +96,10 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 		}
 		c.commit(s, "VOLUME "+fmt.Sprint(cmd.Volumes), nil)
 	case *instructions.StopSignalCommand:
+		// Checked, but kept as written ("sigusr1" stays so), as Docker does.
+		if _, err := executor.ParseSignal(cmd.Signal); err != nil {
+			return c.errAt(cmd.Location(), fmt.Errorf("STOPSIGNAL: %w", err))
+		}
 		s.cfg.Config.StopSignal = cmd.Signal
 		c.commit(s, "STOPSIGNAL "+cmd.Signal, nil)
 	case *instructions.ShellCommand:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
 
@@ -174,7 +175,7 @@ func (c *cli) killCommand() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := containers.ParseSignal(sig)
+			s, err := executor.ParseSignal(sig)
 			if err != nil {
 				return asKilnError(err)
 			}

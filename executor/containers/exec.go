@@ -12,10 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/network"
@@ -231,26 +228,6 @@ func (p Port) String() string {
 		s += "/" + p.Proto
 	}
 	return s
-}
-
-// ParseSignal reads a signal name ("TERM", "SIGTERM", "sigkill") or
-// number.
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal %q", s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	sig := unix.SignalNum(name)
-	if sig == 0 {
-		return 0, fmt.Errorf("invalid signal %q", s)
-	}
-	return sig, nil
 }
 
 func asExit(err error, xe **executor.ExitError) bool { return errors.As(err, xe) }

@@ -792,7 +792,7 @@ func (sh *shim) stop(timeout float64) reply {
 	}
 	sig := syscall.SIGTERM
 	if sh.cfg.StopSignal != "" {
-		if s, err := ParseSignal(sh.cfg.StopSignal); err == nil {
+		if s, err := executor.ParseSignal(sh.cfg.StopSignal); err == nil {
 			sig = s
 		}
 	}

@@ -90,7 +90,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		return nil, errors.New("--restart and --rm cannot be used together")
 	}
 	if req.StopSignal != "" {
-		if _, err := containers.ParseSignal(req.StopSignal); err != nil {
+		if _, err := executor.ParseSignal(req.StopSignal); err != nil {
 			return nil, fmt.Errorf("--stop-signal: %w", err)
 		}
 	}

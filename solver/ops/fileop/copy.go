@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -21,13 +22,22 @@ type destFS struct {
 	root string
 	// chown is false when owners must be left alone (tests without root).
 	chown bool
+	// warn receives warnings for the build output; nil drops them.
+	warn io.Writer
 }
 
 func newDestFS(opts applyOptions) (*destFS, error) {
 	if !filepath.IsAbs(opts.destRoot) {
 		return nil, fmt.Errorf("destination root %q is not absolute", opts.destRoot)
 	}
-	return &destFS{root: filepath.Clean(opts.destRoot), chown: opts.chown}, nil
+	return &destFS{root: filepath.Clean(opts.destRoot), chown: opts.chown, warn: opts.warn}, nil
+}
+
+// warnf writes a warning line, if d has somewhere to write it.
+func (d *destFS) warnf(format string, args ...any) {
+	if d.warn != nil {
+		fmt.Fprintf(d.warn, "WARNING: "+format+"\n", args...)
+	}
 }
 
 // resolve returns the host path of the destination path p with every

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -51,9 +52,6 @@ type Copy struct {
 	// Excludes are .dockerignore patterns; matching source paths are
 	// invisible (moby/patternmatcher semantics).
 	Excludes []string `json:"excludes,omitempty"`
-	// AllowEmptyWildcard: a wildcard source matching nothing is not an
-	// error (BuildKit allows it when another source matched).
-	AllowEmptyWildcard bool `json:"allowEmptyWildcard,omitempty"`
 	// PreserveOwner keeps the source entries' uid and gid when Chown is
 	// empty, and the extended attributes of regular files (such as file
 	// capabilities; SELinux labels excepted) in any case. The frontend sets
@@ -84,7 +82,7 @@ func Apply(ctx context.Context, src *os.Root, payload []byte) error {
 	if err := dec.Decode(&a); err != nil {
 		return fmt.Errorf("decode file operation: %w", err)
 	}
-	return applyAt(ctx, src, &a, applyOptions{destRoot: "/", chown: true})
+	return applyAt(ctx, src, &a, applyOptions{destRoot: "/", chown: true, warn: os.Stderr})
 }
 
 // applyOptions are the knobs tests turn; Apply uses destRoot "/" (it runs
@@ -96,6 +94,8 @@ type applyOptions struct {
 	// chown changes owners of what is written; tests running without
 	// root turn it off.
 	chown bool
+	// warn receives warnings (Apply: its stderr, the step's output).
+	warn io.Writer
 }
 
 // applyAt runs a against the destination tree rooted at opts.destRoot.

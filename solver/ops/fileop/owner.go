@@ -32,14 +32,19 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 		o = owner{uid: id, gid: id}
 	} else if user != "" {
 		ent, err := d.lookupEntry("/etc/passwd", user)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoEntry):
+			// Docker 20.10's builder uses root for a name it cannot find.
+			d.warnf("--chown=%s: unable to find user %s (%v); using uid 0, as Docker 20.10 does", spec, user, err)
+		case err != nil:
 			return owner{}, fmt.Errorf("unable to find user %s: %w", user, err)
-		}
-		if o.uid, err = entryID(ent, 2); err == nil {
-			o.gid, err = entryID(ent, 3)
-		}
-		if err != nil {
-			return owner{}, fmt.Errorf("unable to find user %s: invalid /etc/passwd entry: %w", user, err)
+		default:
+			if o.uid, err = entryID(ent, 2); err == nil {
+				o.gid, err = entryID(ent, 3)
+			}
+			if err != nil {
+				return owner{}, fmt.Errorf("unable to find user %s: invalid /etc/passwd entry: %w", user, err)
+			}
 		}
 	}
 	switch {
@@ -56,6 +61,11 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 		return o, nil
 	}
 	ent, err := d.lookupEntry("/etc/group", group)
+	if errors.Is(err, errNoEntry) {
+		// And keeps the user's group for a group name it cannot find.
+		d.warnf("--chown=%s: unable to find group %s (%v); using gid %d, as Docker 20.10 does", spec, group, err, o.gid)
+		return o, nil
+	}
 	if err != nil {
 		return owner{}, fmt.Errorf("unable to find group %s: %w", group, err)
 	}
@@ -98,7 +108,7 @@ func (d *destFS) lookupEntry(file, name string) ([]string, error) {
 	}
 	b, err := os.ReadFile(host)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no %s in the destination", file)
+		return nil, fmt.Errorf("%w: no %s in the destination", errNoEntry, file)
 	}
 	if err != nil {
 		return nil, err
@@ -119,8 +129,11 @@ func (d *destFS) lookupEntry(file, name string) ([]string, error) {
 		return nil, fmt.Errorf("read %s: %w", file, err)
 	}
 	base := file[strings.LastIndexByte(file, '/')+1:]
-	return nil, fmt.Errorf("no matching entries in %s file", base)
+	return nil, fmt.Errorf("%w: no matching entries in %s file", errNoEntry, base)
 }
+
+// errNoEntry is a user or group name the destination does not define.
+var errNoEntry = errors.New("unknown name")
 
 // parseChmod parses a --chmod value: octal permission bits, including
 // setuid (04000), setgid (02000) and sticky (01000).

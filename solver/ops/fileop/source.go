@@ -84,13 +84,15 @@ func errSourceNotFound(src string) error {
 }
 
 // resolveSources expands c.Sources, in order, into the paths they name.
-// Apply and Checksum both use it, so they read exactly the same files.
+// Apply and Checksum both use it, so they read exactly the same files. A
+// wildcard that matches nothing names nothing, without an error, even when
+// no source matched at all (the copy then does nothing), as in Docker
+// 20.10's builder; a plain path that is missing is an error.
 func resolveSources(ctx context.Context, t *srcTree, c *Copy) ([]match, error) {
 	if len(c.Sources) == 0 {
 		return nil, errors.New("no source files were specified")
 	}
 	var out []match
-	var firstEmpty string
 	for _, src := range c.Sources {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -99,7 +101,6 @@ func resolveSources(ctx context.Context, t *srcTree, c *Copy) ([]match, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve source %s: %w", src, err)
 		}
-		n := 0
 		for _, name := range names {
 			real, fi, err := t.resolve(name)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -113,19 +114,10 @@ func resolveSources(ctx context.Context, t *srcTree, c *Copy) ([]match, error) {
 				return nil, fmt.Errorf("resolve source %s: %w", src, err)
 			}
 			out = append(out, match{name: name, real: real, fi: fi})
-			n++
 		}
-		if n == 0 {
-			if !wild || !c.AllowEmptyWildcard {
-				return nil, errSourceNotFound(src)
-			}
-			if firstEmpty == "" {
-				firstEmpty = src
-			}
+		if len(names) == 0 && !wild {
+			return nil, errSourceNotFound(src)
 		}
-	}
-	if len(out) == 0 {
-		return nil, errSourceNotFound(firstEmpty)
 	}
 	return out, nil
 }
