@@ -162,7 +162,11 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		// Global headers, GNU extensions we do not know: nothing to write.
 		return nil
 	}
-	parent, _, err := x.dst.mkdirAll(path.Dir(name), 0o755, x.cp.parent)
+	if err := x.checkParentLink(path.Dir(name)); err != nil {
+		return err
+	}
+	// Missing parents are made root-owned, whatever --chown says.
+	parent, _, err := x.dst.mkdirAll(path.Dir(name), 0o755, owner{})
 	if err != nil {
 		return err
 	}
@@ -243,6 +247,31 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	}
 	return lutimes(h, hdr.ModTime)
+}
+
+// checkParentLink refuses an entry whose parent dir is a symlink (one the
+// archive made, say) to a directory that does not exist, as Docker's
+// extractor does, instead of making that directory.
+func (x *extractor) checkParentLink(dir string) error {
+	if dir == "/" {
+		return nil
+	}
+	gp, err := x.dst.resolve(path.Dir(dir))
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(filepath.Join(gp, path.Base(dir)))
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	target, err := x.dst.resolve(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s is a symlink to a directory that does not exist: %w", dir, err)
+	}
+	return nil
 }
 
 // linkTarget resolves the target of a hard link entry inside the

@@ -246,3 +246,63 @@ func TestAddArchiveChownAndMerge(t *testing.T) {
 		t.Errorf("destination tree:\n%s", d)
 	}
 }
+
+// TestAddArchiveParentSymlink extracts entries below a symlink the archive
+// made: into its target when that exists, and refused (as Docker's
+// extractor refuses it) when the target does not, never by making it.
+func TestAddArchiveParentSymlink(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers []tar.Header
+		want    map[string]string
+		wantErr string
+	}{
+		{
+			name: "to an existing dir",
+			headers: []tar.Header{
+				{Name: "sub/", Typeflag: tar.TypeDir, Mode: 0o755},
+				{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: "sub"},
+				{Name: "lnk/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1},
+			},
+			want: map[string]string{"out": "dir 0755", "out/sub": "dir 0755", "out/sub/f": "file 0644 x", "out/lnk": "link sub"},
+		},
+		{
+			name: "to a missing dir",
+			headers: []tar.Header{
+				{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+				{Name: "lnk/passwd2", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1},
+			},
+			wantErr: "lnk is a symlink to a directory that does not exist",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := t.TempDir(), t.TempDir()
+			var b bytes.Buffer
+			tw := tar.NewWriter(&b)
+			for _, h := range tc.headers {
+				if err := tw.WriteHeader(&h); err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(tw, strings.Repeat("x", int(h.Size)))
+			}
+			tw.Close()
+			mkTree(t, src, file("a.tar", b.String(), 0o644))
+			err := apply(t, src, dst, Action{Copy: &Copy{Sources: []string{"a.tar"}, Dest: "/out/", Unpack: true}})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+				}
+				if _, err := os.Lstat(filepath.Join(dst, "out", "etc")); err == nil {
+					t.Error("the missing target dir was made")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := diffMaps(snapshot(t, dst, false), tc.want); d != "" {
+				t.Errorf("destination tree:\n%s", d)
+			}
+		})
+	}
+}
