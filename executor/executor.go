@@ -51,6 +51,9 @@ type Spec struct {
 	// The fields below serve kiln run (containers); builds leave them
 	// zero.
 
+	// EtcHostname binds a generated /etc/hostname into the container, as
+	// docker run does; build steps have none, as in BuildKit.
+	EtcHostname bool
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
 	// /run/kiln/netns/ID prepared by the network code) the container
 	// joins instead of NetworkHost/NetworkNone.

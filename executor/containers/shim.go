@@ -300,13 +300,14 @@ func (sh *shim) saveLocked() {
 func (sh *shim) spec() executor.Spec {
 	c := &sh.cfg
 	spec := executor.Spec{
-		Rootfs:     executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly},
-		Hostname:   c.Hostname,
-		CgroupPath: CgroupPath(c.ID),
-		CapAdd:     c.CapAdd,
-		CapDrop:    c.CapDrop,
-		Init:       true, // Exec needs it
-		StopSignal: c.StopSignal,
+		Rootfs:      executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly},
+		Hostname:    c.Hostname,
+		CgroupPath:  CgroupPath(c.ID),
+		CapAdd:      c.CapAdd,
+		CapDrop:     c.CapDrop,
+		Init:        true, // Exec needs it
+		StopSignal:  c.StopSignal,
+		EtcHostname: true,
 	}
 	if c.Resources != (executor.Resources{}) {
 		res := c.Resources

@@ -81,6 +81,7 @@ func (s *starterSuite) spec(t *testing.T, args ...string) executor.Spec {
 			Args: args,
 			Env:  []string{"PATH=/bin"},
 		},
+		EtcHostname: true,
 	}
 }
 

@@ -452,9 +452,14 @@ func (s *suite) testNetworkNone(t *testing.T) {
 }
 
 func (s *suite) testHostname(t *testing.T) {
-	r := s.mustRun(t, sh("hostname; cat /etc/hostname"), nil)
+	r := s.mustRun(t, sh("hostname; cat /etc/hostname"), func(sp *executor.Spec) { sp.EtcHostname = true })
 	if r.stdout != "kiln\nkiln\n" {
 		t.Errorf("default hostname = %q, want kiln", r.stdout)
+	}
+	// Without EtcHostname (a build step) there is no /etc/hostname.
+	r = s.mustRun(t, sh("hostname; test -e /etc/hostname && echo has-file; true"), nil)
+	if r.stdout != "kiln\n" {
+		t.Errorf("build step: %q, want the hostname and no /etc/hostname", r.stdout)
 	}
 	r = s.mustRun(t, sh("hostname; cat /etc/hosts"), func(sp *executor.Spec) {
 		sp.Hostname = "builder"

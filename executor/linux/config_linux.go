@@ -25,12 +25,14 @@ type initConfig struct {
 	CopyMode bool `json:"copyMode,omitempty"` // copy the root (copy_linux.go), no overlayfs
 	// LinkMount mounts overlays with mount(2) and a link dir even where
 	// the kernel takes one lowerdir+ per layer (tests of older kernels).
-	LinkMount  bool             `json:"linkMount,omitempty"`
-	Process    *processConfig   `json:"process,omitempty"`
-	Func       *funcConfig      `json:"func,omitempty"`
-	Inputs     []executor.Input `json:"inputs,omitempty"`
-	Hostname   string           `json:"hostname"`
-	NewNetwork bool             `json:"newNetwork,omitempty"`
+	LinkMount bool             `json:"linkMount,omitempty"`
+	Process   *processConfig   `json:"process,omitempty"`
+	Func      *funcConfig      `json:"func,omitempty"`
+	Inputs    []executor.Input `json:"inputs,omitempty"`
+	Hostname  string           `json:"hostname"`
+	// EtcHostname binds the generated hostname file over /etc/hostname.
+	EtcHostname bool `json:"etcHostname,omitempty"`
+	NewNetwork  bool `json:"newNetwork,omitempty"`
 	// JoinedNetwork: the parent started the init in an existing network
 	// namespace (Spec.NetNSPath); the init brings up its loopback.
 	JoinedNetwork bool          `json:"joinedNetwork,omitempty"`

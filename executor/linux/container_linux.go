@@ -46,8 +46,12 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	p := cfg.Process
 	// Everything from the host is opened before pivot_root, as detached
 	// mounts, so no host path is resolved inside the container later.
-	var etc [3]int
-	for i, name := range []string{hostsFile, resolvFile, hostnameFile} {
+	etcFiles := []string{hostsFile, resolvFile}
+	if cfg.EtcHostname {
+		etcFiles = append(etcFiles, hostnameFile)
+	}
+	etc := make([]int, len(etcFiles))
+	for i, name := range etcFiles {
 		fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(cfg.RunDir, name), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {
 			return 0, fmt.Errorf("prepare /etc/%s: %w", name, err)
@@ -93,7 +97,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	for i, name := range []string{hostsFile, resolvFile, hostnameFile} {
+	for i, name := range etcFiles {
 		fd := etc[i]
 		if err := st.mountAt("/etc/"+name, false, func(t string) error {
 			return unix.MoveMount(fd, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
@@ -315,7 +319,7 @@ func setupDev(target string) error {
 			return fmt.Errorf("create /dev/%s: %w", l[0], err)
 		}
 	}
-	for _, dir := range []string{"pts", "shm"} {
+	for _, dir := range []string{"pts", "shm", "mqueue"} {
 		if err := unix.Mkdir(target+"/"+dir, 0o755); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", dir, err)
 		}
@@ -325,6 +329,11 @@ func setupDev(target string) error {
 	}
 	if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
 		return fmt.Errorf("mount /dev/shm: %w", err)
+	}
+	// POSIX message queues of the container's IPC namespace, as Docker
+	// and BuildKit mount them; a kernel without them leaves the dir.
+	if err := unix.Mount("mqueue", target+"/mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("mount /dev/mqueue: %w", err)
 	}
 	return nil
 }

@@ -99,6 +99,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		LinkMount:     e.opts.linkMount,
 		Inputs:        spec.Inputs,
 		Hostname:      spec.Hostname,
+		EtcHostname:   spec.EtcHostname,
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,

@@ -59,6 +59,9 @@ type RunMount struct {
 	Required bool `json:"required,omitempty"`
 }
 
+// buildHostname is the hostname of RUN steps, BuildKit's.
+const buildHostname = "buildkitsandbox"
+
 // proxyVars never enter a cache key, as in Docker.
 var proxyVars = map[string]bool{
 	"HTTP_PROXY": true, "HTTPS_PROXY": true, "FTP_PROXY": true, "NO_PROXY": true, "ALL_PROXY": true,
@@ -100,9 +103,13 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		return solver.Result{}, err
 	}
 	defer active.Discard()
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = buildHostname
+	}
 	spec := executor.Spec{
 		Rootfs:   executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
-		Hostname: o.Hostname,
+		Hostname: hostname,
 		Network:  o.Network,
 		Mounts:   mounts,
 		Process: &executor.Process{
