@@ -79,11 +79,12 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	op := &ops.File{Action: fileop.Action{Copy: cp}}
 	inputs := []*solver.Vertex{s.vertex}
 	if a.from != "" {
-		from, err := c.expand(a.from, append(append([]string(nil), c.metaEnv...), s.env...))
-		if err != nil {
-			return err
+		// As in Docker (20.10 and later): --from names a stage or image
+		// as written, never through a variable.
+		if from, err := c.expand(a.from, nil); err != nil || from != a.from {
+			return fmt.Errorf("%s --from=%s: variable expansion is not supported for --from; define a stage with FROM using a global ARG instead", verb, a.from)
 		}
-		src, err := c.stageOrImage(ctx, s, from, "COPY --from")
+		src, err := c.stageOrImage(ctx, s, a.from, "COPY --from")
 		if err != nil {
 			return err
 		}
