@@ -121,6 +121,11 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Plan, error
 	if syntax, _, _, ok := parser.DetectSyntax(dockerfile); ok && opts.Warn != nil {
 		opts.Warn(fmt.Sprintf("%s: ignoring # syntax=%s: kiln has its own Dockerfile frontend", opts.Filename, syntax))
 	}
+	for _, n := range res.AST.Children {
+		if err := checkHealthcheckFlags(n); err != nil {
+			return nil, &Error{File: opts.Filename, Line: n.StartLine, Err: err}
+		}
+	}
 	stages, metaArgs, err := instructions.Parse(res.AST, nil)
 	if err != nil {
 		return nil, c.parseErr(err)

@@ -21,3 +21,16 @@ func TestStopSignal(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthcheckZeroFlags refuses --retries=0 and zero durations, as
+// Docker 20.10 does; other values pass.
+func TestHealthcheckZeroFlags(t *testing.T) {
+	for _, flags := range []string{"--retries=0", "--start-period=0s", "--interval=0s", "--timeout=0"} {
+		if _, err := convert(t, "FROM busybox\nHEALTHCHECK "+flags+" CMD true\n", Options{}); err == nil || !strings.Contains(err.Error(), "Dockerfile:2") {
+			t.Errorf("HEALTHCHECK %s: %v, want an error at line 2", flags, err)
+		}
+	}
+	if _, err := convert(t, "FROM busybox\nHEALTHCHECK --retries=1 --start-period=2s CMD true\n", Options{}); err != nil {
+		t.Error(err)
+	}
+}
