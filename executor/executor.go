@@ -80,7 +80,7 @@ type Spec struct {
 
 // Mount is an extra mount in a container.
 type Mount struct {
-	// Type is "bind", "tmpfs" or "layers".
+	// Type is "bind", "tmpfs", "layers" or "file".
 	Type string
 	// Source is the host path of a bind mount (a named volume's data dir
 	// is a bind source too). For "layers" it is the path inside the
@@ -97,8 +97,14 @@ type Mount struct {
 	Target string
 	// ReadOnly mounts it read-only.
 	ReadOnly bool
-	// Options are extra mount options (tmpfs: "size=64m", "mode=1777").
+	// Options are extra mount options (tmpfs: "size=64m", "mode=1777";
+	// file: "mode=0400", "uid=N", "gid=N").
 	Options []string
+	// Data is the content of a "file" mount: a read-only file written to
+	// a tmpfs private to the container, so it never reaches the host's
+	// disk and goes away with the container even when kiln is killed
+	// (RUN --mount=type=secret).
+	Data []byte
 	// KeepMountPoint leaves the directories made for the mount point (the
 	// target and the missing dirs above it) in the upper dir, as Docker
 	// 20.10's builder leaves RUN --mount targets in the layer; a file made

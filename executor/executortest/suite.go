@@ -64,6 +64,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"FuncError", s.testFuncError},
 		{"FuncLowerInputs", s.testFuncLowerInputs},
 		{"LayersMounts", s.testLayersMounts},
+		{"FileMount", s.testFileMount},
 		{"Parallel", s.testParallel},
 		{"NoLowerDirs", s.testNoLowerDirs},
 	}
@@ -700,6 +701,27 @@ func (s *suite) testLayersMounts(t *testing.T) {
 	})
 	if res.err == nil || !strings.Contains(res.err.Error(), "/nope") {
 		t.Errorf("missing source: %v, want an error naming /nope", res.err)
+	}
+}
+
+// testFileMount mounts a file given as data (a build secret): its content,
+// mode and owner as asked, read-only, and nothing of it left behind.
+func (s *suite) testFileMount(t *testing.T) {
+	res := s.mustRun(t, []string{"sh", "-c", `cat /run/secrets/tok; stat -c '%a %u %g' /run/secrets/tok;
+		echo x > /run/secrets/tok 2>/dev/null && echo writable; grep -c " /run/secrets/tok tmpfs " /proc/mounts`}, func(spec *executor.Spec) {
+		spec.Mounts = []executor.Mount{{Type: "file", Data: []byte("s3cret\n"), Target: "/run/secrets/tok", Options: []string{"mode=0440", "uid=7", "gid=8"}}}
+	})
+	if want := "s3cret\n440 7 8\n1\n"; res.stdout != want {
+		t.Errorf("output %q, want %q (stderr %q)", res.stdout, want, res.stderr)
+	}
+	if files := upperFiles(t, res.rootfs.UpperDir); len(files) != 0 {
+		t.Errorf("upper = %q, want empty", files)
+	}
+	res = s.run(t, []string{"true"}, func(spec *executor.Spec) {
+		spec.Mounts = []executor.Mount{{Type: "file", Data: []byte("x"), Target: "/f", Options: []string{"mode=9z"}}}
+	})
+	if res.err == nil {
+		t.Error("a bad file mode was accepted")
 	}
 }
 

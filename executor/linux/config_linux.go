@@ -52,13 +52,14 @@ type mountConfig struct {
 	KeepStub  bool     `json:"keepStub,omitempty"`
 	Source    string   `json:"source,omitempty"`
 	LowerDirs []string `json:"lowerDirs,omitempty"`
+	Data      []byte   `json:"data,omitempty"`
 	Target    string   `json:"target"`
 	ReadOnly  bool     `json:"readOnly,omitempty"`
 	Options   []string `json:"options,omitempty"`
 }
 
 func newMountConfig(m executor.Mount) mountConfig {
-	return mountConfig{Type: m.Type, Source: m.Source, LowerDirs: m.LowerDirs, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options, KeepStub: m.KeepMountPoint}
+	return mountConfig{Type: m.Type, Source: m.Source, LowerDirs: m.LowerDirs, Data: m.Data, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options, KeepStub: m.KeepMountPoint}
 }
 
 type processConfig struct {

@@ -19,6 +19,9 @@ type parsedMount struct {
 	attrs uint64
 	flags uintptr
 	data  string
+	// fileMode, uid and gid are a file mount's.
+	fileMode uint32
+	uid, gid int
 }
 
 // parseMount checks m and turns its options into mount flags.
@@ -64,6 +67,29 @@ func parseMount(m mountConfig) (parsedMount, error) {
 				return p, fmt.Errorf("mount %s: the layer dir %q is not an absolute path", m.Target, l)
 			}
 		}
+	case "file":
+		p.attrs |= unix.MOUNT_ATTR_RDONLY
+		p.fileMode = 0o400
+		for _, o := range m.Options {
+			key, val, _ := strings.Cut(o, "=")
+			n, err := strconv.ParseUint(val, 10, 32)
+			if key == "mode" {
+				n, err = strconv.ParseUint(val, 8, 32)
+			}
+			if err != nil {
+				return p, fmt.Errorf("mount %s: invalid file option %q", m.Target, o)
+			}
+			switch key {
+			case "mode":
+				p.fileMode = uint32(n) & 0o7777
+			case "uid":
+				p.uid = int(n)
+			case "gid":
+				p.gid = int(n)
+			default:
+				return p, fmt.Errorf("mount %s: unsupported file option %q", m.Target, o)
+			}
+		}
 	case "tmpfs":
 		if m.Source != "" && m.Source != "tmpfs" {
 			return p, fmt.Errorf("mount %s: a tmpfs has no source (got %q)", m.Target, m.Source)
@@ -103,7 +129,7 @@ func parseMount(m mountConfig) (parsedMount, error) {
 		}
 		p.data = strings.Join(data, ",")
 	default:
-		return p, fmt.Errorf("mount %s: unsupported type %q (want bind, tmpfs or layers)", m.Target, m.Type)
+		return p, fmt.Errorf("mount %s: unsupported type %q (want bind, tmpfs, layers or file)", m.Target, m.Type)
 	}
 	return p, nil
 }
@@ -128,7 +154,7 @@ func openMounts(cfg *initConfig) ([]openedMount, error) {
 			return nil, err
 		}
 		om := openedMount{parsedMount: p, tree: -1, dir: true}
-		if p.Type == "bind" || p.Type == "layers" {
+		if p.Type == "bind" || p.Type == "layers" || p.Type == "file" {
 			fd, err := openBindSource(cfg, i, p)
 			if err != nil {
 				closeMounts(out)
@@ -166,6 +192,9 @@ func openBindSource(cfg *initConfig, i int, p parsedMount) (int, error) {
 		}
 		return fd, nil
 	}
+	if p.Type == "file" {
+		return openDataFile(cfg, i, p)
+	}
 	dir := filepath.Join(cfg.RunDir, "m"+strconv.Itoa(i))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return -1, err
@@ -193,6 +222,36 @@ func openBindSource(cfg *initConfig, i int, p parsedMount) (int, error) {
 	fd, err := unix.OpenTree(src, "", flags|unix.AT_EMPTY_PATH)
 	if err != nil {
 		return -1, fmt.Errorf("open source %s: %w", path.Clean("/"+p.Source), err)
+	}
+	return fd, nil
+}
+
+// openDataFile writes a file mount's data to a tmpfs mounted at f<i> in
+// the run dir, inside the init's mount namespace only (the host sees an
+// empty dir, and the tmpfs goes with the namespace however the container
+// ends), and returns a detached copy of that file's mount.
+func openDataFile(cfg *initConfig, i int, p parsedMount) (int, error) {
+	dir := filepath.Join(cfg.RunDir, "f"+strconv.Itoa(i))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return -1, err
+	}
+	size := (len(p.Data)/4096 + 2) * 4096
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size="+strconv.Itoa(size)); err != nil {
+		return -1, fmt.Errorf("mount a tmpfs for the file: %w", err)
+	}
+	f := filepath.Join(dir, "data")
+	if err := os.WriteFile(f, p.Data, 0o600); err != nil {
+		return -1, err
+	}
+	if err := os.Chown(f, p.uid, p.gid); err != nil {
+		return -1, err
+	}
+	if err := unix.Chmod(f, p.fileMode); err != nil {
+		return -1, err
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, f, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open the file: %w", err)
 	}
 	return fd, nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -173,12 +171,14 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 				}
 				continue
 			}
-			file, done, err := secretFile(data, m)
-			if err != nil {
-				return nil, release, fmt.Errorf("secret %q: %w", m.Source, err)
+			// Written by the container's init to a tmpfs of its own: the
+			// secret never touches the host's disk or /dev/shm.
+			mode := m.Mode.Perm()
+			if m.Mode == 0 {
+				mode = 0o400
 			}
-			releases = append(releases, done)
-			out = append(out, executor.Mount{Type: "bind", Source: file, Target: m.Target, ReadOnly: true})
+			opts := []string{fmt.Sprintf("mode=%o", mode), "uid=" + strconv.Itoa(m.UID), "gid=" + strconv.Itoa(m.GID)}
+			out = append(out, executor.Mount{Type: "file", Data: data, Target: m.Target, ReadOnly: true, Options: opts})
 		default:
 			return nil, release, fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)
 		}
@@ -189,37 +189,4 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 		out[i].KeepMountPoint = true
 	}
 	return out, release, nil
-}
-
-// secretFile writes a secret into a private directory, in memory where
-// /dev/shm exists, with m's mode (default 0400) and owner, and returns its
-// path and a func that removes it.
-func secretFile(data []byte, m RunMount) (string, func(), error) {
-	base := "/dev/shm"
-	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
-		base = os.TempDir()
-	}
-	dir, err := os.MkdirTemp(base, "kiln-secret-")
-	if err != nil {
-		return "", func() {}, err
-	}
-	done := func() { os.RemoveAll(dir) }
-	mode := m.Mode.Perm()
-	if m.Mode == 0 {
-		mode = 0o400
-	}
-	p := filepath.Join(dir, "secret")
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		done()
-		return "", func() {}, err
-	}
-	if err := os.Chown(p, m.UID, m.GID); err != nil {
-		done()
-		return "", func() {}, err
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		done()
-		return "", func() {}, err
-	}
-	return p, done, nil
 }
