@@ -169,7 +169,9 @@ func (c *converter) stageOrImage(ctx context.Context, s *stageState, from, what 
 // destPath resolves a COPY destination against WORKDIR, keeping a trailing
 // slash (which means "directory").
 func (c *converter) destPath(s *stageState, dest string) string {
-	dir := strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.") || dest == ".."
+	// A directory when it ends with / or is "." (so "/d/." is the path /d,
+	// a file if it does not exist yet), as in Docker.
+	dir := strings.HasSuffix(dest, "/") || dest == "."
 	if !path.IsAbs(dest) {
 		wd := s.cfg.Config.WorkingDir
 		if wd == "" {

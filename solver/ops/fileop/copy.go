@@ -84,6 +84,8 @@ func (d *destFS) mkdirAll(p string, mode fs.FileMode, o owner) (string, bool, er
 		case !errors.Is(err, fs.ErrNotExist):
 			return "", false, fmt.Errorf("create directory %s: %w", p, err)
 		}
+		// h is missing: the component, or what a symlink there points
+		// to (inside the root), which is made, as Docker's copy does.
 		if err := os.Mkdir(h, 0o700); err != nil {
 			return "", false, fmt.Errorf("create directory %s: %w", p, err)
 		}
@@ -173,7 +175,7 @@ func (d *destFS) copy(ctx context.Context, src *os.Root, c *Copy) error {
 	// Several sources to a dest without a trailing slash are copied to it
 	// one after the other (into it if it is a directory, else over each
 	// other), as Docker 20.10's builder does; it makes no directory.
-	destIsDir := dest == "/" || strings.HasSuffix(c.Dest, "/") || strings.HasSuffix(c.Dest, "/.")
+	destIsDir := dest == "/" || strings.HasSuffix(c.Dest, "/")
 	for _, m := range matches {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -305,6 +307,14 @@ func (cp *copier) copyFile(m match, dest string, destIsDir bool) error {
 				return err
 			}
 			target = filepath.Join(parent, path.Base(dest))
+			// A symlink there is followed (inside the root), as Docker
+			// copies: the file goes where it points, the link stays.
+			if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				target = host
+				if _, err := os.Stat(filepath.Dir(target)); err != nil {
+					return fmt.Errorf("copy to %s: it is a symlink into a directory that does not exist: %w", dest, err)
+				}
+			}
 		}
 	}
 	open := func() (*os.File, error) { return cp.t.root.Open(m.real) }

@@ -161,15 +161,37 @@ func TestCopyPaths(t *testing.T) {
 			want: map[string]string{"out": "dir 0755", "out/b.txt": "file 0644 A"},
 		},
 		{
-			name: "existing symlink at the destination name is replaced, not followed",
+			name: "existing symlink at the destination name is followed inside the root (Docker 20.10)",
 			dst: []node{
 				dir("out", 0o755), dir("etc", 0o755), file("etc/target", "T", 0o644),
-				symlink("out/b.txt", "/etc/target"),
+				symlink("out/b.txt", "/etc/target"), symlink("out/dangling", "/etc/new"),
 			},
 			copy: Copy{Sources: []string{"a.txt"}, Dest: "/out/b.txt"},
 			want: map[string]string{
-				"out": "dir 0755", "out/b.txt": "file 0644 A", "etc": "dir 0755", "etc/target": "file 0644 T",
+				"out": "dir 0755", "out/b.txt": "link /etc/target", "etc": "dir 0755", "etc/target": "file 0644 A",
+				"out/dangling": "link /etc/new",
 			},
+		},
+		{
+			name: "a dangling symlink at the destination name gets its target made",
+			dst: []node{
+				dir("out", 0o755), dir("etc", 0o755), symlink("out/dangling", "/etc/new"),
+			},
+			copy: Copy{Sources: []string{"a.txt"}, Dest: "/out/dangling"},
+			want: map[string]string{
+				"out": "dir 0755", "out/dangling": "link /etc/new", "etc": "dir 0755", "etc/new": "file 0644 A",
+			},
+		},
+		{
+			name: "a symlink to a missing dir on the way gets its target made (Docker 20.10)",
+			dst:  []node{symlink("ml", "/missing")},
+			copy: Copy{Sources: []string{"a.txt"}, Dest: "/ml/x"},
+			want: map[string]string{"ml": "link /missing", "missing": "dir 0755", "missing/x": "file 0644 A"},
+		},
+		{
+			name: "dest ending in /. names the path itself",
+			copy: Copy{Sources: []string{"a.txt"}, Dest: "/d1/."},
+			want: map[string]string{"d1": "file 0644 A"},
 		},
 		{
 			name: "destination dir behind an absolute symlink resolves inside the root",
