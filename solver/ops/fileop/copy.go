@@ -253,12 +253,20 @@ func (cp *copier) copyDir(ctx context.Context, m match, dest string) error {
 		return filepath.Join(host, filepath.FromSlash(strings.TrimPrefix(e.rel, prefix)))
 	}
 	enter := func(e *entry) error {
-		if e.fi.IsDir() {
+		switch {
+		case e.fi.IsDir():
 			return mkdirOver(target(e))
+		case notCopied(e.fi):
+			return nil
 		}
 		return cp.writeNode(target(e), e.fi, e.open, func() (string, error) { return e.dir.Readlink(e.name) })
 	}
-	leave := func(e *entry) error { return cp.setMeta(target(e), e.fi) }
+	leave := func(e *entry) error {
+		if notCopied(e.fi) {
+			return nil
+		}
+		return cp.setMeta(target(e), e.fi)
+	}
 	if err := cp.t.walkDir(ctx, m.real, nil, enter, leave); err != nil {
 		return err
 	}
@@ -283,9 +291,18 @@ func mkdirOver(h string) error {
 	return os.Mkdir(h, 0o700)
 }
 
+// notCopied reports the file types COPY leaves out: FIFOs and sockets,
+// which Docker 20.10's copy skips without a word.
+func notCopied(fi fs.FileInfo) bool {
+	return fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0
+}
+
 // copyFile copies the non-directory source m to dest: into it when it is
 // (or must be) a directory, else to that path.
 func (cp *copier) copyFile(m match, dest string, destIsDir bool) error {
+	if notCopied(m.fi) {
+		return nil
+	}
 	base := path.Base(m.name)
 	var target string
 	if destIsDir {
