@@ -34,12 +34,12 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 		verb = "ADD"
 	}
 	switch {
-	case len(a.contents) > 0:
-		return c.copyHeredocs(s, cmd, a, verb)
 	case a.parents:
 		return fmt.Errorf("COPY --parents is not supported by kiln yet")
 	case len(a.excludes) > 0:
 		return fmt.Errorf("%s --exclude is not supported by kiln yet", verb)
+	case len(a.contents) > 0:
+		return c.copyHeredocs(s, cmd, a, verb)
 	}
 	if a.add {
 		var local []string

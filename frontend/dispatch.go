@@ -33,7 +33,7 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 		// Heredoc contents (unless the delimiter was quoted): variables
 		// expand, quotes and escapes stay as written.
 		err := ex.ExpandRaw(func(word string) (string, error) {
-			lex := shell.NewLex(c.escape)
+			lex := shell.NewLex('\\') // BuildKit's, whatever # escape= says
 			lex.SkipProcessQuotes = true
 			w, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(s.env))
 			return w, err

@@ -41,15 +41,23 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 			return nil, nil, fmt.Errorf("RUN --mount=type=ssh: forwarding an SSH agent is not supported by kiln")
 		}
 		if m.Type == instructions.MountTypeSecret {
+			// As BuildKit: the id is id=, else source=, else the
+			// target's name; the default target /run/secrets/<name>.
 			id := m.CacheID
+			if m.Source != "" {
+				id = m.Source
+			}
 			if id == "" {
+				if m.Target == "" {
+					return nil, nil, fmt.Errorf("RUN --mount=type=secret needs an id, a source or a target")
+				}
 				id = path.Base(path.Clean("/" + m.Target))
 			}
 			if m.Env != nil {
 				return nil, nil, fmt.Errorf("RUN --mount=type=secret,env=...: secrets as environment variables are not supported by kiln yet")
 			}
 			if target == "" {
-				target = "/run/secrets/" + id
+				target = "/run/secrets/" + path.Base(id)
 			}
 			rm := ops.RunMount{Type: "secret", Target: abs(target), Source: id, Required: m.Required, ReadOnly: true}
 			setFileInfo(&rm, m, 0o400)

@@ -20,6 +20,7 @@ RUN --mount=type=cache,target=$CACHE,sharing=locked,mode=0700,uid=1 \
     --mount=type=tmpfs,target=/tmp/x,size=1m \
     --mount=type=secret,id=tok \
     --mount=type=secret,target=/etc/key,required \
+    --mount=type=secret,source=a/src \
     true
 `
 	plan, err := convert(t, df, Options{})
@@ -35,6 +36,7 @@ RUN --mount=type=cache,target=$CACHE,sharing=locked,mode=0700,uid=1 \
 		{Type: "tmpfs", Target: "/tmp/x", Size: 1 << 20},
 		{Type: "secret", Target: "/run/secrets/tok", ReadOnly: true, Source: "tok", Mode: 0o400},
 		{Type: "secret", Target: "/etc/key", ReadOnly: true, Source: "key", Mode: 0o400, Required: true},
+		{Type: "secret", Target: "/run/secrets/src", ReadOnly: true, Source: "a/src", Mode: 0o400},
 	}
 	if len(r.Mounts) != len(want) {
 		t.Fatalf("mounts = %+v", r.Mounts)
@@ -64,6 +66,7 @@ func TestRunMountErrors(t *testing.T) {
 		{"FROM busybox\nRUN --mount=type=bind,source=a*,target=/x true\n", "wildcards"},
 		{"FROM busybox\nRUN --mount=type=cache,target=/c,from=x true\n", "seeding"},
 		{"FROM busybox\nRUN --mount=type=bogus,target=/c true\n", "bogus"},
+		{"FROM busybox\nRUN --mount=type=secret,required true\n", "source"},
 	} {
 		_, err := convert(t, tt.df, Options{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

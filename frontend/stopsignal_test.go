@@ -9,7 +9,7 @@ import (
 // (any case, SIG optional) or a number is kept as written, anything else
 // is refused.
 func TestStopSignal(t *testing.T) {
-	for _, sig := range []string{"SIGTERM", "KILL", "9", "sigusr1"} {
+	for _, sig := range []string{"SIGTERM", "KILL", "9", "sigusr1", "SIGRTMIN+3"} {
 		plan, err := convert(t, "FROM busybox\nSTOPSIGNAL "+sig+"\n", Options{})
 		if err != nil || plan.Config.Config.StopSignal != sig {
 			t.Errorf("STOPSIGNAL %s: %v, config %q", sig, err, plan.Config.Config.StopSignal)

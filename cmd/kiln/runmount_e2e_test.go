@@ -24,6 +24,7 @@ RUN --mount=type=bind,target=/ctx ls /ctx > /ctxlist
 RUN --mount=type=bind,from=tools,source=/opt/tools,target=/tools,rw cat /tools/t > /fromstage && echo w > /tools/new
 RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/x && grep -c " /scratch tmpfs " /proc/mounts > /tmpfs
 RUN --mount=type=secret,id=tok,mode=0440,gid=7 stat -c '%a %u %g' /run/secrets/tok > /secretmode && wc -c < /run/secrets/tok > /secretlen
+RUN --mount=type=cache,target=/x1,id=dup,sharing=locked --mount=type=cache,target=/x2,id=dup,sharing=locked sh -c 'echo d > /x1/d && cat /x2/d > /dup'
 `,
 		"sub/s.txt":     "subfile\n",
 		"ignored.txt":   "not in the context\n",
@@ -41,6 +42,7 @@ RUN --mount=type=secret,id=tok,mode=0440,gid=7 stat -c '%a %u %g' /run/secrets/t
 		"/tmpfs":      "1\n",
 		"/secretmode": "440 0 7\n",
 		"/secretlen":  "8\n",
+		"/dup":        "d\n", // one lock for both mounts of one id: no wait on itself
 	} {
 		if got := e.must("run", "--rm", "m:1", "cat", file).stdout; got != want {
 			t.Errorf("%s = %q, want %q", file, got, want)
@@ -74,7 +76,7 @@ RUN --mount=type=secret,id=tok,mode=0440,gid=7 stat -c '%a %u %g' /run/secrets/t
 	if r.code == 0 || !strings.Contains(r.stderr, `secret "tok"`) && !strings.Contains(r.stderr, "/run/secrets/tok") {
 		t.Errorf("build without the secret: exit %d\n%s", r.code, r.stderr)
 	}
-	if out := e.must("prune", "--all").stdout; !strings.Contains(out, "1 cache mounts") {
-		t.Errorf("prune --all: %q, want the cache mount removed", out)
+	if out := e.must("prune", "--all").stdout; !strings.Contains(out, "2 cache mounts") {
+		t.Errorf("prune --all: %q, want both cache mounts removed", out)
 	}
 }

@@ -59,3 +59,56 @@ func TestInitDiesBeforeProcess(t *testing.T) {
 		t.Errorf("Start with a broken init: %v, want an error about the init", err)
 	}
 }
+
+// TestInitPathFallback starts containers with an InitPath that cannot be
+// used: not executable, or replaced after New found it. Runs must use this
+// binary instead and succeed.
+func TestInitPathFallback(t *testing.T) {
+	executortest.RequireRoot(t)
+	bin := executortest.BinLayer(t)
+	run := func(e *linux.Executor) error {
+		var out bytes.Buffer
+		err := e.Run(context.Background(), executor.Spec{
+			Rootfs:  executortest.NewRootfs(t, bin),
+			Process: &executor.Process{Args: []string{"echo", "ok"}, Cwd: "/", Stdout: &out},
+		})
+		if err == nil && out.String() != "ok\n" {
+			err = errors.New("output " + out.String())
+		}
+		return err
+	}
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-exec")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\nexit 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := linux.New(linux.Options{StateDir: t.TempDir(), InitPath: notExec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if err := run(e); err != nil {
+		t.Errorf("InitPath not executable: %v", err)
+	}
+
+	// A broken init that is replaced after New: the replacement is not
+	// what New checked, so it is not started either.
+	replaced := filepath.Join(dir, "replaced")
+	if err := os.WriteFile(replaced, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := linux.New(linux.Options{StateDir: t.TempDir(), InitPath: replaced})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e2.Close() })
+	if err := os.Remove(replaced); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(replaced, []byte("#!/bin/sh\nexit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(e2); err != nil {
+		t.Errorf("InitPath replaced after New: %v", err)
+	}
+}

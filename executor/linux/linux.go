@@ -55,6 +55,12 @@ type Executor struct {
 	copyMode atomic.Bool
 	// warm holds inits started ahead of the next run.
 	warm warmPool
+	// initID identifies the file at opts.InitPath as New found it, so a
+	// binary replaced since (a rebuild during a long build) is not used.
+	initID fileID
+	// initGone is set once opts.InitPath cannot be used: runs start
+	// /proc/self/exe from then on.
+	initGone atomic.Bool
 }
 
 // New returns an Executor. It creates Options.StateDir when missing.
@@ -82,6 +88,7 @@ func New(opts Options) (*Executor, error) {
 	}
 	e := &Executor{opts: opts}
 	e.copyMode.Store(opts.forceCopy)
+	e.noteInit()
 	return e, nil
 }
 

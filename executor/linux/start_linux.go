@@ -160,7 +160,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		defer consoleChild.Close()
 		extra = append(extra, consoleChild) // fd 5
 	}
-	kind := initKind{exe: e.opts.InitPath, flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
+	kind := initKind{exe: e.initExe(), flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
 	if cfg.Func != nil {
 		kind.exe = selfExe
 	}
@@ -185,7 +185,15 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		}
 	}
 	if ip == nil {
-		if ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...); err != nil {
+		ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...)
+		if err != nil && kind.exe != selfExe {
+			// The small init cannot be started (gone, not executable):
+			// this binary is an init too.
+			e.initGone.Store(true)
+			kind.exe = selfExe
+			ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -138,6 +139,10 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			r()
 		}
 	}
+	caches, err := o.takeCaches(ctx, rc, &releases)
+	if err != nil {
+		return nil, release, err
+	}
 	var out []executor.Mount
 	for _, m := range o.Mounts {
 		switch m.Type {
@@ -151,12 +156,7 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			}
 			out = append(out, executor.Mount{Type: "layers", LowerDirs: dirs, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 		case "cache":
-			dir, done, err := rc.Store.CacheMount(ctx, m.CacheID, cache.CacheMountOptions{Sharing: m.Sharing, Mode: m.Mode, UID: m.UID, GID: m.GID})
-			if err != nil {
-				return nil, release, fmt.Errorf("mount %s: %w", m.Target, err)
-			}
-			releases = append(releases, done)
-			out = append(out, executor.Mount{Type: "bind", Source: dir, Target: m.Target, ReadOnly: m.ReadOnly})
+			out = append(out, executor.Mount{Type: "bind", Source: caches[m.CacheID], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "tmpfs":
 			var opts []string
 			if m.Size > 0 {
@@ -189,4 +189,49 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 		out[i].KeepMountPoint = true
 	}
 	return out, release, nil
+}
+
+// sharingRank orders sharing modes from the most to the least permissive.
+func sharingRank(s string) int {
+	switch s {
+	case cache.SharingLocked:
+		return 2
+	case cache.SharingPrivate:
+		return 1
+	}
+	return 0
+}
+
+// takeCaches takes the step's cache mounts once per id, in id order, with
+// the strictest sharing its mounts of that id ask for: so a step never
+// waits on a lock of its own, and two steps that use the same ids take
+// them in the same order and cannot wait on each other. It returns the
+// directories by id and adds their release funcs to releases.
+func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, releases *[]func()) (map[string]string, error) {
+	want := map[string]RunMount{}
+	for _, m := range o.Mounts {
+		if m.Type != "cache" {
+			continue
+		}
+		if prev, ok := want[m.CacheID]; ok && sharingRank(prev.Sharing) >= sharingRank(m.Sharing) {
+			continue
+		}
+		want[m.CacheID] = m
+	}
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	dirs := map[string]string{}
+	for _, id := range ids {
+		m := want[id]
+		dir, done, err := rc.Store.CacheMount(ctx, id, cache.CacheMountOptions{Sharing: m.Sharing, Mode: m.Mode, UID: m.UID, GID: m.GID})
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: %w", m.Target, err)
+		}
+		*releases = append(*releases, done)
+		dirs[id] = dir
+	}
+	return dirs, nil
 }

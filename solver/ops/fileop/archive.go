@@ -139,6 +139,11 @@ func (x *extractor) extract(ctx context.Context, tr *tar.Reader) error {
 	}
 	for i := len(x.dirs) - 1; i >= 0; i-- {
 		d := x.dirs[i]
+		// A later entry may have replaced the dir (with a symlink, say):
+		// chmod would follow it, so only a dir still there is touched.
+		if fi, err := os.Lstat(d.host); err != nil || !fi.IsDir() {
+			continue
+		}
 		if err := os.Chmod(d.host, d.mode); err != nil {
 			return err
 		}
@@ -249,27 +254,34 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	return lutimes(h, hdr.ModTime)
 }
 
-// checkParentLink refuses an entry whose parent dir is a symlink (one the
-// archive made, say) to a directory that does not exist, as Docker's
+// checkParentLink refuses an entry below a symlink (one the archive made,
+// say) to a directory that does not exist, at any depth, as Docker's
 // extractor does, instead of making that directory.
 func (x *extractor) checkParentLink(dir string) error {
 	if dir == "/" {
 		return nil
 	}
-	gp, err := x.dst.resolve(path.Dir(dir))
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(filepath.Join(gp, path.Base(dir)))
-	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-		return nil
-	}
-	target, err := x.dst.resolve(dir)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s is a symlink to a directory that does not exist: %w", dir, err)
+	comps := strings.Split(strings.TrimPrefix(dir, "/"), "/")
+	for i := range comps {
+		p := "/" + strings.Join(comps[:i+1], "/")
+		parent, err := x.dst.resolve(path.Dir(p))
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(filepath.Join(parent, comps[i]))
+		if err != nil {
+			return nil // missing from here on: made as directories
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		target, err := x.dst.resolve(p)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(target); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s is a symlink to a directory that does not exist: %w", p, err)
+		}
 	}
 	return nil
 }

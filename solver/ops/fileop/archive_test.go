@@ -274,6 +274,23 @@ func TestAddArchiveParentSymlink(t *testing.T) {
 			},
 			wantErr: "lnk is a symlink to a directory that does not exist",
 		},
+		{
+			name: "to a missing dir, deeper down",
+			headers: []tar.Header{
+				{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+				{Name: "lnk/b/c", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1},
+			},
+			wantErr: "lnk is a symlink to a directory that does not exist",
+		},
+		{
+			name: "a dir replaced by a symlink keeps the mode of what it points to",
+			headers: []tar.Header{
+				{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o777},
+				{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "real"},
+				{Name: "real/", Typeflag: tar.TypeDir, Mode: 0o750},
+			},
+			want: map[string]string{"out": "dir 0755", "out/real": "dir 0750", "out/a": "link real"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, dst := t.TempDir(), t.TempDir()
