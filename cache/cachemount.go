@@ -10,9 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // cacheMountsDir holds the directories of RUN --mount=type=cache.
@@ -86,31 +83,19 @@ func (s *Store) CacheMount(ctx context.Context, id string, opts CacheMountOption
 // store to itself anyway, would wait), exclusive otherwise. A private
 // instance held elsewhere reports busy instead of waiting.
 func lockCacheMount(ctx context.Context, f *os.File, sharing string) (busy bool, err error) {
-	how := unix.LOCK_EX
 	switch sharing {
 	case "", SharingShared:
-		how = unix.LOCK_SH
-	case SharingLocked, SharingPrivate:
-	default:
-		return false, fmt.Errorf("unknown sharing mode %q (want shared, private or locked)", sharing)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return false, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			return false, err
-		}
-		if sharing == SharingPrivate {
+		return false, flockWait(ctx, f, lockShared)
+	case SharingLocked:
+		return false, flockWait(ctx, f, lockExclusive)
+	case SharingPrivate:
+		err := flockTry(f, lockExclusive)
+		if errors.Is(err, errLocked) {
 			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(lockPoll):
-		}
+		return false, err
 	}
+	return false, fmt.Errorf("unknown sharing mode %q (want shared, private or locked)", sharing)
 }
 
 // makeCacheMountDir creates dir with opts' mode and owner unless it exists:

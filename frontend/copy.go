@@ -38,7 +38,13 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 		return fmt.Errorf("COPY --parents is not supported by kiln yet")
 	case len(a.excludes) > 0:
 		return fmt.Errorf("%s --exclude is not supported by kiln yet", verb)
-	case len(a.contents) > 0:
+	}
+	if a.chmod != "" {
+		if _, err := parseOctal(a.chmod); err != nil {
+			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
+		}
+	}
+	if len(a.contents) > 0 {
 		return c.copyHeredocs(s, cmd, a, verb)
 	}
 	if a.add {
@@ -62,11 +68,6 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 			return fmt.Errorf("ADD with several sources needs a destination directory ending in /")
 		}
 		a.sources = local
-	}
-	if a.chmod != "" {
-		if _, err := parseOctal(a.chmod); err != nil {
-			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
-		}
 	}
 	dest := c.destPath(s, a.dest)
 	cp := &fileop.Copy{
@@ -210,30 +211,21 @@ func (c *converter) copyHeredocs(s *stageState, cmd instructions.Command, a copy
 	if len(a.sources) > 0 {
 		return fmt.Errorf("%s with both files and heredocs is not supported by kiln yet; use one %s for each", verb, verb)
 	}
-	if a.chmod != "" {
-		if _, err := parseOctal(a.chmod); err != nil {
-			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
-		}
-	}
 	if len(a.contents) > 1 && !strings.HasSuffix(a.dest, "/") {
 		return fmt.Errorf("%s with several heredocs needs a destination directory ending in /", verb)
 	}
-	inline := &ops.Inline{}
+	var files []ops.InlineFile
 	var names, marks []string
 	for _, h := range a.contents {
 		name := strings.TrimLeft(path.Clean("/"+h.Path), "/")
 		if name == "" {
 			return fmt.Errorf("%s <<%s: the heredoc needs a name", verb, h.Path)
 		}
-		inline.Files = append(inline.Files, ops.InlineFile{Path: name, Data: h.Data, Mode: 0o644})
+		files = append(files, ops.InlineFile{Path: name, Data: h.Data, Mode: 0o644})
 		names = append(names, name)
 		marks = append(marks, "<<"+h.Path)
 	}
-	src := &solver.Vertex{
-		Name:     "[internal] preparing inline document",
-		Op:       inline,
-		Location: c.location(cmd.Location()),
-	}
+	src := c.inlineVertex(cmd, files...)
 	dest := c.destPath(s, a.dest)
 	cp := &fileop.Copy{Sources: names, Dest: dest, Chown: a.chown, Chmod: a.chmod}
 	v := &solver.Vertex{
@@ -245,4 +237,14 @@ func (c *converter) copyHeredocs(s *stageState, cmd instructions.Command, a copy
 	s.vertex = v
 	c.commit(s, fmt.Sprintf("%s %s %s # buildkit", verb, strings.Join(marks, " "), dest), v)
 	return nil
+}
+
+// inlineVertex is the step that makes the layer of files written in the
+// Dockerfile (heredocs) for cmd.
+func (c *converter) inlineVertex(cmd instructions.Command, files ...ops.InlineFile) *solver.Vertex {
+	return &solver.Vertex{
+		Name:     "[internal] preparing inline document",
+		Op:       &ops.Inline{Files: files},
+		Location: c.location(cmd.Location()),
+	}
 }

@@ -239,11 +239,7 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 		// A script with its own interpreter: written to a file that runs
 		// as the command, as Docker does.
 		name := strings.TrimLeft(path.Clean("/"+cmd.Files[0].Name), "/")
-		mountInputs = append(mountInputs, &solver.Vertex{
-			Name:     "[internal] preparing inline document",
-			Op:       &ops.Inline{Files: []ops.InlineFile{{Path: name, Data: body, Mode: 0o755}}},
-			Location: c.location(cmd.Location()),
-		})
+		mountInputs = append(mountInputs, c.inlineVertex(cmd, ops.InlineFile{Path: name, Data: body, Mode: 0o755}))
 		mounts = append(mounts, ops.RunMount{Type: "bind", Target: heredocPipes, ReadOnly: true, Input: len(mountInputs), Source: "/"})
 		args = append(append([]string(nil), s.shellOf()...), path.Join(heredocPipes, name))
 	}

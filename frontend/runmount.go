@@ -73,7 +73,7 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 		}
 		switch m.Type {
 		case instructions.MountTypeBind:
-			src, err := c.mountSource(ctx, s, cmd, m)
+			src, err := c.bindSource(ctx, s, cmd, m)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -120,11 +120,11 @@ type mountSource struct {
 	path   string
 }
 
-// mountSource resolves a bind mount's from= (a stage or an image) or, with
+// bindSource resolves a bind mount's from= (a stage or an image) or, with
 // none, the build context: its source path is copied, as COPY would
 // (.dockerignore applies), into a layer of its own that only the mount
 // uses.
-func (c *converter) mountSource(ctx context.Context, s *stageState, cmd *instructions.RunCommand, m *instructions.Mount) (mountSource, error) {
+func (c *converter) bindSource(ctx context.Context, s *stageState, cmd *instructions.RunCommand, m *instructions.Mount) (mountSource, error) {
 	src := m.Source
 	if src == "" {
 		src = "/"

@@ -154,7 +154,7 @@ func openMounts(cfg *initConfig) ([]openedMount, error) {
 			return nil, err
 		}
 		om := openedMount{parsedMount: p, tree: -1, dir: true}
-		if p.Type == "bind" || p.Type == "layers" || p.Type == "file" {
+		if p.Type != "tmpfs" {
 			fd, err := openBindSource(cfg, i, p)
 			if err != nil {
 				closeMounts(out)
@@ -179,20 +179,21 @@ func openMounts(cfg *initConfig) ([]openedMount, error) {
 	return out, nil
 }
 
-// openBindSource returns a detached copy of the mount tree to bind for p:
-// its host path, or for a layers mount the path p.Source inside the stack,
+// openBindSource returns a detached copy of the mount tree to bind for p
+// (any type but tmpfs): its host path, a file mount's data file (see
+// openDataFile), or for a layers mount the path p.Source inside the stack,
 // which it mounts at m<i> in the run dir (resolved inside the stack, so
 // symlinks cannot lead out of it).
 func openBindSource(cfg *initConfig, i int, p parsedMount) (int, error) {
 	const flags = unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_RECURSIVE
-	if p.Type == "bind" {
+	switch p.Type {
+	case "bind":
 		fd, err := unix.OpenTree(unix.AT_FDCWD, p.Source, flags)
 		if err != nil {
 			return -1, fmt.Errorf("open bind source %s: %w", p.Source, err)
 		}
 		return fd, nil
-	}
-	if p.Type == "file" {
+	case "file":
 		return openDataFile(cfg, i, p)
 	}
 	dir := filepath.Join(cfg.RunDir, "m"+strconv.Itoa(i))

@@ -131,7 +131,7 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 }
 
 // mounts prepares the executor mounts of o.Mounts; release ends their use
-// (cache locks, secret copies) and must be called even on an error.
+// (cache locks) and must be called even on an error.
 func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver.Result) ([]executor.Mount, func(), error) {
 	var releases []func()
 	release := func() {
@@ -173,11 +173,11 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			}
 			// Written by the container's init to a tmpfs of its own: the
 			// secret never touches the host's disk or /dev/shm.
-			mode := m.Mode.Perm()
-			if m.Mode == 0 {
-				mode = 0o400
+			// Without a mode the executor's default, 0400, applies.
+			opts := []string{"uid=" + strconv.Itoa(m.UID), "gid=" + strconv.Itoa(m.GID)}
+			if m.Mode != 0 {
+				opts = append(opts, fmt.Sprintf("mode=%o", m.Mode.Perm()))
 			}
-			opts := []string{fmt.Sprintf("mode=%o", mode), "uid=" + strconv.Itoa(m.UID), "gid=" + strconv.Itoa(m.GID)}
 			out = append(out, executor.Mount{Type: "file", Data: data, Target: m.Target, ReadOnly: true, Options: opts})
 		default:
 			return nil, release, fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)

@@ -261,6 +261,12 @@ func (x *extractor) checkParentLink(dir string) error {
 	if dir == "/" {
 		return nil
 	}
+	// The usual case, for every entry: the parent is there already.
+	if h, err := x.dst.resolve(dir); err == nil {
+		if fi, err := os.Stat(h); err == nil && fi.IsDir() {
+			return nil
+		}
+	}
 	comps := strings.Split(strings.TrimPrefix(dir, "/"), "/")
 	for i := range comps {
 		p := "/" + strings.Join(comps[:i+1], "/")
