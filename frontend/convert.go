@@ -122,6 +122,9 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Plan, error
 		opts.Warn(fmt.Sprintf("%s: ignoring # syntax=%s: kiln has its own Dockerfile frontend", opts.Filename, syntax))
 	}
 	for _, n := range res.AST.Children {
+		if err := checkFlags(n); err != nil {
+			return nil, &Error{File: opts.Filename, Line: n.StartLine, Err: err}
+		}
 		if err := checkHealthcheckFlags(n); err != nil {
 			return nil, &Error{File: opts.Filename, Line: n.StartLine, Err: err}
 		}

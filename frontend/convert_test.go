@@ -202,7 +202,12 @@ func TestConvertErrors(t *testing.T) {
 		{"unknown image", "FROM busybox\nRUN x\nFROM nosuch", Options{}, 3, "nosuch"},
 		{"copy from unknown", "FROM busybox\nCOPY --from=nosuch /a /b", Options{}, 2, "nosuch"},
 		{"platform", "FROM --platform=linux/arm64 busybox", Options{}, 1, "linux/amd64"},
-		{"bad chmod", "FROM busybox\nCOPY --chmod=999 a b", Options{}, 2, "octal"},
+		{"run network", "FROM busybox\nRUN --network=none true", Options{}, 2, "unknown flag RUN --network"},
+		{"run security", "FROM busybox\n\nRUN --security=insecure true", Options{}, 3, "unknown flag RUN --security"},
+		{"copy link", "FROM busybox\nCOPY --link a b", Options{}, 2, "unknown flag COPY --link"},
+		{"add checksum", "FROM busybox\nADD --checksum=sha256:00 a b", Options{}, 2, "unknown flag ADD --checksum"},
+		{"add from", "FROM busybox\nADD --from=x a b", Options{}, 2, "unknown flag ADD --from"},
+		{"healthcheck start-interval", "FROM busybox\nHEALTHCHECK --start-interval=1s CMD true", Options{}, 2, "--start-interval"},
 		{"bad expose", "FROM busybox\nEXPOSE abc", Options{}, 2, "invalid port"},
 	}
 	for _, tc := range tests {

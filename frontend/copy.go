@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -39,11 +40,7 @@ func (c *converter) dispatchCopy(ctx context.Context, s *stageState, cmd instruc
 	case len(a.excludes) > 0:
 		return fmt.Errorf("%s --exclude is not supported by kiln yet", verb)
 	}
-	if a.chmod != "" {
-		if _, err := parseOctal(a.chmod); err != nil {
-			return fmt.Errorf("%s --chmod=%s: %w", verb, a.chmod, err)
-		}
-	}
+	a.chmod = c.chmod20(cmd, verb, a.chmod)
 	if len(a.contents) > 0 {
 		return c.copyHeredocs(s, cmd, a, verb)
 	}
@@ -187,21 +184,24 @@ func (c *converter) destPath(s *stageState, dest string) string {
 	return dest
 }
 
-func parseOctal(s string) (uint32, error) {
-	var m uint32
+// chmod20 reads a --chmod value as Docker 20.10's builder does: an
+// octal number whose permission bits (0777) are applied; setuid, setgid
+// and sticky bits are dropped, and a value that is not an octal number is
+// ignored (with a warning here, silently there). It returns the mode to
+// apply, in octal, or "" for none.
+func (c *converter) chmod20(cmd instructions.Command, verb, s string) string {
 	if s == "" {
-		return 0, errors.New("empty mode")
+		return ""
 	}
-	for _, ch := range s {
-		if ch < '0' || ch > '7' {
-			return 0, fmt.Errorf("invalid mode %q: want an octal number like 0755", s)
-		}
-		m = m*8 + uint32(ch-'0')
-		if m > 0o7777 {
-			return 0, fmt.Errorf("invalid mode %q: out of range", s)
-		}
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		c.warnAt(cmd.Location(), fmt.Sprintf("%s --chmod=%s is not an octal mode; it is ignored, as Docker 20.10 ignores it", verb, s))
+		return ""
 	}
-	return m, nil
+	if m&^0o777 != 0 {
+		c.warnAt(cmd.Location(), fmt.Sprintf("%s --chmod=%s: only the permission bits %04o are applied, as in Docker 20.10", verb, s, m&0o777))
+	}
+	return fmt.Sprintf("%04o", m&0o777)
 }
 
 // copyHeredocs copies COPY <<NAME documents: files named after their

@@ -227,13 +227,7 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 	if err != nil {
 		return err
 	}
-	network := c.opts.Network
-	switch instructions.GetNetwork(cmd) {
-	case instructions.NetworkNone:
-		network = executor.NetworkNone
-	case instructions.NetworkHost:
-		network = executor.NetworkHost
-	}
+	network := c.opts.Network // RUN --network is refused (see flags20)
 	args := c.withShell(s, cmd.ShellDependantCmdLine)
 	if body, ok := onlyHeredoc(strings.Join(cmd.CmdLine, " "), cmd.Files); ok && cmd.PrependShell && strings.HasPrefix(body, "#!") {
 		// A script with its own interpreter: written to a file that runs

@@ -39,6 +39,18 @@ func (c *converter) errAt(loc []parser.Range, err error) error {
 	return &Error{File: c.opts.Filename, Line: line, Err: cleanErr(err)}
 }
 
+// warnAt reports a warning about the instruction at loc, if the caller
+// asked for warnings.
+func (c *converter) warnAt(loc []parser.Range, msg string) {
+	if c.opts.Warn == nil {
+		return
+	}
+	if len(loc) > 0 {
+		msg = fmt.Sprintf("%s:%d: %s", c.opts.Filename, loc[0].Start.Line, msg)
+	}
+	c.opts.Warn(msg)
+}
+
 // parseErr turns a parser/instructions error into an Error with its line.
 func (c *converter) parseErr(err error) error {
 	line := 0

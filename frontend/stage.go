@@ -62,7 +62,14 @@ func parseTrigger(expr string) (instructions.Command, error) {
 	if len(res.AST.Children) != 1 {
 		return nil, errors.New("not a single instruction")
 	}
-	return instructions.ParseCommand(res.AST.Children[0])
+	n := res.AST.Children[0]
+	if err := checkFlags(n); err != nil {
+		return nil, err
+	}
+	if err := checkHealthcheckFlags(n); err != nil {
+		return nil, err
+	}
+	return instructions.ParseCommand(n)
 }
 
 // from sets up the stage's base: another stage, scratch or an image.

@@ -1,0 +1,83 @@
+package frontend
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
+)
+
+// TestChmod20 reads --chmod as Docker 20.10 does: permission bits only,
+// anything that is not an octal number ignored with a warning.
+func TestChmod20(t *testing.T) {
+	tests := []struct {
+		flag, want string
+		warn       bool
+	}{
+		{"755", "0755", false},
+		{"0600", "0600", false},
+		{"0", "0000", false},
+		{"4755", "0755", true},
+		{"7777", "0777", true},
+		{"777777", "0777", true},
+		{"u+x", "", true},
+		{"a=rwx", "", true},
+		{"999", "", true},
+		{"99999999999", "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.flag, func(t *testing.T) {
+			ctx := t.TempDir()
+			if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("f"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var warnings []string
+			p, err := convert(t, "FROM busybox\nCOPY --chmod="+tc.flag+" f /f\n", Options{
+				ContextDir: ctx,
+				Warn:       func(s string) { warnings = append(warnings, s) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp := copyOp(t, p.Target)
+			if cp.Chmod != tc.want {
+				t.Errorf("chmod %q, want %q", cp.Chmod, tc.want)
+			}
+			if got := len(warnings) > 0; got != tc.warn {
+				t.Errorf("warnings %q, want some: %v", warnings, tc.warn)
+			}
+			for _, w := range warnings {
+				if !strings.Contains(w, ":2: COPY --chmod="+tc.flag) {
+					t.Errorf("warning %q does not name the line and flag", w)
+				}
+			}
+		})
+	}
+}
+
+// TestFlags20InTriggers refuses an unknown flag in an ONBUILD trigger when
+// the trigger runs, as Docker 20.10 does.
+func TestFlags20InTriggers(t *testing.T) {
+	df := "FROM busybox AS base\nONBUILD RUN --network=none true\nFROM base\n"
+	_, err := convert(t, df, Options{})
+	if err == nil || !strings.Contains(err.Error(), "unknown flag RUN --network") {
+		t.Fatalf("trigger with RUN --network: %v", err)
+	}
+	if _, err := convert(t, "FROM busybox\nONBUILD RUN --network=none true\n", Options{}); err != nil {
+		t.Errorf("recording the trigger: %v", err)
+	}
+}
+
+// copyOp returns the copy action of the File op at v.
+func copyOp(t *testing.T, v *solver.Vertex) *fileop.Copy {
+	t.Helper()
+	f, ok := v.Op.(*ops.File)
+	if !ok || f.Action.Copy == nil {
+		t.Fatalf("target is %T, not a COPY", v.Op)
+	}
+	return f.Action.Copy
+}
