@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
@@ -76,6 +77,54 @@ func checkHealthcheckFlags(n *parser.Node) error {
 			if d, err := time.ParseDuration(val); err == nil && d == 0 {
 				return fmt.Errorf("interval %q cannot be less than 1ms", name)
 			}
+		}
+	}
+	return nil
+}
+
+// checkSubstitutions refuses what Docker 20.10's builder refuses in a word
+// the Dockerfile frontend expands: a ${NAME...} form other than ${NAME},
+// ${NAME:-word} and ${NAME:+word}. The newer lexer kiln uses also knows
+// ${NAME-word}, ${NAME?word}, ${NAME#pattern}, ${NAME/a/b} and more, which
+// 20.10 reports as errors. Quoting and escapes are followed as the lexer
+// follows them: nothing inside single quotes or after the escape character
+// is expanded.
+func checkSubstitutions(word string, escape rune) error {
+	rs := []rune(word)
+	inDouble := false
+	for i := 0; i < len(rs); i++ {
+		switch ch := rs[i]; {
+		case ch == escape:
+			i++ // the next character is literal
+		case ch == '\'' && !inDouble:
+			for i++; i < len(rs) && rs[i] != '\''; i++ {
+			}
+		case ch == '"':
+			inDouble = !inDouble
+		case ch == '$' && i+1 < len(rs) && rs[i+1] == '{':
+			j := i + 2
+			if j < len(rs) && rs[j] >= '0' && rs[j] <= '9' {
+				for j < len(rs) && rs[j] >= '0' && rs[j] <= '9' {
+					j++
+				}
+			} else {
+				for j < len(rs) && (rs[j] == '_' || unicode.IsLetter(rs[j]) || unicode.IsDigit(rs[j])) {
+					j++
+				}
+			}
+			if j >= len(rs) {
+				return nil // unterminated: the lexer reports it
+			}
+			switch rs[j] {
+			case '}':
+			case ':':
+				if j+1 < len(rs) && rs[j+1] != '-' && rs[j+1] != '+' {
+					return fmt.Errorf("failed to process %q: unsupported modifier (%c) in substitution (kiln follows Docker 20.10, which has only ${NAME:-word} and ${NAME:+word})", word, rs[j+1])
+				}
+			default:
+				return fmt.Errorf("failed to process %q: missing ':' in substitution (kiln follows Docker 20.10, which has only ${NAME:-word} and ${NAME:+word})", word)
+			}
+			i = j
 		}
 	}
 	return nil

@@ -81,3 +81,62 @@ func copyOp(t *testing.T, v *solver.Vertex) *fileop.Copy {
 	}
 	return f.Action.Copy
 }
+
+// TestCheckSubstitutions accepts the ${...} forms Docker 20.10 knows and
+// refuses the others, outside quotes and escapes only.
+func TestCheckSubstitutions(t *testing.T) {
+	tests := []struct {
+		word   string
+		escape rune
+		err    string
+	}{
+		{"plain $A ${A} ${A:-x} ${A:+y} ${A:-${B:+z}}", '\\', ""},
+		{"${1} ${_x9}", '\\', ""},
+		{"${A-x}", '\\', "missing ':'"},
+		{"${A+x}", '\\', "missing ':'"},
+		{"${A?x}", '\\', "missing ':'"},
+		{"${A#x}", '\\', "missing ':'"},
+		{"${A/x/y}", '\\', "missing ':'"},
+		{"${A:?x}", '\\', "unsupported modifier (?)"},
+		{"${A:=x}", '\\', "unsupported modifier (=)"},
+		{"${A:-${B#x}}", '\\', "missing ':'"},
+		{`"${A%x}"`, '\\', "missing ':'"},
+		{`'${A%x}'`, '\\', ""},
+		{`\${A%x}`, '\\', ""},
+		{"`${A%x}", '`', ""},
+		{`\${A%x}`, '`', "missing ':'"},
+		{`"it's ${A%x}"`, '\\', "missing ':'"},
+		{"${A", '\\', ""},
+	}
+	for _, tc := range tests {
+		err := checkSubstitutions(tc.word, tc.escape)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.word, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: got %v, want %q", tc.word, err, tc.err)
+		}
+	}
+}
+
+// TestSubstitutionsLeftToTheShell keeps the check off words the frontend
+// does not expand: RUN, CMD and ENTRYPOINT in shell form are the shell's.
+func TestSubstitutionsLeftToTheShell(t *testing.T) {
+	df := "FROM busybox\nENV A=xay\nRUN echo ${A#x}\nCMD echo ${A%y}\nENTRYPOINT echo ${A/a/b}\n"
+	if _, err := convert(t, df, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := convert(t, "FROM busybox\nENV A=xay\nWORKDIR /${A#x}\n", Options{}); err == nil || !strings.Contains(err.Error(), ":3:") {
+		t.Errorf("WORKDIR /${A#x}: %v", err)
+	}
+}
+
+func FuzzCheckSubstitutions(f *testing.F) {
+	for _, s := range []string{"${A:-x}", "${A#x}", `'${A}'`, `"\${A"`, "${", "${1x}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, word string) {
+		_ = checkSubstitutions(word, '\\') // must not panic
+		_ = checkSubstitutions(word, '`')
+	})
+}

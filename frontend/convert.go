@@ -226,12 +226,18 @@ func (c *converter) globalArgs(metaArgs []instructions.ArgCommand) error {
 
 // expand expands $VAR in word with env.
 func (c *converter) expand(word string, env []string) (string, error) {
+	if err := checkSubstitutions(word, c.escape); err != nil {
+		return "", err
+	}
 	lex := shell.NewLex(c.escape)
 	s, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(env))
 	return s, err
 }
 
 func (c *converter) expandWords(word string, env []string) ([]string, error) {
+	if err := checkSubstitutions(word, c.escape); err != nil {
+		return nil, err
+	}
 	lex := shell.NewLex(c.escape)
 	return lex.ProcessWords(word, shell.EnvsFromSlice(env))
 }

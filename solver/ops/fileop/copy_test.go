@@ -444,6 +444,12 @@ func TestCopyExcludes(t *testing.T) {
 		symlink("tolog", "app.log"),
 	}
 	excludes := []string{"*.log", "**/*.log", "build", "!build/keep.txt", "node_modules", "**/*.tmp"}
+	reach := []node{
+		file("d/s/f", "f", 0o644), file("d/f", "f", 0o644),
+		file("e/s/f", "f", 0o644), file("e/s/g", "g", 0o644),
+		file("g/f", "f", 0o644), file("k/k.x", "k", 0o644),
+		file("top", "t", 0o644),
+	}
 	runCopyCases(t, []copyCase{
 		{
 			name: "excluded paths are invisible, re-included ones are copied",
@@ -485,6 +491,30 @@ func TestCopyExcludes(t *testing.T) {
 			src:  src,
 			copy: Copy{Sources: []string{"*.log"}, Dest: "/o/", Excludes: excludes},
 			want: map[string]string{},
+		},
+		// Docker 20.10 walks an excluded dir only when an exception's
+		// text starts with the dir's path; such a dir is copied even if
+		// nothing in it survives.
+		{
+			name: "an exception reaches only dirs its text starts with",
+			src:  reach,
+			copy: Copy{Sources: []string{"."}, Dest: "/c/", Excludes: []string{"d", "!d/*/f", "e", "!e/s/f", "g", "!g/none", "*.x", "!**/k.x"}},
+			want: map[string]string{
+				"c": "dir 0755", "c/d": "dir 0755", "c/e": "dir 0755", "c/e/s": "dir 0755", "c/e/s/f": "file 0644 f",
+				"c/g": "dir 0755", "c/k": "dir 0755", "c/k/k.x": "file 0644 k", "c/top": "file 0644 t",
+			},
+		},
+		{
+			name: "a double star exception does not reach into an excluded dir",
+			src:  reach,
+			copy: Copy{Sources: []string{"."}, Dest: "/c/", Excludes: []string{"*", "!**/f", "!top"}},
+			want: map[string]string{"c": "dir 0755", "c/top": "file 0644 t"},
+		},
+		{
+			name:    "a source below an unreached excluded dir does not exist",
+			src:     reach,
+			copy:    Copy{Sources: []string{"d/s/f"}, Dest: "/o", Excludes: []string{"d", "!d/*/f"}},
+			wantErr: "file not found in build context or excluded by .dockerignore",
 		},
 		{
 			name:    "bad pattern",

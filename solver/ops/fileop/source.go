@@ -18,9 +18,12 @@ import (
 )
 
 // srcTree is the source of a copy as the copy sees it: the tree under an
-// *os.Root with the .dockerignore exclusions applied. Excluded paths do not
-// exist, except directories that hold a re-included ("!pattern") path,
-// which exist with only their visible descendants.
+// *os.Root with the .dockerignore exclusions applied as Docker 20.10's
+// builder applies them. Excluded paths do not exist, and neither does
+// anything below an excluded directory, except where an exception
+// ("!pattern") is written below that directory: such a directory exists,
+// even when nothing in it survives, with its visible contents (see
+// reachable).
 //
 // A srcTree may be walked by several goroutines at once.
 type srcTree struct {
@@ -29,9 +32,6 @@ type srcTree struct {
 	// every use holds mu.
 	pm *patternmatcher.PatternMatcher
 	mu sync.Mutex
-	// dirVisible memoizes hasVisible for excluded directories; guarded
-	// by mu.
-	dirVisible map[string]bool
 }
 
 // match matches rel against the exclusion patterns (see
@@ -51,7 +51,6 @@ func newSrcTree(root *os.Root, excludes []string) (*srcTree, error) {
 		}
 		if len(pm.Patterns()) > 0 {
 			t.pm = pm
-			t.dirVisible = map[string]bool{}
 		}
 	}
 	return t, nil
@@ -260,7 +259,7 @@ func (v treeVFS) Lstat(name string) (os.FileInfo, error) { return v.t.lstat(v.re
 func (v treeVFS) Readlink(name string) (string, error) { return v.t.root.Readlink(v.rel(name)) }
 
 // lstat describes the relative path p, failing with fs.ErrNotExist when p
-// is excluded.
+// is excluded or below an excluded directory that is not walked.
 func (t *srcTree) lstat(p string) (fs.FileInfo, error) {
 	fi, err := t.root.Lstat(p)
 	if errors.Is(err, syscall.ENOTDIR) {
@@ -270,110 +269,61 @@ func (t *srcTree) lstat(p string) (fs.FileInfo, error) {
 	if err != nil || t.pm == nil || p == "." {
 		return fi, err
 	}
-	excluded, _, err := t.match(p, patternmatcher.MatchInfo{})
+	visible, err := t.visible(p, fi.IsDir())
 	if err != nil {
 		return nil, fmt.Errorf("match .dockerignore patterns: %w", err)
 	}
-	if !excluded {
-		return fi, nil
+	if !visible {
+		return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
 	}
-	if fi.IsDir() {
-		ok, err := t.hasVisible(p, patternmatcher.MatchInfo{})
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return fi, nil
-		}
-	}
-	return nil, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	return fi, nil
 }
 
-// mayReinclude reports whether an exception pattern could match a path
-// below the excluded directory dir, so that the directory must be walked.
-func (t *srcTree) mayReinclude(dir string) bool {
+// visible reports whether the relative path p (a directory if dir) is
+// seen through the exclusions: every directory above it is walked, and p
+// is not excluded or is a directory that is walked.
+func (t *srcTree) visible(p string, dir bool) (bool, error) {
+	var mi patternmatcher.MatchInfo
+	for i := 0; ; {
+		j := strings.IndexByte(p[i:], '/')
+		last := j < 0
+		cur := p
+		if !last {
+			cur = p[:i+j]
+		}
+		excluded, next, err := t.match(cur, mi)
+		if err != nil {
+			return false, err
+		}
+		if excluded && !((dir || !last) && t.reachable(cur)) {
+			return false, nil
+		}
+		if last {
+			return true, nil
+		}
+		mi, i = next, i+j+1
+	}
+}
+
+// reachable reports whether the excluded directory dir is walked anyway:
+// Docker 20.10's builder (fsutil's walker, like the classic builder) walks
+// into an excluded directory, and sends it, only when the text of an
+// exception pattern starts with the directory's path and a slash; "!**/f"
+// does not reach into an excluded "d", "!d/*/f" reaches into "d" but not
+// into "d/sub".
+func (t *srcTree) reachable(dir string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if !t.pm.Exclusions() {
 		return false
 	}
-	dc := strings.Split(dir, "/")
+	prefix := dir + "/"
 	for _, pat := range t.pm.Patterns() {
-		if !pat.Exclusion() {
-			continue
-		}
-		pc := strings.Split(pat.String(), "/")
-		if len(pc) <= len(dc) && !slices.ContainsFunc(pc, func(s string) bool { return strings.Contains(s, "**") }) {
-			continue
-		}
-		ok := true
-		for i, d := range dc {
-			if i >= len(pc) || strings.Contains(pc[i], "**") {
-				break
-			}
-			if m, _ := path.Match(pc[i], d); !m {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if pat.Exclusion() && strings.HasPrefix(pat.String()+"/", prefix) {
 			return true
 		}
 	}
 	return false
-}
-
-// hasVisible reports whether the excluded directory dir holds anything
-// that is not excluded. mi is dir's own match state; its zero value makes
-// the matcher check every parent itself.
-func (t *srcTree) hasVisible(dir string, mi patternmatcher.MatchInfo) (bool, error) {
-	t.mu.Lock()
-	v, ok := t.dirVisible[dir]
-	t.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	if !t.mayReinclude(dir) {
-		t.mu.Lock()
-		t.dirVisible[dir] = false
-		t.mu.Unlock()
-		return false, nil
-	}
-	sub, err := t.root.OpenRoot(dir)
-	if err != nil {
-		return false, err
-	}
-	defer sub.Close()
-	names, err := readDirNames(sub)
-	if err != nil {
-		return false, err
-	}
-	found := false
-	for _, name := range names {
-		rel := dir + "/" + name
-		excluded, cmi, err := t.match(rel, mi)
-		if err != nil {
-			return false, err
-		}
-		if !excluded {
-			found = true
-			break
-		}
-		fi, err := sub.Lstat(name)
-		if err != nil {
-			return false, err
-		}
-		if fi.IsDir() {
-			if found, err = t.hasVisible(rel, cmi); err != nil {
-				return false, err
-			}
-			if found {
-				break
-			}
-		}
-	}
-	t.mu.Lock()
-	t.dirVisible[dir] = found
-	t.mu.Unlock()
-	return found, nil
 }
 
 // readDirNames lists the directory dir is rooted at, sorted.
@@ -510,18 +460,8 @@ func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (d
 			dirf.Close()
 			return nil, nil, fmt.Errorf("stat %s: %w", it.rel, err)
 		}
-		if excluded {
-			if !it.fi.IsDir() {
-				continue
-			}
-			ok, err := t.hasVisible(it.rel, it.mi)
-			if err != nil {
-				dirf.Close()
-				return nil, nil, err
-			}
-			if !ok {
-				continue
-			}
+		if excluded && !(it.fi.IsDir() && t.reachable(it.rel)) {
+			continue
 		}
 		items = append(items, it)
 	}
