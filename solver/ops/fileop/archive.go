@@ -182,6 +182,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	}
 	mode := fileMode(uint32(hdr.Mode) & 0o7777)
+	linksSymlink := false // a hard link to a symlink
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if err := mkdirOver(h); err != nil {
@@ -211,8 +212,15 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		// A hard link shares its target's inode and metadata.
-		return os.Link(target, h)
+		if err := os.Link(target, h); err != nil {
+			return err
+		}
+		// The link's header then sets the owner, mode and times of the
+		// inode it shares, as Docker's extractor does; of a link to a
+		// symlink only the owner (there is no lchmod).
+		if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			linksSymlink = true
+		}
 	default:
 		fm := fs.ModeDevice
 		switch hdr.Typeflag {
@@ -241,11 +249,13 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			}
 		}
 	}
-	switch hdr.Typeflag {
-	case tar.TypeDir:
+	switch {
+	case hdr.Typeflag == tar.TypeDir:
 		x.dirs = append(x.dirs, extracted{host: h, mode: mode, mtime: hdr.ModTime})
 		return nil
-	case tar.TypeSymlink:
+	case linksSymlink:
+		return nil
+	case hdr.Typeflag == tar.TypeSymlink:
 	default:
 		if err := os.Chmod(h, mode); err != nil {
 			return err
