@@ -3,6 +3,7 @@ package frontend
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,4 +140,29 @@ func FuzzCheckSubstitutions(f *testing.F) {
 		_ = checkSubstitutions(word, '\\') // must not panic
 		_ = checkSubstitutions(word, '`')
 	})
+}
+
+// TestProxyEnv sets proxy build args as Docker 20.10 does: both cases,
+// any spelling of the name, only with a value, ALL_PROXY not among them,
+// and out of the cache key.
+func TestProxyEnv(t *testing.T) {
+	args := map[string]string{"HTTP_PROXY": "y", "Ftp_Proxy": "ff", "ALL_PROXY": "a", "no_proxy": ""}
+	p, err := convert(t, "FROM busybox\nENV HTTP_PROXY=x\nRUN true\n", Options{BuildArgs: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := runs(p.Target)
+	if len(rs) != 1 {
+		t.Fatalf("%d RUN steps", len(rs))
+	}
+	want := []string{"HTTP_PROXY=y", "http_proxy=y", "FTP_PROXY=ff", "ftp_proxy=ff"}
+	if !slices.Equal(rs[0].Proxy, want) {
+		t.Errorf("proxy env %q, want %q", rs[0].Proxy, want)
+	}
+	if !slices.Contains(rs[0].Env, "HTTP_PROXY=x") {
+		t.Errorf("env %q lost the ENV value (the image keeps it)", rs[0].Env)
+	}
+	if k1, k2 := runKey(t, "FROM busybox\nRUN true\n", Options{BuildArgs: args}), runKey(t, "FROM busybox\nRUN true\n", Options{}); k1 != k2 {
+		t.Errorf("proxy build args changed the cache key")
+	}
 }

@@ -241,19 +241,11 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 		return fmt.Errorf("RUN needs a command")
 	}
 	env := append([]string(nil), s.env...)
-	for _, p := range []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
-		"http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"} {
-		if v, ok := c.opts.BuildArgs[p]; ok {
-			if _, set := getEnv(env, p); !set {
-				env = append(env, p+"="+v)
-			}
-		}
-	}
 	wd := s.cfg.Config.WorkingDir
 	if wd == "" {
 		wd = "/"
 	}
-	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts}
+	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts, Proxy: c.proxyEnv()}
 	v := &solver.Vertex{
 		Name:     c.vertexName(s, "RUN "+strings.Join(cmd.CmdLine, " ")),
 		Op:       op,
@@ -267,6 +259,32 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 	}
 	c.commit(s, createdBy+" # buildkit", v)
 	return nil
+}
+
+// proxyEnv returns the proxy variables of RUN steps, as Docker 20.10's
+// builder sets them: a build arg named http_proxy, https_proxy, ftp_proxy
+// or no_proxy in any case, with a value, sets the variable in both upper
+// and lower case, over what ENV and ARG set, whether or not an ARG
+// declares it.
+func (c *converter) proxyEnv() []string {
+	names := make([]string, 0, len(c.opts.BuildArgs))
+	for k := range c.opts.BuildArgs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []string
+	for _, p := range []string{"http_proxy", "https_proxy", "ftp_proxy", "no_proxy"} {
+		val := ""
+		for _, k := range names {
+			if v := c.opts.BuildArgs[k]; strings.EqualFold(k, p) && v != "" {
+				val = v
+			}
+		}
+		if val != "" {
+			out = append(out, strings.ToUpper(p)+"="+val, p+"="+val)
+		}
+	}
+	return out
 }
 
 func (c *converter) dispatchWorkdir(s *stageState, cmd *instructions.WorkdirCommand) error {

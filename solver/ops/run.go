@@ -27,6 +27,10 @@ type Run struct {
 	Network  executor.Network `json:"network,omitempty"`
 	Hostname string           `json:"hostname,omitempty"`
 	Mounts   []RunMount       `json:"mounts,omitempty"`
+	// Proxy holds the proxy variables the build args give (HTTP_PROXY
+	// and http_proxy, ...): set over Env when the command runs and never
+	// part of the cache key, as in Docker.
+	Proxy []string `json:"-"`
 }
 
 // RunMount is a RUN --mount: a filesystem the command sees at Target,
@@ -61,30 +65,35 @@ type RunMount struct {
 // buildHostname is the hostname of RUN steps, BuildKit's.
 const buildHostname = "buildkitsandbox"
 
-// proxyVars never enter a cache key, as in Docker.
-var proxyVars = map[string]bool{
-	"HTTP_PROXY": true, "HTTPS_PROXY": true, "FTP_PROXY": true, "NO_PROXY": true, "ALL_PROXY": true,
-	"http_proxy": true, "https_proxy": true, "ftp_proxy": true, "no_proxy": true, "all_proxy": true,
-}
-
 // Kind implements solver.Op.
 func (o *Run) Kind() string { return "run" }
 
-// CacheKey implements solver.Op.
+// CacheKey implements solver.Op. Proxy is left out.
 func (o *Run) CacheKey(context.Context) (digest.Digest, error) {
-	k := *o
-	k.Env = nil
-	for _, e := range o.Env {
-		name, _, _ := strings.Cut(e, "=")
-		if !proxyVars[name] {
-			k.Env = append(k.Env, e)
-		}
-	}
-	b, err := json.Marshal(k)
+	b, err := json.Marshal(o)
 	if err != nil {
 		return "", err
 	}
 	return digest.FromBytes(b), nil
+}
+
+// env is the command's environment: Env with Proxy set over it.
+func (o *Run) env() []string {
+	if len(o.Proxy) == 0 {
+		return o.Env
+	}
+	out := make([]string, 0, len(o.Env)+len(o.Proxy))
+	override := map[string]bool{}
+	for _, kv := range o.Proxy {
+		k, _, _ := strings.Cut(kv, "=")
+		override[k] = true
+	}
+	for _, kv := range o.Env {
+		if k, _, _ := strings.Cut(kv, "="); !override[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, o.Proxy...)
 }
 
 // Run implements solver.Op.
@@ -113,7 +122,7 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		Mounts:   mounts,
 		Process: &executor.Process{
 			Args:   o.Args,
-			Env:    o.Env,
+			Env:    o.env(),
 			Cwd:    o.Cwd,
 			User:   o.User,
 			Stdout: rc.Stdout,

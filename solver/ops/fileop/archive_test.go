@@ -64,8 +64,8 @@ func testTar(t testing.TB) []byte {
 // testTarWant is testTar extracted into /out.
 func testTarWant(owners bool) map[string]string {
 	m := map[string]string{
-		"out":                  "dir 0755 0:0",
-		"out/top":              "dir 0750 1000:1000",
+		"out":     "dir 0755 0:0",
+		"out/top": "dir 0750 1000:1000",
 		// The hard link's own header (mode 0, root) sets the mode and
 		// owner of the inode it shares with f.txt, as in Docker.
 		"out/top/f.txt":        "file 0000 F 0:0",

@@ -1,0 +1,30 @@
+package ops
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestRunEnv(t *testing.T) {
+	tests := []struct {
+		env, proxy, want []string
+	}{
+		{[]string{"A=1"}, nil, []string{"A=1"}},
+		{[]string{"HTTP_PROXY=x", "A=1"}, []string{"HTTP_PROXY=y", "http_proxy=y"}, []string{"A=1", "HTTP_PROXY=y", "http_proxy=y"}},
+		{nil, []string{"NO_PROXY=n", "no_proxy=n"}, []string{"NO_PROXY=n", "no_proxy=n"}},
+	}
+	for _, tc := range tests {
+		o := &Run{Env: tc.env, Proxy: tc.proxy}
+		if got := o.env(); !slices.Equal(got, tc.want) {
+			t.Errorf("env %q over %q: %q, want %q", tc.proxy, tc.env, got, tc.want)
+		}
+	}
+	a, err := (&Run{Args: []string{"true"}}).CacheKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := (&Run{Args: []string{"true"}, Proxy: []string{"HTTP_PROXY=y"}}).CacheKey(t.Context())
+	if a != b {
+		t.Error("Proxy entered the cache key")
+	}
+}
