@@ -510,7 +510,7 @@ func (s *suite) testFDs(t *testing.T) {
 
 func (s *suite) testPrivileges(t *testing.T) {
 	r := s.mustRun(t, []string{"grep", "-E", "^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb)):", "/proc/self/status"}, nil)
-	want := fmt.Sprintf("CapInh:\t%016x\nCapPrm:\t%s\nCapEff:\t%s\nCapBnd:\t%s\nCapAmb:\t%016x\nNoNewPrivs:\t1\n", 0, dockerCapBnd, dockerCapBnd, dockerCapBnd, 0)
+	want := fmt.Sprintf("CapInh:\t%016x\nCapPrm:\t%s\nCapEff:\t%s\nCapBnd:\t%s\nCapAmb:\t%016x\nNoNewPrivs:\t0\n", 0, dockerCapBnd, dockerCapBnd, dockerCapBnd, 0)
 	if r.stdout != want {
 		t.Errorf("root's status:\n%s\nwant:\n%s", r.stdout, want)
 	}

@@ -9,8 +9,9 @@
 // overlay root filesystem, /proc, a tmpfs /dev, a read-only /sys and the
 // generated /etc/hosts, /etc/resolv.conf and /etc/hostname, pivots into the
 // root, masks sensitive /proc entries like Docker, resolves the user in the
-// container's /etc/passwd and /etc/group, sets no_new_privs, limits the
-// capabilities to Docker's default set and execs the process. Every mount
+// container's /etc/passwd and /etc/group, limits the capabilities to
+// Docker's default set (no_new_privs stays off, as in Docker) and execs the
+// process. Every mount
 // lives in the init's mount namespace, so nothing is left behind on the host
 // when kiln dies. Mount points the init had to create are removed from the
 // upper dir after the run.
@@ -33,7 +34,7 @@
 // dir and the cgroup. The Spec fields for containers work as follows:
 //
 //   - Init: the init stays PID 1. Its main goroutine, locked to a thread
-//     whose bounding set, ambient set and no_new_privs confine what it
+//     whose bounding set and ambient set confine what it
 //     execs, forks the process (and every Exec) with the Spec's user,
 //     reaps every child, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT,
 //     SIGUSR1, SIGUSR2 and SIGWINCH to the process and exits with its

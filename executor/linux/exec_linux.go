@@ -110,8 +110,8 @@ var defaultCaps = []uintptr{
 	unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
 }
 
-// dropPrivileges sets no_new_privs, limits the capabilities to caps (a bit
-// mask, see capMask) and switches to u. It acts on the calling thread only,
+// dropPrivileges limits the capabilities to caps (a bit mask, see capMask)
+// and switches to u. It acts on the calling thread only,
 // which must be the one that execs.
 func dropPrivileges(u execUser, caps uint64) error {
 	if err := limitCaps(caps); err != nil {
@@ -143,14 +143,13 @@ func dropPrivileges(u execUser, caps uint64) error {
 	return nil
 }
 
-// limitCaps sets no_new_privs, drops every capability outside caps from the
-// bounding set and clears the ambient set of the calling thread: what it
-// execs (as root) gets at most caps, and nothing from setuid or file
-// capabilities. The thread's own effective capabilities stay.
+// limitCaps drops every capability outside caps from the bounding set and
+// clears the ambient set of the calling thread: what it execs gets at most
+// caps, as root or through a setuid or file-capability binary. As in
+// Docker (builds and docker run alike), no_new_privs stays off, so a
+// setuid binary run by a non-root USER works; the bounding set still caps
+// what it gains. The thread's own effective capabilities stay.
 func limitCaps(caps uint64) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set no_new_privs: %w", err)
-	}
 	for c := uintptr(0); c < 64; c++ {
 		if caps&(1<<c) != 0 {
 			continue

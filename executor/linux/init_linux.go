@@ -20,7 +20,7 @@ import (
 // Func handler. It never returns. Setup failures are reported to the parent
 // over statusFD.
 func runInit(handlers map[string]Handler) {
-	// Capabilities, no_new_privs and credentials are per thread; the
+	// Capabilities and credentials are per thread; the
 	// final exec must happen on the thread that set them.
 	runtime.LockOSThread()
 	debug.SetGCPercent(-1) // short-lived; nothing worth collecting

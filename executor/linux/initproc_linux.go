@@ -20,8 +20,8 @@ var forwardedSignals = []os.Signal{
 }
 
 // initProc is the init that stays PID 1 (Spec.Init). Its main goroutine,
-// locked to the thread whose bounding set, no_new_privs and ambient set
-// confine what it execs, forks every process and reaps every child; other
+// locked to the thread whose bounding set and ambient set confine what it
+// execs, forks every process and reaps every child; other
 // goroutines serve exec requests and hand forks to it.
 type initProc struct {
 	cfg  *initConfig
@@ -179,8 +179,8 @@ func (ip *initProc) fork(req forkRequest) forkResult {
 }
 
 // forkExec starts proc as u with files as its stdio. It must run on the
-// main goroutine: the child inherits its thread's bounding set, ambient
-// set and no_new_privs; as root it then gets exactly the bounding set.
+// main goroutine: the child inherits its thread's bounding set and ambient
+// set; as root it then gets exactly the bounding set.
 func (ip *initProc) forkExec(proc execProcess, files []uintptr, tty bool) (int, error) {
 	groups := make([]uint32, len(proc.u.groups))
 	for i, g := range proc.u.groups {
