@@ -326,16 +326,6 @@ func (t *srcTree) reachable(dir string) bool {
 	return false
 }
 
-// readDirNames lists the directory dir is rooted at, sorted.
-func readDirNames(dir *os.Root) ([]string, error) {
-	f, names, err := openDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	f.Close()
-	return names, nil
-}
-
 // openDir opens the directory dir is rooted at and lists it, sorted. The
 // caller closes the returned file.
 func openDir(dir *os.Root) (*os.File, []string, error) {
