@@ -164,8 +164,8 @@ type Rootfs struct {
 	// ReadOnly mounts the root filesystem read-only.
 	ReadOnly bool
 	// Once says UpperDir and WorkDir are used for this run only (a build
-	// step): they are read right after it and never mounted again, even
-	// after a crash. The executor may then skip flushing them to disk
+	// step, or a container removed when it ends): they are read right
+	// after it, or deleted, and never mounted again, even after a crash. The executor may then skip flushing them to disk
 	// (overlayfs "volatile"), which otherwise syncs the whole filesystem
 	// holding them when the container ends.
 	Once bool

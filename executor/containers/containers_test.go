@@ -521,6 +521,26 @@ func TestShimRestartPolicy(t *testing.T) {
 	}
 }
 
+// TestShimOnceForAutoRemove mounts the root of a --rm container as used
+// once (not flushed at the end) and keeps it for other containers, whose
+// upper a restart mounts again.
+func TestShimOnceForAutoRemove(t *testing.T) {
+	for _, autoRemove := range []bool{false, true} {
+		st := &fakeStarter{exitCode: 0}
+		s, _, done := runFakeShim(t, Config{Name: "c", Args: []string{"sh"}, AutoRemove: autoRemove}, st)
+		r, _ := s.Get(t.Context(), "c")
+		if _, err := startFake(t, r, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(st.specs) != 1 || st.specs[0].Rootfs.Once != autoRemove {
+			t.Errorf("AutoRemove %v: %d runs, Rootfs.Once %v", autoRemove, len(st.specs), len(st.specs) > 0 && st.specs[0].Rootfs.Once)
+		}
+	}
+}
+
 func TestShimStartFailure(t *testing.T) {
 	st := &fakeStarter{exitCode: -1}
 	s, r, done := runFakeShim(t, Config{Name: "c", Args: []string{"missing"}}, st)

@@ -300,7 +300,10 @@ func (sh *shim) saveLocked() {
 func (sh *shim) spec() executor.Spec {
 	c := &sh.cfg
 	spec := executor.Spec{
-		Rootfs:      executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly},
+		// A --rm container runs once (it allows no restart policy, and
+		// stopping it removes it) and its upper is deleted after: nothing
+		// needs it on disk, so it is not flushed at the end (Once).
+		Rootfs:      executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly, Once: c.AutoRemove},
 		Hostname:    c.Hostname,
 		CgroupPath:  CgroupPath(c.ID),
 		CapAdd:      c.CapAdd,
