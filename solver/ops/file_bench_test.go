@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,6 +29,38 @@ func BenchmarkContextKey(b *testing.B) {
 	op := &File{Action: fileop.Action{Copy: &fileop.Copy{Sources: []string{"."}, Dest: "/app/"}}, ContextDir: dir}
 	b.SetBytes(total)
 	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := op.CacheKey(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkContextKeyDir hashes the context directory named by
+// KILN_BENCH_CONTEXT (skipped without it) as a COPY . cache key with no
+// stat cache: the issue-5 figure "hashing a 1 GB context", to set against
+// one sha256sum over the same files (bench/hash-context runs both).
+func BenchmarkContextKeyDir(b *testing.B) {
+	dir := os.Getenv("KILN_BENCH_CONTEXT")
+	if dir == "" {
+		b.Skip("set KILN_BENCH_CONTEXT to a context directory")
+	}
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil {
+			total += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := &File{Action: fileop.Action{Copy: &fileop.Copy{Sources: []string{"."}, Dest: "/app/"}}, ContextDir: dir}
+	b.SetBytes(total)
 	for b.Loop() {
 		if _, err := op.CacheKey(b.Context()); err != nil {
 			b.Fatal(err)
