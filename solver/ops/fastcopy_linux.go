@@ -394,7 +394,7 @@ func (c *fileCache) digestOf(ctx context.Context, srcRel string, fi fs.FileInfo)
 	if c.digest != nil {
 		return c.digest(ctx, c.root, srcRel, fi)
 	}
-	return fileop.DigestFile(ctx, c.root, srcRel)
+	return fileop.DigestFile(ctx, c.root, srcRel, fi.Size())
 }
 
 // unixMode is the permission bits of fi with setuid, setgid and sticky.

@@ -124,7 +124,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}()
 	plan, err := frontend.Convert(ctx, df, frontend.Options{
 		FileDigest: func(ctx context.Context, src *os.Root, name string, fi fs.FileInfo) (digest.Digest, error) {
-			return hashes.Digest(ctx, name, fi, func() (digest.Digest, error) { return fileop.DigestFile(ctx, src, name) })
+			return hashes.Digest(ctx, name, fi, func() (digest.Digest, error) { return fileop.DigestFile(ctx, src, name, fi.Size()) })
 		},
 		FileLookup: hashes.LookupSum,
 		Filename:   displayPath(dfPath),

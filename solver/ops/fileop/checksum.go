@@ -365,12 +365,18 @@ func sha256Digest(h hash.Hash) digest.Digest {
 
 // DigestFile returns the sha256 digest of the content of the regular file
 // name (relative to src), as ChecksumWith computes it when no FileDigest is
-// set.
-func DigestFile(ctx context.Context, src *os.Root, name string) (digest.Digest, error) {
+// set. size is the file's size as last seen, which sizes the read buffer
+// (a first build of a 20,000-file context allocated 1.3 GB of 64 KiB
+// buffers for files of a few KiB); any size gives the right digest.
+func DigestFile(ctx context.Context, src *os.Root, name string, size int64) (digest.Digest, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	d, err := hashFile(src, name, sha256.New(), make([]byte, 64<<10))
+	n := int64(64 << 10)
+	if size < n {
+		n = max(size, 512)
+	}
+	d, err := hashFile(src, name, sha256.New(), make([]byte, n))
 	if err != nil {
 		return "", fmt.Errorf("digest %s: %w", name, err)
 	}

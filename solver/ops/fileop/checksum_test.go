@@ -3,6 +3,7 @@
 package fileop
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -219,7 +220,7 @@ func TestChecksumWithFileDigest(t *testing.T) {
 		mu.Lock()
 		names = append(names, name)
 		mu.Unlock()
-		return DigestFile(ctx, src, name)
+		return DigestFile(ctx, src, name, fi.Size())
 	}}
 	got, err := ChecksumWith(t.Context(), openRoot(t, root), &c, opts)
 	if err != nil {
@@ -261,7 +262,7 @@ func TestChecksumWithLookup(t *testing.T) {
 				mu.Lock()
 				read++
 				mu.Unlock()
-				return DigestFile(ctx, src, name)
+				return DigestFile(ctx, src, name, fi.Size())
 			},
 		}
 		got, err := ChecksumWith(t.Context(), src, &c, opts)
@@ -445,4 +446,21 @@ func diffLines(got, want []string) string {
 		}
 	}
 	return ""
+}
+
+// TestDigestFileSize: the size only sizes the buffer; a stale one still
+// gives the file's digest.
+func TestDigestFileSize(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("kiln"), 50000) // 200 KB, past one buffer
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := digest.FromBytes(data)
+	root := openRoot(t, dir)
+	for _, size := range []int64{0, 1, 600, int64(len(data)), 1 << 30} {
+		if got, err := DigestFile(t.Context(), root, "f", size); err != nil || got != want {
+			t.Errorf("size %d: %s %v, want %s", size, got, err, want)
+		}
+	}
 }
