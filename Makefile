@@ -17,9 +17,13 @@ all: kiln
 KILN_TOKEN = $(shell { $(GO) version; find . -path ./.git -prune -o -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
 KILN_LDFLAGS = -X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=$(KILN_TOKEN)
 
+# Both are linked statically (CGO_ENABLED=0: the pure-Go resolver and user
+# lookup): with no dynamic loader and libc, every kiln process (the CLI,
+# each container's monitor, COPY step inits) starts ~3 ms sooner, and
+# kiln run --rm --network none busybox true took 87 ms instead of 95.
 kiln:
-	$(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln ./cmd/kiln
-	$(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln-init ./cmd/kiln-init
+	CGO_ENABLED=0 $(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln ./cmd/kiln
+	CGO_ENABLED=0 $(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln-init ./cmd/kiln-init
 
 # What the tests need from Debian: busybox-static (base image), docker-registry
 # and skopeo (registry tests against a real registry and an independent client).

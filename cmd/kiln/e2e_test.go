@@ -82,7 +82,9 @@ func kiln(t testing.TB) string {
 // Makefile does.
 func goBuild(out, pkg, token string) error {
 	ldflags := "-X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=" + token
-	b, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg).CombinedOutput()
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	b, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
