@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io/fs"
 	"os"
 	"path"
@@ -438,7 +437,7 @@ func (c *fileCache) add(srcRel string, fi fs.FileInfo, d digest.Digest, name str
 			b = b[w:]
 		}
 	}
-	if sha256Digest(sum) != d {
+	if digest.NewDigest(digest.SHA256, sum) != d {
 		return errNoFastPath // changed while we read it
 	}
 	if err := unix.Fchown(tmp, 0, 0); err != nil {
@@ -464,12 +463,6 @@ func (c *fileCache) add(srcRel string, fi fs.FileInfo, d digest.Digest, name str
 		return &os.LinkError{Op: "link", Old: subPath, New: filepath.Join(subPath, name), Err: err}
 	}
 	return nil
-}
-
-// sha256Digest formats the sum of h as a digest.
-func sha256Digest(h hash.Hash) digest.Digest {
-	var b [sha256.Size]byte
-	return digest.Digest("sha256:" + hex.EncodeToString(h.Sum(b[:0])))
 }
 
 // digestOf returns the content digest of the context file srcRel.
