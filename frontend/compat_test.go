@@ -166,3 +166,33 @@ func TestProxyEnv(t *testing.T) {
 		t.Errorf("proxy build args changed the cache key")
 	}
 }
+
+// TestWorkdirAsWritten records an absolute WORKDIR as written and a
+// relative one joined and cleaned, as Docker 20.10 does; the directory made
+// is the cleaned path.
+func TestWorkdirAsWritten(t *testing.T) {
+	tests := []struct{ df, want string }{
+		{"WORKDIR /x/y/", "/x/y/"},
+		{"WORKDIR /a/../b", "/a/../b"},
+		{"WORKDIR //x/./y", "//x/./y"},
+		{"WORKDIR /p/q/\nWORKDIR r/", "/p/q/r"},
+		{"WORKDIR rel", "/rel"},
+	}
+	for _, tc := range tests {
+		p, err := convert(t, "FROM busybox\n"+tc.df+"\n", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Config.Config.WorkingDir; got != tc.want {
+			t.Errorf("%q: WorkingDir %q, want %q", tc.df, got, tc.want)
+		}
+	}
+	p, err := convert(t, "FROM busybox\nWORKDIR /a/../b\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := p.Target.Op.(*ops.File)
+	if !ok || f.Action.Mkdir == nil || f.Action.Mkdir.Path != "/b" {
+		t.Errorf("WORKDIR /a/../b made %+v, want /b", p.Target.Op)
+	}
+}

@@ -288,16 +288,15 @@ func (c *converter) proxyEnv() []string {
 }
 
 func (c *converter) dispatchWorkdir(s *stageState, cmd *instructions.WorkdirCommand) error {
+	// As Docker 20.10's builder: an absolute path is recorded as written
+	// ("/x/y/", "/a/../b"), a relative one joined to the current one and
+	// cleaned; the directory made is the cleaned path.
 	wd := cmd.Path
 	if !path.IsAbs(wd) {
-		base := s.cfg.Config.WorkingDir
-		if base == "" {
-			base = "/"
-		}
-		wd = path.Join(base, wd)
+		wd = path.Join("/", s.cfg.Config.WorkingDir, wd)
 	}
-	wd = path.Clean(wd)
 	s.cfg.Config.WorkingDir = wd
+	wd = path.Clean(wd)
 	if wd == "/" {
 		c.commit(s, "WORKDIR "+wd, nil)
 		return nil

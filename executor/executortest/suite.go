@@ -239,6 +239,16 @@ func (s *suite) testCwd(t *testing.T) {
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
 		t.Errorf("working dir in upper: %v, %v", fi, err)
 	}
+	// Made as written, as runc makes it: /up too.
+	r = s.mustRun(t, []string{"pwd"}, func(sp *executor.Spec) { sp.Process.Cwd = "/up/../down" })
+	if r.stdout != "/down\n" {
+		t.Errorf("pwd = %q, want /down", r.stdout)
+	}
+	for _, d := range []string{"up", "down"} {
+		if fi, err := os.Stat(filepath.Join(r.rootfs.UpperDir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("%s in upper: %v, %v", d, fi, err)
+		}
+	}
 }
 
 func (s *suite) testUser(t *testing.T) {

@@ -193,10 +193,17 @@ func prepareProcess(p *processConfig) (execProcess, int, error) {
 	if !hasEnv(env, "HOME") {
 		env = append(env[:len(env):len(env)], "HOME="+u.home)
 	}
-	cwd := path.Clean("/" + p.Cwd)
-	if err := os.MkdirAll(cwd, 0o755); err != nil {
-		return execProcess{}, 0, fmt.Errorf("create working directory %s: %w", cwd, err)
+	// Made as written, as runc does: "/a/../b" makes /a too (a WORKDIR
+	// keeps such a path as written, as Docker 20.10 does). This runs in
+	// the container's root, which ".." cannot leave.
+	raw := p.Cwd
+	if !path.IsAbs(raw) {
+		raw = "/" + raw
 	}
+	if err := os.MkdirAll(raw, 0o755); err != nil {
+		return execProcess{}, 0, fmt.Errorf("create working directory %s: %w", raw, err)
+	}
+	cwd := path.Clean(raw)
 	if err := enterDir(cwd); err != nil {
 		return execProcess{}, 0, err
 	}
