@@ -137,6 +137,7 @@ func Solve(ctx context.Context, target *Vertex, opts Options) (*Solution, error)
 		}
 		opts.Index = opts.Deps.Store
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &solveState{
@@ -150,6 +151,12 @@ func Solve(ctx context.Context, target *Vertex, opts Options) (*Solution, error)
 	defer s.cleanup()
 	res, err := s.result(ctx, target)
 	if err != nil {
+		s.mu.Lock()
+		failed := s.failed
+		s.mu.Unlock()
+		if failed != nil && errors.Is(err, context.Canceled) && parent.Err() == nil {
+			err = failed
+		}
 		return nil, err
 	}
 	return &Solution{Result: res, s: s}, nil
@@ -176,6 +183,10 @@ type solveState struct {
 	keys    map[*Vertex]*keyCall
 	results map[digest.Digest]*resultCall
 	index   map[*Vertex]int
+	// failed is the first step failure (not a cancellation); guarded by
+	// mu. The cancellation it causes can reach the caller first through
+	// a sibling branch, so Solve reports failed instead.
+	failed error
 
 	emitMu sync.Mutex
 }
@@ -211,6 +222,19 @@ func (s *solveState) acquire(ctx context.Context) error {
 
 func (s *solveState) release() { <-s.sem }
 
+// fail records err as the build's failure if it is the first one that is
+// not a cancellation.
+func (s *solveState) fail(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	s.mu.Unlock()
+}
+
 func stepError(v *Vertex, err error) error {
 	var se *StepError
 	if errors.As(err, &se) || errors.Is(err, context.Canceled) {
@@ -237,6 +261,9 @@ func (s *solveState) key(ctx context.Context, v *Vertex) (digest.Digest, error) 
 		}
 	}
 	c.key, c.err = s.computeKey(ctx, v)
+	if c.err != nil {
+		s.fail(c.err)
+	}
 	close(c.done)
 	return c.key, c.err
 }
@@ -293,6 +320,7 @@ func (s *solveState) result(ctx context.Context, v *Vertex) (Result, error) {
 	}
 	c.res, c.err = s.compute(ctx, v, k)
 	if c.err != nil {
+		s.fail(c.err)
 		s.cancel()
 	}
 	close(c.done)

@@ -285,3 +285,30 @@ func BenchmarkCacheKey(b *testing.B) {
 		CacheKey("run", op, in)
 	}
 }
+
+// TestSolveReportsFailureNotCancel: the cancellation a failure causes can
+// reach the top through a sibling branch before the failure itself climbs
+// its own (long) branch; Solve still reports the failure.
+func TestSolveReportsFailureNotCancel(t *testing.T) {
+	boom := errors.New("boom")
+	for i := range 50 {
+		var runs atomic.Int32
+		failing := vtx("bad", &addOp{val: fmt.Sprintf("bad%d", i), runs: &runs, fail: boom})
+		for j := range 30 {
+			failing = vtx("mid", &addOp{val: fmt.Sprintf("mid%d-%d", i, j), runs: &runs}, failing)
+		}
+		slow := vtx("slow", &addOp{val: fmt.Sprintf("slow%d", i), runs: &runs, delay: 10 * time.Second})
+		top := vtx("top", &addOp{val: fmt.Sprintf("top%d", i), runs: &runs}, slow, failing)
+		_, err := Solve(t.Context(), top, Options{Index: newMemIndex(), Parallelism: 4})
+		if !errors.Is(err, boom) {
+			t.Fatalf("run %d: err = %v, want the failure (boom)", i, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var runs atomic.Int32
+	slow := vtx("slow", &addOp{val: "slow-cancelled", runs: &runs, delay: 10 * time.Second})
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	if _, err := Solve(ctx, slow, Options{Index: newMemIndex(), Parallelism: 4}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled solve: %v", err)
+	}
+}
