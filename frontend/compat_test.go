@@ -196,3 +196,31 @@ func TestWorkdirAsWritten(t *testing.T) {
 		t.Errorf("WORKDIR /a/../b made %+v, want /b", p.Target.Op)
 	}
 }
+
+// TestExposeWords expands EXPOSE words as Docker 20.10 does, keeping the
+// text before a ${NAME:+w} or ${NAME:-w} (BuildKit's ProcessWords drops it)
+// and splitting expanded values at white space.
+func TestExposeWords(t *testing.T) {
+	tests := []struct {
+		df   string
+		want []string
+	}{
+		{"ARG P=udp\nEXPOSE 80${P:+80} 90${Q:-91}", []string{"8080/tcp", "9091/tcp"}},
+		{"ENV P=\"80 443/udp\"\nEXPOSE $P", []string{"443/udp", "80/tcp"}},
+		{"ARG P=udp\nEXPOSE 53/${P}", []string{"53/udp"}},
+	}
+	for _, tc := range tests {
+		p, err := convert(t, "FROM busybox\n"+tc.df+"\n", Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.df, err)
+		}
+		var got []string
+		for k := range p.Config.Config.ExposedPorts {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: ports %q, want %q", tc.df, got, tc.want)
+		}
+	}
+}

@@ -239,6 +239,14 @@ func (c *converter) expandWords(word string, env []string) ([]string, error) {
 		return nil, err
 	}
 	lex := shell.NewLex(c.escape)
+	if !strings.ContainsAny(word, "'\"") {
+		// Without quotes the words are the expansion split at white
+		// space. BuildKit's ProcessWords drops what comes before a
+		// ${NAME:-w} or ${NAME:+w} ("80${P:+80}" gives "80"), which
+		// Docker 20.10's did not ("8080").
+		w, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(env))
+		return strings.Fields(w), err
+	}
 	return lex.ProcessWords(word, shell.EnvsFromSlice(env))
 }
 
