@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,13 +45,43 @@ func checkFlags(n *parser.Node) error {
 		return nil
 	}
 	for _, f := range n.Flags {
-		name, _, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		name, val, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		if verb == "run" && name == "mount" {
+			if err := checkMountKeys(val); err != nil {
+				return err
+			}
+		}
 		if !slices.Contains(known, name) {
 			hint := ""
 			if verb == "run" && name == "network" {
 				hint = "; choose the network of every RUN with kiln build --network"
 			}
 			return fmt.Errorf("unknown flag %s --%s: kiln follows the Dockerfile syntax of Docker 20.10, which has no such flag%s", strings.ToUpper(verb), name, hint)
+		}
+	}
+	return nil
+}
+
+// mountKeys20 lists the RUN --mount options Docker 20.10's builder knows;
+// it refuses others (size=, env=, ...) as unexpected keys.
+func mountKeys20() []string {
+	return []string{"type", "from", "source", "src", "target", "dst", "destination",
+		"readonly", "ro", "readwrite", "rw", "required", "id", "sharing", "mode", "uid", "gid"}
+}
+
+// checkMountKeys refuses a RUN --mount value with an option Docker 20.10
+// does not know. The value is CSV, as the parser reads it; what does not
+// parse is left to the parser's own error.
+func checkMountKeys(val string) error {
+	fields, err := csv.NewReader(strings.NewReader(val)).Read()
+	if err != nil {
+		return nil
+	}
+	for _, f := range fields {
+		key, _, _ := strings.Cut(f, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if !slices.Contains(mountKeys20(), key) {
+			return fmt.Errorf("RUN --mount: unexpected key %q in %q: kiln follows the Dockerfile syntax of Docker 20.10, which has no such option", key, f)
 		}
 	}
 	return nil

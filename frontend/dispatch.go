@@ -23,6 +23,12 @@ import (
 func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instructions.Command) error {
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		err := ex.Expand(func(word string) (string, error) {
+			if _, run := cmd.(*instructions.RunCommand); run {
+				// RUN expands only its --mount options, which
+				// Docker 20.10 takes as written: target=$T mounts
+				// at "/$T".
+				return word, nil
+			}
 			return c.expand(word, s.env)
 		})
 		if err != nil {

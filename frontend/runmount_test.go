@@ -14,10 +14,10 @@ RUN echo t > /t
 FROM busybox
 WORKDIR /w
 ARG CACHE=/root/.cache
-RUN --mount=type=cache,target=$CACHE,sharing=locked,mode=0700,uid=1 \
+RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
     --mount=type=bind,source=src,target=rel \
     --mount=type=bind,from=tools,source=/t,target=/opt/t,rw \
-    --mount=type=tmpfs,target=/tmp/x,size=1m \
+    --mount=type=tmpfs,target=/tmp/x \
     --mount=type=secret,id=tok \
     --mount=type=secret,target=/etc/key,required \
     --mount=type=secret,source=a/src \
@@ -33,7 +33,7 @@ RUN --mount=type=cache,target=$CACHE,sharing=locked,mode=0700,uid=1 \
 		{Type: "cache", Target: "/root/.cache", CacheID: "/root/.cache", Sharing: "locked", Mode: 0o700, UID: 1},
 		{Type: "bind", Target: "/w/rel", ReadOnly: true, Input: 1, Source: mountSourceDir},
 		{Type: "bind", Target: "/opt/t", Input: 2, Source: "/t"},
-		{Type: "tmpfs", Target: "/tmp/x", Size: 1 << 20},
+		{Type: "tmpfs", Target: "/tmp/x"},
 		{Type: "secret", Target: "/run/secrets/tok", ReadOnly: true, Source: "tok", Mode: 0o400},
 		{Type: "secret", Target: "/etc/key", ReadOnly: true, Source: "key", Mode: 0o400, Required: true},
 		{Type: "secret", Target: "/run/secrets/src", ReadOnly: true, Source: "a/src", Mode: 0o400},
@@ -67,10 +67,25 @@ func TestRunMountErrors(t *testing.T) {
 		{"FROM busybox\nRUN --mount=type=cache,target=/c,from=x true\n", "seeding"},
 		{"FROM busybox\nRUN --mount=type=bogus,target=/c true\n", "bogus"},
 		{"FROM busybox\nRUN --mount=type=secret,required true\n", "source"},
+		{"FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", `unexpected key "size"`},
+		{"FROM busybox\nRUN --mount=type=secret,id=a,env=A true\n", `unexpected key "env"`},
 	} {
 		_, err := convert(t, tt.df, Options{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: %v, want an error containing %q", tt.df, err, tt.want)
 		}
+	}
+}
+
+// TestRunMountNoExpansion takes --mount options as written, as Docker
+// 20.10 does: target=$T mounts at "$T" below the working directory.
+func TestRunMountNoExpansion(t *testing.T) {
+	p, err := convert(t, "FROM busybox\nARG T=/x\nRUN --mount=type=tmpfs,target=$T true\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := runs(p.Target)
+	if m := rs[len(rs)-1].Mounts; len(m) != 1 || m[0].Target != "/$T" {
+		t.Errorf("mounts %+v, want a tmpfs at /$T", m)
 	}
 }

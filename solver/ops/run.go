@@ -167,7 +167,8 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 		case "cache":
 			out = append(out, executor.Mount{Type: "bind", Source: caches[m.CacheID], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "tmpfs":
-			var opts []string
+			// BuildKit's RUN tmpfs is nosuid only (devices work).
+			opts := []string{"dev"}
 			if m.Size > 0 {
 				opts = append(opts, "size="+strconv.FormatInt(m.Size, 10))
 			}
