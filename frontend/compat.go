@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -159,4 +160,69 @@ func checkSubstitutions(word string, escape rune) error {
 		}
 	}
 	return nil
+}
+
+// heredocMark stands in for "<<" on the lines of an unterminated heredoc
+// while the parser reads them (two private-use runes no Dockerfile
+// holds).
+const heredocMark = "\uE000\uE001"
+
+// parseDockerfile parses dockerfile with heredocs, except where a heredoc
+// is never terminated: Docker 20.10's parser knew no heredocs, so there
+// "RUN cat <<EOF > f" is an ordinary command (the shell warns and goes on)
+// and the lines after it are instructions. Such a line is parsed again
+// with its "<<" hidden from the parser and given back in the result.
+func parseDockerfile(dockerfile []byte) (*parser.Result, error) {
+	lines := strings.SplitAfter(string(dockerfile), "\n")
+	hidden := false
+	for range 100 {
+		res, err := parser.Parse(strings.NewReader(strings.Join(lines, "")))
+		line := unterminatedHeredoc(err)
+		if line == 0 || line > len(lines) || !strings.Contains(lines[line-1], "<<") {
+			if err == nil && hidden {
+				restoreHeredocs(res.AST)
+			}
+			return res, err
+		}
+		// The instruction's lines: it goes on while a line ends with
+		// the escape character (either of the two the parser allows).
+		for i := line - 1; i < len(lines); i++ {
+			lines[i] = strings.ReplaceAll(lines[i], "<<", heredocMark)
+			t := strings.TrimRight(lines[i], " \t\r\n")
+			if !strings.HasSuffix(t, "\\") && !strings.HasSuffix(t, "`") {
+				break
+			}
+		}
+		hidden = true
+	}
+	return parser.Parse(bytes.NewReader(dockerfile))
+}
+
+// unterminatedHeredoc returns the line of the instruction err reports as an
+// unterminated heredoc, or 0.
+func unterminatedHeredoc(err error) int {
+	var le *parser.LocationError
+	if err == nil || !strings.Contains(err.Error(), "unterminated heredoc") || !errors.As(err, &le) {
+		return 0
+	}
+	if len(le.Locations) == 0 || len(le.Locations[0]) == 0 {
+		return 0
+	}
+	return le.Locations[0][0].Start.Line
+}
+
+// restoreHeredocs puts "<<" back where parseDockerfile hid it.
+func restoreHeredocs(n *parser.Node) {
+	if n == nil {
+		return
+	}
+	n.Value = strings.ReplaceAll(n.Value, heredocMark, "<<")
+	n.Original = strings.ReplaceAll(n.Original, heredocMark, "<<")
+	for i := range n.Flags {
+		n.Flags[i] = strings.ReplaceAll(n.Flags[i], heredocMark, "<<")
+	}
+	for _, c := range n.Children {
+		restoreHeredocs(c)
+	}
+	restoreHeredocs(n.Next)
 }

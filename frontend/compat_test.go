@@ -224,3 +224,29 @@ func TestExposeWords(t *testing.T) {
 		}
 	}
 }
+
+// TestUnterminatedHeredoc runs a RUN whose "<<EOF" is never terminated as
+// the plain command Docker 20.10 (which knew no heredocs) ran, with the
+// instructions after it kept; terminated heredocs stay heredocs.
+func TestUnterminatedHeredoc(t *testing.T) {
+	df := "FROM busybox\nRUN cat <<EOF > /f || \\\n  true\nRUN echo after\n"
+	p, err := convert(t, df, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := runs(p.Target)
+	if len(rs) != 2 || rs[0].Args[2] != "cat <<EOF > /f ||   true" || rs[1].Args[2] != "echo after" {
+		var got [][]string
+		for _, r := range rs {
+			got = append(got, r.Args)
+		}
+		t.Fatalf("runs %q", got)
+	}
+	p, err = convert(t, "FROM busybox\nRUN cat <<EOF > /f\nhello\nEOF\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := runs(p.Target); len(rs) != 1 || len(rs[0].Args) < 3 || !strings.Contains(strings.Join(rs[0].Args, " "), "hello") {
+		t.Errorf("terminated heredoc: %q", runs(p.Target)[0].Args)
+	}
+}

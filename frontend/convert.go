@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +109,7 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Plan, error
 	if c.now.IsZero() {
 		c.now = time.Now().UTC()
 	}
-	res, err := parser.Parse(bytes.NewReader(dockerfile))
+	res, err := parseDockerfile(dockerfile)
 	if err != nil {
 		return nil, c.parseErr(err)
 	}
