@@ -163,9 +163,12 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink,
 		tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeXGlobalHeader:
+		return nil // nothing to write, as in Docker
 	default:
-		// Global headers, GNU extensions we do not know: nothing to write.
-		return nil
+		// Docker's extractor refuses what it cannot write (GNU sparse
+		// files, volume headers, ...); skipping them would lose files.
+		return fmt.Errorf("unhandled tar header type %d (%q)", hdr.Typeflag, hdr.Typeflag)
 	}
 	if err := x.checkParentLink(path.Dir(name)); err != nil {
 		return err

@@ -285,6 +285,21 @@ func TestAddArchiveParentSymlink(t *testing.T) {
 			wantErr: "lnk is a symlink to a directory that does not exist",
 		},
 		{
+			name: "a global header is skipped",
+			headers: []tar.Header{
+				{Name: "g", Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "x"}},
+				{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1},
+			},
+			want: map[string]string{"out": "dir 0755", "out/f": "file 0644 x"},
+		},
+		{
+			name: "an entry type Docker cannot write is refused, not skipped",
+			headers: []tar.Header{
+				{Name: "vol", Typeflag: 'V'},
+			},
+			wantErr: "unhandled tar header type 86",
+		},
+		{
 			name: "a dir replaced by a symlink keeps the mode of what it points to",
 			headers: []tar.Header{
 				{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o777},
