@@ -14,6 +14,17 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
+// checkNode20 refuses the flags and flag values of the instruction n that
+// Docker 20.10's builder refuses and the newer parser kiln uses accepts.
+// It runs on every instruction of the Dockerfile and on each ONBUILD
+// trigger when it runs.
+func checkNode20(n *parser.Node) error {
+	if err := checkFlags(n); err != nil {
+		return err
+	}
+	return checkHealthcheckFlags(n)
+}
+
 // flags20 returns the flags Docker 20.10's builder knows for an
 // instruction that takes flags (lower case), and false for the others. The
 // newer parser kiln uses knows more (RUN --network and --security, COPY and

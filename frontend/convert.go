@@ -94,6 +94,7 @@ type converter struct {
 	escape  rune
 	stages  []*stageState
 	metaEnv []string // global ARG values, KEY=VALUE
+	proxy   []string // every RUN's proxy variables (see proxyEnv)
 	now     time.Time
 }
 
@@ -105,7 +106,7 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Plan, error
 	if opts.Network == "" {
 		opts.Network = executor.NetworkHost
 	}
-	c := &converter{opts: opts, now: opts.Now}
+	c := &converter{opts: opts, now: opts.Now, proxy: proxyEnv(opts.BuildArgs)}
 	if c.now.IsZero() {
 		c.now = time.Now().UTC()
 	}
@@ -121,10 +122,7 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Plan, error
 		opts.Warn(fmt.Sprintf("%s: ignoring # syntax=%s: kiln has its own Dockerfile frontend", opts.Filename, syntax))
 	}
 	for _, n := range res.AST.Children {
-		if err := checkFlags(n); err != nil {
-			return nil, &Error{File: opts.Filename, Line: n.StartLine, Err: err}
-		}
-		if err := checkHealthcheckFlags(n); err != nil {
+		if err := checkNode20(n); err != nil {
 			return nil, &Error{File: opts.Filename, Line: n.StartLine, Err: err}
 		}
 	}

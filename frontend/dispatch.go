@@ -22,15 +22,13 @@ import (
 // dispatch applies one instruction to the stage.
 func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instructions.Command) error {
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
-		err := ex.Expand(func(word string) (string, error) {
-			if _, run := cmd.(*instructions.RunCommand); run {
-				// RUN expands only its --mount options, which
-				// Docker 20.10 takes as written: target=$T mounts
-				// at "/$T".
-				return word, nil
-			}
-			return c.expand(word, s.env)
-		})
+		expand := func(word string) (string, error) { return c.expand(word, s.env) }
+		if _, run := cmd.(*instructions.RunCommand); run {
+			// RUN expands only its --mount options, which Docker 20.10
+			// takes as written: target=$T mounts at "/$T".
+			expand = func(word string) (string, error) { return word, nil }
+		}
+		err := ex.Expand(expand)
 		if err != nil {
 			return c.errAt(cmd.Location(), err)
 		}
@@ -251,7 +249,7 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 	if wd == "" {
 		wd = "/"
 	}
-	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts, Proxy: c.proxyEnv()}
+	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts, Proxy: c.proxy}
 	v := &solver.Vertex{
 		Name:     c.vertexName(s, "RUN "+strings.Join(cmd.CmdLine, " ")),
 		Op:       op,
@@ -272,9 +270,9 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 // or no_proxy in any case, with a value, sets the variable in both upper
 // and lower case, over what ENV and ARG set, whether or not an ARG
 // declares it.
-func (c *converter) proxyEnv() []string {
-	names := make([]string, 0, len(c.opts.BuildArgs))
-	for k := range c.opts.BuildArgs {
+func proxyEnv(buildArgs map[string]string) []string {
+	names := make([]string, 0, len(buildArgs))
+	for k := range buildArgs {
 		names = append(names, k)
 	}
 	sort.Strings(names)
@@ -282,7 +280,7 @@ func (c *converter) proxyEnv() []string {
 	for _, p := range []string{"http_proxy", "https_proxy", "ftp_proxy", "no_proxy"} {
 		val := ""
 		for _, k := range names {
-			if v := c.opts.BuildArgs[k]; strings.EqualFold(k, p) && v != "" {
+			if v := buildArgs[k]; strings.EqualFold(k, p) && v != "" {
 				val = v
 			}
 		}

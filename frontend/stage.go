@@ -63,10 +63,7 @@ func parseTrigger(expr string) (instructions.Command, error) {
 		return nil, errors.New("not a single instruction")
 	}
 	n := res.AST.Children[0]
-	if err := checkFlags(n); err != nil {
-		return nil, err
-	}
-	if err := checkHealthcheckFlags(n); err != nil {
+	if err := checkNode20(n); err != nil {
 		return nil, err
 	}
 	return instructions.ParseCommand(n)
