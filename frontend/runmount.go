@@ -53,9 +53,6 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 				}
 				id = path.Base(path.Clean("/" + m.Target))
 			}
-			if m.Env != nil {
-				return nil, nil, fmt.Errorf("RUN --mount=type=secret,env=...: secrets as environment variables are not supported by kiln yet")
-			}
 			if target == "" {
 				target = "/run/secrets/" + path.Base(id)
 			}
@@ -91,7 +88,7 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 			setFileInfo(&rm, m, 0o755)
 			mounts = append(mounts, rm)
 		case instructions.MountTypeTmpfs:
-			mounts = append(mounts, ops.RunMount{Type: "tmpfs", Target: target, Size: m.SizeLimit})
+			mounts = append(mounts, ops.RunMount{Type: "tmpfs", Target: target})
 		default:
 			return nil, nil, fmt.Errorf("RUN --mount=type=%s is not supported", m.Type)
 		}

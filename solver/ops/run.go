@@ -56,8 +56,6 @@ type RunMount struct {
 	Mode    fs.FileMode `json:"mode,omitempty"`
 	UID     int         `json:"uid,omitempty"`
 	GID     int         `json:"gid,omitempty"`
-	// Size limits a tmpfs, in bytes (0: the kernel's default).
-	Size int64 `json:"size,omitempty"`
 	// Required fails the step when the secret was not given.
 	Required bool `json:"required,omitempty"`
 }
@@ -168,11 +166,7 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			out = append(out, executor.Mount{Type: "bind", Source: caches[m.CacheID], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "tmpfs":
 			// BuildKit's RUN tmpfs is nosuid only (devices work).
-			opts := []string{"dev"}
-			if m.Size > 0 {
-				opts = append(opts, "size="+strconv.FormatInt(m.Size, 10))
-			}
-			out = append(out, executor.Mount{Type: "tmpfs", Target: m.Target, Options: opts})
+			out = append(out, executor.Mount{Type: "tmpfs", Target: m.Target, Options: []string{"dev"}})
 		case "secret":
 			data, ok := rc.Secrets[m.Source]
 			if !ok {
