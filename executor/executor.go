@@ -47,6 +47,10 @@ type Spec struct {
 	Network Network
 	// ExtraHosts are added to /etc/hosts ("name ip").
 	ExtraHosts []string
+	// ReadOnlyEtc mounts the generated /etc/hosts and /etc/resolv.conf
+	// read-only, as Docker 20.10's builder does for RUN steps (docker run
+	// mounts them read-write).
+	ReadOnlyEtc bool
 
 	// The fields below serve kiln run (containers); builds leave them
 	// zero.

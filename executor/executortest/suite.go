@@ -53,6 +53,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"PreparedUpper", s.testPreparedUpper},
 		{"NetworkNone", s.testNetworkNone},
 		{"Hostname", s.testHostname},
+		{"ReadOnlyEtc", s.testReadOnlyEtc},
 		{"PID1", s.testPID1},
 		{"Cancel", s.testCancel},
 		{"FDs", s.testFDs},
@@ -479,6 +480,21 @@ func (s *suite) testHostname(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "builder\n") || !strings.Contains(r.stdout, "127.0.0.1\tlocalhost builder\n") ||
 		!strings.Contains(r.stdout, "10.0.0.7\tdb\n") {
 		t.Errorf("hostname and /etc/hosts = %q", r.stdout)
+	}
+}
+
+// testReadOnlyEtc checks that a build step cannot write the generated
+// /etc/hosts and /etc/resolv.conf, as under Docker 20.10's builder, while a
+// docker run-like container can.
+func (s *suite) testReadOnlyEtc(t *testing.T) {
+	script := sh("for f in hosts resolv.conf; do (echo x >> /etc/$f) 2>/dev/null && echo $f rw || echo $f ro; done")
+	r := s.mustRun(t, script, func(sp *executor.Spec) { sp.ReadOnlyEtc = true })
+	if r.stdout != "hosts ro\nresolv.conf ro\n" {
+		t.Errorf("with ReadOnlyEtc: %q, want both read-only", r.stdout)
+	}
+	r = s.mustRun(t, script, nil)
+	if r.stdout != "hosts rw\nresolv.conf rw\n" {
+		t.Errorf("without ReadOnlyEtc: %q, want both writable", r.stdout)
 	}
 }
 

@@ -32,6 +32,8 @@ type initConfig struct {
 	Hostname  string           `json:"hostname"`
 	// EtcHostname binds the generated hostname file over /etc/hostname.
 	EtcHostname bool `json:"etcHostname,omitempty"`
+	// ReadOnlyEtc mounts the /etc files read-only (Spec.ReadOnlyEtc).
+	ReadOnlyEtc bool `json:"readOnlyEtc,omitempty"`
 	NewNetwork  bool `json:"newNetwork,omitempty"`
 	// JoinedNetwork: the parent started the init in an existing network
 	// namespace (Spec.NetNSPath); the init brings up its loopback.

@@ -100,7 +100,13 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	for i, name := range etcFiles {
 		fd := etc[i]
 		if err := st.mountAt("/etc/"+name, false, func(t string) error {
-			return unix.MoveMount(fd, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			if err := unix.MoveMount(fd, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return err
+			}
+			if !cfg.ReadOnlyEtc {
+				return nil
+			}
+			return unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}); err != nil {
 			return 0, err
 		}

@@ -150,6 +150,10 @@ func (o overlay) mountByLayer(target string, flags uintptr) error {
 		return err
 	}
 	defer unix.Close(fd)
+	// The source shows in /proc/mounts and df, as "overlay" under Docker.
+	if err := unix.FsconfigSetString(fd, "source", "overlay"); err != nil {
+		return err
+	}
 	for i := len(o.lowers) - 1; i >= 0; i-- { // overlayfs wants the top first
 		if err := unix.FsconfigSetString(fd, "lowerdir+", o.lowers[i]); err != nil {
 			return err

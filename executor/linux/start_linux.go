@@ -100,6 +100,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		Inputs:        spec.Inputs,
 		Hostname:      spec.Hostname,
 		EtcHostname:   spec.EtcHostname,
+		ReadOnlyEtc:   spec.ReadOnlyEtc,
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,

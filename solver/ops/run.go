@@ -114,10 +114,11 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		hostname = buildHostname
 	}
 	spec := executor.Spec{
-		Rootfs:   executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
-		Hostname: hostname,
-		Network:  o.Network,
-		Mounts:   mounts,
+		Rootfs:      executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
+		Hostname:    hostname,
+		Network:     o.Network,
+		Mounts:      mounts,
+		ReadOnlyEtc: true,
 		Process: &executor.Process{
 			Args:   o.Args,
 			Env:    o.env(),
