@@ -74,6 +74,10 @@ type Spec struct {
 	// CapAdd and CapDrop adjust Docker's default capability set
 	// ("NET_ADMIN", "CAP_NET_ADMIN" or "ALL").
 	CapAdd, CapDrop []string
+	// SeccompUnconfined runs the process without Docker's default seccomp
+	// profile (docker run --security-opt seccomp=unconfined); builds keep
+	// the profile, as Docker's builder does.
+	SeccompUnconfined bool
 	// Init keeps kiln's init as PID 1: it reaps zombies, forwards
 	// signals to the process, exits with its status, and serves Exec
 	// (docker run --init; required for Container.Exec).

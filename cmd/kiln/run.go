@@ -37,6 +37,7 @@ type containerFlags struct {
 	readOnly    bool
 	capAdd      []string
 	capDrop     []string
+	securityOpt []string
 	init        bool
 	stopSignal  string
 	stopTimeout int
@@ -67,6 +68,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
+	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "security option: seccomp=unconfined runs without the default seccomp profile")
 	fl.BoolVar(&f.init, "init", false, "run an init inside the container that forwards signals and reaps processes")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
 	fl.IntVar(&f.stopTimeout, "stop-timeout", -1, "seconds to wait for the container to stop before killing it")
@@ -84,7 +86,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Tmpfs: f.tmpfs, Publish: f.publish,
-		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, Init: f.init,
+		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -131,8 +131,11 @@ type Config struct {
 	Resources executor.Resources `json:"Resources"`
 	CapAdd    []string           `json:"CapAdd,omitempty"`
 	CapDrop   []string           `json:"CapDrop,omitempty"`
-	Init      bool               `json:"Init"`
-	Restart   RestartPolicy      `json:"RestartPolicy"`
+	// SecurityOpt holds "seccomp=unconfined" to run without the default
+	// seccomp profile.
+	SecurityOpt []string      `json:"SecurityOpt,omitempty"`
+	Init        bool          `json:"Init"`
+	Restart     RestartPolicy `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.
@@ -482,4 +485,26 @@ func readJSON(path string, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
+}
+
+// SeccompUnconfined is the security option that runs a container without
+// the default seccomp profile.
+const SeccompUnconfined = "seccomp=unconfined"
+
+// ParseSecurityOpts checks docker run's --security-opt values and returns
+// them in their canonical form. Only seccomp=unconfined (or the older
+// seccomp:unconfined) is known.
+func ParseSecurityOpts(opts []string) ([]string, error) {
+	var out []string
+	for _, o := range opts {
+		switch o {
+		case SeccompUnconfined, "seccomp:unconfined":
+			if !slices.Contains(out, SeccompUnconfined) {
+				out = append(out, SeccompUnconfined)
+			}
+		default:
+			return nil, fmt.Errorf("--security-opt %q: kiln knows only %s", o, SeccompUnconfined)
+		}
+	}
+	return out, nil
 }

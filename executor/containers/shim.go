@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -303,14 +304,15 @@ func (sh *shim) spec() executor.Spec {
 		// A --rm container runs once (it allows no restart policy, and
 		// stopping it removes it) and its upper is deleted after: nothing
 		// needs it on disk, so it is not flushed at the end (Once).
-		Rootfs:      executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly, Once: c.AutoRemove},
-		Hostname:    c.Hostname,
-		CgroupPath:  CgroupPath(c.ID),
-		CapAdd:      c.CapAdd,
-		CapDrop:     c.CapDrop,
-		Init:        true, // Exec needs it
-		StopSignal:  c.StopSignal,
-		EtcHostname: true,
+		Rootfs:            executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly, Once: c.AutoRemove},
+		Hostname:          c.Hostname,
+		CgroupPath:        CgroupPath(c.ID),
+		CapAdd:            c.CapAdd,
+		CapDrop:           c.CapDrop,
+		SeccompUnconfined: slices.Contains(c.SecurityOpt, SeccompUnconfined),
+		Init:              true, // Exec needs it
+		StopSignal:        c.StopSignal,
+		EtcHostname:       true,
 	}
 	if c.Resources != (executor.Resources{}) {
 		res := c.Resources

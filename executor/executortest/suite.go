@@ -59,6 +59,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"FDs", s.testFDs},
 		{"Privileges", s.testPrivileges},
 		{"ProcReadOnly", s.testProcReadOnly},
+		{"Seccomp", s.testSeccomp},
 		{"ManyLayers", s.testManyLayers},
 		{"ReadOnly", s.testReadOnly},
 		{"Func", s.testFunc},
@@ -544,6 +545,23 @@ func (s *suite) testPrivileges(t *testing.T) {
 	want = fmt.Sprintf("CapPrm:\t%016x\nCapEff:\t%016x\nCapBnd:\t%s\n", 0, 0, dockerCapBnd)
 	if r.stdout != want {
 		t.Errorf("app's status:\n%s\nwant:\n%s", r.stdout, want)
+	}
+}
+
+// testSeccomp checks that processes run under Docker's default seccomp
+// profile (unshare(CLONE_NEWUSER) is refused, though no capability is
+// needed for it), with or without kiln's init, unless SeccompUnconfined.
+func (s *suite) testSeccomp(t *testing.T) {
+	script := sh("grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null && echo unshared || echo refused")
+	for _, init := range []bool{false, true} {
+		r := s.mustRun(t, script, func(sp *executor.Spec) { sp.Init = init })
+		if r.stdout != "Seccomp:\t2\nrefused\n" {
+			t.Errorf("init=%v: %q, want a filter that refuses unshare -U", init, r.stdout)
+		}
+	}
+	r := s.mustRun(t, script, func(sp *executor.Spec) { sp.SeccompUnconfined = true })
+	if !strings.HasPrefix(r.stdout, "Seccomp:\t0\n") {
+		t.Errorf("unconfined: %q, want no filter", r.stdout)
 	}
 }
 

@@ -42,6 +42,9 @@ type initConfig struct {
 	// Caps is the capability set of the process (bit n: capability n);
 	// nil means Docker's default set.
 	Caps *uint64 `json:"caps,omitempty"`
+	// NoSeccomp runs the process without the default seccomp profile
+	// (Spec.SeccompUnconfined).
+	NoSeccomp bool `json:"noSeccomp,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`

@@ -64,6 +64,13 @@ func runInitProcess(ip *initProc, first execProcess, stubs []stub, statusW *os.F
 	if err := clearInheritable(); err != nil {
 		return 0, err
 	}
+	// The init runs under the profile too (as docker run --init's does),
+	// so every process it forks inherits it.
+	if !ip.cfg.NoSeccomp {
+		if err := loadSeccomp(ip.caps); err != nil {
+			return 0, err
+		}
+	}
 	unix.Umask(0o022)
 	ip.forks = make(chan forkRequest)
 	ip.signals = make(chan unix.Signal, 8)

@@ -101,6 +101,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		Hostname:      spec.Hostname,
 		EtcHostname:   spec.EtcHostname,
 		ReadOnlyEtc:   spec.ReadOnlyEtc,
+		NoSeccomp:     spec.SeccompUnconfined,
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,

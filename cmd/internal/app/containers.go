@@ -47,13 +47,16 @@ type ContainerRequest struct {
 	// Publish are -p values: [IP:][HOST:]CTR[/udp].
 	Publish []string
 	// Network is bridge (default), none, host or a user network.
-	Network    string
-	Resources  executor.Resources
-	ReadOnly   bool
-	CapAdd     []string
-	CapDrop    []string
-	Init       bool
-	StopSignal string
+	Network   string
+	Resources executor.Resources
+	ReadOnly  bool
+	CapAdd    []string
+	CapDrop   []string
+	// SecurityOpt are --security-opt values; only seccomp=unconfined is
+	// known.
+	SecurityOpt []string
+	Init        bool
+	StopSignal  string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
 	StopTimeout time.Duration
 	Restart     string
@@ -93,6 +96,10 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		if _, err := executor.ParseSignal(req.StopSignal); err != nil {
 			return nil, fmt.Errorf("--stop-signal: %w", err)
 		}
+	}
+	secOpts, err := containers.ParseSecurityOpts(req.SecurityOpt)
+	if err != nil {
+		return nil, err
 	}
 	netName := req.Network
 	switch netName {
@@ -152,6 +159,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		Resources:     req.Resources,
 		CapAdd:        req.CapAdd,
 		CapDrop:       req.CapDrop,
+		SecurityOpt:   secOpts,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
