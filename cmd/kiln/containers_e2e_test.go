@@ -249,6 +249,8 @@ func TestContainerExitCodesAndErrors(t *testing.T) {
 		{"name taken", []string{"run", "--rm", "--name", "taken", "busybox", "true"}, 125},
 		{"bad restart", []string{"run", "--restart", "sometimes", "busybox", "true"}, 125},
 		{"unknown network", []string{"run", "--rm", "--network", "no-such-net", "busybox", "true"}, 125},
+		{"unknown security option", []string{"run", "--rm", "--security-opt", "apparmor=x", "busybox", "true"}, 125},
+		{"seccomp refuses", []string{"run", "--rm", "busybox", "unshare", "-U", "true"}, 1},
 		{"volume in use", []string{"volume", "rm", "used"}, 125},
 	}
 	for _, tc := range tests {
@@ -267,6 +269,11 @@ func TestContainerExitCodesAndErrors(t *testing.T) {
 				t.Errorf("container dirs %v, want %v", got, dirsBefore)
 			}
 		})
+	}
+	for _, opt := range []string{"seccomp=unconfined", "seccomp:unconfined"} {
+		if r := e.must("run", "--rm", "--security-opt", opt, "busybox", "grep", "^Seccomp:", "/proc/self/status"); r.stdout != "Seccomp:\t0\n" {
+			t.Errorf("--security-opt %s: %q, want no seccomp filter", opt, r.stdout)
+		}
 	}
 	e.must("kill", "taken")
 	if r := e.must("wait", "taken"); strings.TrimSpace(r.stdout) != "137" {
