@@ -35,10 +35,25 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 	}
 	var mounts []ops.RunMount
 	var inputs []*solver.Vertex
+	sshMounts := 0
 	for _, m := range instructions.GetMounts(cmd) {
 		target := m.Target
 		if m.Type == instructions.MountTypeSSH {
-			return nil, nil, fmt.Errorf("RUN --mount=type=ssh: forwarding an SSH agent is not supported by kiln")
+			// kiln forwards no SSH agent, so the step runs as under
+			// docker build without --ssh: nothing is mounted, the
+			// socket's path is in SSH_AUTH_SOCK, and a required one
+			// fails the step when it runs. The default target counts
+			// the step's SSH mounts; a relative one is kept as written.
+			if target == "" {
+				target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", sshMounts)
+			}
+			sshMounts++
+			id := m.CacheID
+			if id == "" {
+				id = "default"
+			}
+			mounts = append(mounts, ops.RunMount{Type: "ssh", Target: target, CacheID: id, Required: m.Required})
+			continue
 		}
 		if m.Type == instructions.MountTypeSecret {
 			// As BuildKit: the id is id=, else source=, else the

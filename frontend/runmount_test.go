@@ -21,6 +21,8 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
     --mount=type=secret,id=tok \
     --mount=type=secret,target=/etc/key,required \
     --mount=type=secret,source=a/src \
+    --mount=type=ssh,target=rel/agent,required \
+    --mount=type=ssh,id=b \
     true
 `
 	plan, err := convert(t, df, Options{})
@@ -37,6 +39,8 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
 		{Type: "secret", Target: "/run/secrets/tok", ReadOnly: true, Source: "tok", Mode: 0o400},
 		{Type: "secret", Target: "/etc/key", ReadOnly: true, Source: "key", Mode: 0o400, Required: true},
 		{Type: "secret", Target: "/run/secrets/src", ReadOnly: true, Source: "a/src", Mode: 0o400},
+		{Type: "ssh", Target: "rel/agent", CacheID: "default", Required: true},
+		{Type: "ssh", Target: "/run/buildkit/ssh_agent.1", CacheID: "b"},
 	}
 	if len(r.Mounts) != len(want) {
 		t.Fatalf("mounts = %+v", r.Mounts)
@@ -60,7 +64,6 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
 
 func TestRunMountErrors(t *testing.T) {
 	for _, tt := range []struct{ df, want string }{
-		{"FROM busybox\nRUN --mount=type=ssh true\n", "SSH agent"},
 		{"FROM busybox\nRUN --mount=type=cache true\n", "needs a target"},
 		{"FROM busybox\nRUN --mount=type=bind,from=nope,target=/x true\n", "RUN --mount from=nope"},
 		{"FROM busybox\nRUN --mount=type=bind,source=a*,target=/x true\n", "wildcards"},

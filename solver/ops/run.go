@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,9 @@ type Run struct {
 // does not, as in Docker.
 type RunMount struct {
 	// Type is "bind" (a path in another input's filesystem), "cache" (a
-	// directory the store keeps across builds), "tmpfs" or "secret".
+	// directory the store keeps across builds), "tmpfs", "secret" or
+	// "ssh" (an SSH agent socket: none is forwarded, so it only sets
+	// SSH_AUTH_SOCK, or fails the step when Required; CacheID is its id).
 	Type     string `json:"type"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readonly,omitempty"`
@@ -75,18 +78,30 @@ func (o *Run) CacheKey(context.Context) (digest.Digest, error) {
 	return digest.FromBytes(b), nil
 }
 
-// env is the command's environment: Env with Proxy set over it.
+// env is the command's environment: Env, with SSH_AUTH_SOCK set to the
+// first SSH mount's target unless Env has it (as BuildKit does), and Proxy
+// set over it.
 func (o *Run) env() []string {
-	if len(o.Proxy) == 0 {
-		return o.Env
+	env := o.Env
+	for _, m := range o.Mounts {
+		if m.Type != "ssh" {
+			continue
+		}
+		if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "SSH_AUTH_SOCK=") }) {
+			env = append(env[:len(env):len(env)], "SSH_AUTH_SOCK="+m.Target)
+		}
+		break
 	}
-	out := make([]string, 0, len(o.Env)+len(o.Proxy))
+	if len(o.Proxy) == 0 {
+		return env
+	}
+	out := make([]string, 0, len(env)+len(o.Proxy))
 	override := map[string]bool{}
 	for _, kv := range o.Proxy {
 		k, _, _ := strings.Cut(kv, "=")
 		override[k] = true
 	}
-	for _, kv := range o.Env {
+	for _, kv := range env {
 		if k, _, _ := strings.Cut(kv, "="); !override[k] {
 			out = append(out, kv)
 		}
@@ -165,6 +180,11 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			out = append(out, executor.Mount{Type: "layers", LowerDirs: dirs, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 		case "cache":
 			out = append(out, executor.Mount{Type: "bind", Source: caches[m.CacheID], Target: m.Target, ReadOnly: m.ReadOnly})
+		case "ssh":
+			if m.Required {
+				return nil, release, fmt.Errorf("no SSH key %q forwarded from the client: kiln does not forward SSH agents", m.CacheID)
+			}
+			continue
 		case "tmpfs":
 			// BuildKit's RUN tmpfs is nosuid only (devices work).
 			out = append(out, executor.Mount{Type: "tmpfs", Target: m.Target, Options: []string{"dev"}})
