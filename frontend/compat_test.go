@@ -12,8 +12,8 @@ import (
 	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
-// TestChmod20 reads --chmod as Docker 20.10 does: permission bits only,
-// anything that is not an octal number ignored with a warning.
+// TestChmod20 reads --chmod as Docker 20.10 does: as written, permission
+// bits only, anything that is not an octal number ignored with a warning.
 func TestChmod20(t *testing.T) {
 	tests := []struct {
 		flag, want string
@@ -29,6 +29,7 @@ func TestChmod20(t *testing.T) {
 		{"a=rwx", "", true},
 		{"999", "", true},
 		{"99999999999", "", true},
+		{"$MODE", "", true}, // taken as written, not expanded
 	}
 	for _, tc := range tests {
 		t.Run(tc.flag, func(t *testing.T) {

@@ -28,10 +28,22 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 			// takes as written: target=$T mounts at "/$T".
 			expand = func(word string) (string, error) { return word, nil }
 		}
+		// Docker 20.10 expands COPY and ADD --chown but takes --chmod as
+		// written (a "$MODE" is then no octal mode and is ignored).
+		restore := func() {}
+		switch cmd := cmd.(type) {
+		case *instructions.CopyCommand:
+			raw := cmd.Chmod
+			restore = func() { cmd.Chmod = raw }
+		case *instructions.AddCommand:
+			raw := cmd.Chmod
+			restore = func() { cmd.Chmod = raw }
+		}
 		err := ex.Expand(expand)
 		if err != nil {
 			return c.errAt(cmd.Location(), err)
 		}
+		restore()
 	}
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
 		// Heredoc contents (unless the delimiter was quoted): variables
