@@ -98,7 +98,10 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 	}
 	name := fmt.Sprintf("[%s1/%d] FROM %s", prefix, len(st.Commands)+1, base)
 	loc := c.location(st.Location)
-	if dep := c.stageByName(base); dep != nil && dep.idx < s.idx {
+	// FROM names a stage as it was declared, lowercased (unlike --from
+	// and --target, which ignore case); "FROM Base" is an image
+	// reference, which Docker 20.10 refuses for its capitals.
+	if dep := c.stageByName(base); dep != nil && dep.name == base && dep.idx < s.idx {
 		if err := c.dispatchStage(ctx, dep); err != nil {
 			return err
 		}
@@ -109,7 +112,10 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 		s.shell = dep.shell
 		return nil
 	}
-	if strings.EqualFold(base, "scratch") {
+	if dep := c.stageByName(base); dep != nil && dep.idx < s.idx {
+		return c.errAt(st.Location, fmt.Errorf("FROM %s: stage names are matched in lowercase (FROM %s) and an image name cannot have capitals", base, dep.name))
+	}
+	if base == "scratch" {
 		s.vertex = &solver.Vertex{Name: name, Op: ops.Scratch{}, Location: loc}
 		s.cfg = v1.ConfigFile{Architecture: "amd64", OS: "linux"}
 		s.cfg.Config.Env = []string{"PATH=" + DefaultPath}
