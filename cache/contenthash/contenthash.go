@@ -16,9 +16,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -39,131 +42,193 @@ func (e *entry) sameStat(k *entry) bool {
 }
 
 // Cache maps file names to content digests for one directory tree.
+//
+// What Open reads is kept as read, sorted by name, and looked up by binary
+// search: a no-op rebuild of a 20,000-file context asks about every file
+// once, and building a map of them first cost more than the lookups.
+// That part never changes after Open, so LookupSum takes no lock; digests
+// computed since Open go to a separate, locked map.
 type Cache struct {
 	path string
 	now  func() time.Time
 
-	mu sync.RWMutex
-	// index maps names to positions in entries; the names loaded from the
-	// file share one string.
-	index   map[string]int
-	entries []entry
-	// seen marks, per entry, that it was asked about since Open (set
-	// under a read lock, hence atomic).
-	seen  []atomic.Bool
-	dirty bool
+	// buf is the file as read. names are its entries' names, sorted,
+	// as strings that share buf's memory (buf is never written), and
+	// fixed[i] the offset in buf of the stat data and digest of names[i].
+	buf   []byte
+	names []string
+	fixed []int
+	// dirs brackets, for each directory, the positions in names of the
+	// entries directly in it: a lookup searches only its directory's.
+	dirs map[string]span
+	// seen marks, per loaded entry, that it was asked about since Open.
+	seen []atomic.Bool
+
+	mu sync.Mutex
+	// added holds the digests computed since Open, by name; a zero
+	// entry forgets the name.
+	added map[string]entry
 }
 
 // Open loads the cache persisted at path (a missing or damaged file gives
 // an empty cache).
 func Open(path string) *Cache {
-	c := &Cache{path: path, now: time.Now, index: map[string]int{}}
+	c := &Cache{path: path, now: time.Now, added: map[string]entry{}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c
 	}
-	if index, entries, err := decode(b); err == nil {
-		c.index, c.entries = index, entries
-		c.seen = make([]atomic.Bool, len(entries))
+	if names, fixed, err := decode(b); err == nil {
+		c.buf, c.names, c.fixed = b, names, fixed
+		c.seen = make([]atomic.Bool, len(names))
+		c.dirs = bracketDirs(names)
 	}
 	return c
 }
 
-// The file format: a magic line, then per entry the name (uvarint length
-// and bytes), size, mtime, ctime and inode (8 bytes each, little-endian),
-// mode (4 bytes) and the raw 32-byte sha256 content digest. Binary and
-// fixed-width, because loading 20,000 entries is paid by every build of
-// such a context (JSON took a third of a no-op rebuild, varints a third
-// of the load).
-const magic = "kiln-contenthash-3\n"
+// span is the positions [lo, hi) in a sorted list.
+type span struct{ lo, hi int }
+
+// parentOf is the directory part of a slash-separated name ("" at the top).
+func parentOf(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i]
+	}
+	return ""
+}
+
+// bracketDirs maps each directory to the span of sorted names that holds
+// its entries. They need not be contiguous (a subdirectory's entries sort
+// between them), but the span is sorted, so a binary search in it finds
+// any of them; a directory's entries come in runs, so the map is touched
+// once per run, not per name.
+func bracketDirs(names []string) map[string]span {
+	dirs := map[string]span{}
+	flush := func(dir string, run span) {
+		if s, ok := dirs[dir]; ok {
+			run.lo = min(run.lo, s.lo)
+			run.hi = max(run.hi, s.hi)
+		}
+		dirs[dir] = run
+	}
+	var cur string
+	var run span
+	for i, n := range names {
+		p := parentOf(n)
+		if i > 0 && p == cur {
+			run.hi = i + 1
+			continue
+		}
+		if i > 0 {
+			flush(cur, run)
+		}
+		cur, run = p, span{i, i + 1}
+	}
+	if len(names) > 0 {
+		flush(cur, run)
+	}
+	return dirs
+}
+
+// The file format: a magic line, then per entry, sorted by name (as Go
+// compares strings), the name (uvarint length and bytes), size, mtime,
+// ctime and inode (8 bytes each, little-endian), mode (4 bytes) and the
+// raw 32-byte sha256 content digest. Binary, fixed-width and sorted,
+// because loading 20,000 entries is paid by every build of such a context
+// (JSON took a third of a no-op rebuild, varints a third of the load, and
+// a map of the names most of what was left).
+const magic = "kiln-contenthash-4\n"
 
 // fixedSize is the size of an entry after its name.
 const fixedSize = 4*8 + 4 + sha256.Size
 
-func encode(index map[string]int, entries []entry, keep func(i int) bool) []byte {
-	b := make([]byte, 0, len(magic)+len(index)*(fixedSize+40))
-	b = append(b, magic...)
+// appendEntry appends the encoding of name and e to b.
+func appendEntry(b []byte, name string, e *entry) []byte {
 	le := binary.LittleEndian
-	for name, i := range index {
-		if !keep(i) {
-			continue
-		}
-		e := &entries[i]
-		b = binary.AppendUvarint(b, uint64(len(name)))
-		b = append(b, name...)
-		b = le.AppendUint64(b, uint64(e.Size))
-		b = le.AppendUint64(b, uint64(e.Mtime))
-		b = le.AppendUint64(b, uint64(e.Ctime))
-		b = le.AppendUint64(b, e.Ino)
-		b = le.AppendUint32(b, e.Mode)
-		b = append(b, e.Sum[:]...)
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
+	b = le.AppendUint64(b, uint64(e.Size))
+	b = le.AppendUint64(b, uint64(e.Mtime))
+	b = le.AppendUint64(b, uint64(e.Ctime))
+	b = le.AppendUint64(b, e.Ino)
+	b = le.AppendUint32(b, e.Mode)
+	return append(b, e.Sum[:]...)
+}
+
+// entryAt decodes the fixed part of an entry at f.
+func entryAt(f []byte) entry {
+	le := binary.LittleEndian
+	e := entry{
+		Size:  int64(le.Uint64(f[0:])),
+		Mtime: int64(le.Uint64(f[8:])),
+		Ctime: int64(le.Uint64(f[16:])),
+		Ino:   le.Uint64(f[24:]),
+		Mode:  le.Uint32(f[32:]),
 	}
-	return b
+	copy(e.Sum[:], f[36:fixedSize])
+	return e
 }
 
 var errDamaged = errors.New("damaged content hash cache")
 
-func decode(raw []byte) (map[string]int, []entry, error) {
+// decode indexes the entries of a cache file: their names (sharing raw's
+// memory, which must not change afterwards) and the offsets of their fixed
+// parts. Names out of order or repeated make the file damaged.
+func decode(raw []byte) (names []string, fixed []int, err error) {
 	if !bytes.HasPrefix(raw, []byte(magic)) {
 		return nil, nil, errDamaged
 	}
-	b := raw[len(magic):]
-	// One string for the whole file: names are slices of it.
-	all := string(b)
-	le := binary.LittleEndian
-	// Count first: growing the map on the way rehashes it.
 	count := 0
-	for pos := 0; pos < len(b); count++ {
-		l, n := binary.Uvarint(b[pos:])
-		if n <= 0 || l > uint64(len(b)-pos-n) || uint64(len(b)-pos-n)-l < fixedSize {
+	for pos := len(magic); pos < len(raw); count++ {
+		l, n := binary.Uvarint(raw[pos:])
+		if n <= 0 || l > uint64(len(raw)-pos-n) || uint64(len(raw)-pos-n)-l < fixedSize {
 			return nil, nil, errDamaged
 		}
 		pos += n + int(l) + fixedSize
 	}
-	index := make(map[string]int, count)
-	entries := make([]entry, 0, count)
-	for pos := 0; pos < len(b); {
-		l, n := binary.Uvarint(b[pos:])
-		if n <= 0 || l > uint64(len(b)-pos-n) || uint64(len(b)-pos-n)-l < fixedSize {
+	names = make([]string, 0, count)
+	fixed = make([]int, 0, count)
+	for pos := len(magic); pos < len(raw); {
+		l, n := binary.Uvarint(raw[pos:])
+		pos += n
+		name := unsafe.String(unsafe.SliceData(raw[pos:]), int(l))
+		if len(names) > 0 && names[len(names)-1] >= name {
 			return nil, nil, errDamaged
 		}
-		pos += n
-		name := all[pos : pos+int(l)]
 		pos += int(l)
-		f := b[pos : pos+fixedSize]
+		names = append(names, name)
+		fixed = append(fixed, pos)
 		pos += fixedSize
-		e := entry{
-			Size:  int64(le.Uint64(f[0:])),
-			Mtime: int64(le.Uint64(f[8:])),
-			Ctime: int64(le.Uint64(f[16:])),
-			Ino:   le.Uint64(f[24:]),
-			Mode:  le.Uint32(f[32:]),
-		}
-		copy(e.Sum[:], f[36:])
-		// A repeated name (never written, but possible in a damaged
-		// file) leaves an orphan entry that Save drops.
-		index[name] = len(entries)
-		entries = append(entries, e)
 	}
-	return index, entries, nil
+	return names, fixed, nil
+}
+
+// lookup returns the position of name among the loaded entries.
+func (c *Cache) lookup(name string) (int, bool) {
+	s, ok := c.dirs[parentOf(name)]
+	if !ok {
+		return 0, false
+	}
+	i, ok := slices.BinarySearch(c.names[s.lo:s.hi], name)
+	return s.lo + i, ok
 }
 
 // LookupSum returns the remembered raw sha256 content digest of name when
-// fi's stat data matches what was remembered, without reading anything.
-// It may be called from several goroutines at once.
+// fi's stat data matches what Open loaded, without reading anything. It
+// may be called from several goroutines at once.
 func (c *Cache) LookupSum(name string, fi fs.FileInfo) ([sha256.Size]byte, bool) {
 	k, ok := key(fi)
 	if !ok {
 		return [sha256.Size]byte{}, false
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	i, hit := c.index[name]
+	i, hit := c.lookup(name)
 	if !hit {
 		return [sha256.Size]byte{}, false
 	}
-	c.seen[i].Store(true)
-	e := &c.entries[i]
+	if !c.seen[i].Load() {
+		c.seen[i].Store(true)
+	}
+	e := entryAt(c.buf[c.fixed[i]:])
 	if !e.sameStat(&k) {
 		return [sha256.Size]byte{}, false
 	}
@@ -179,13 +244,18 @@ func (c *Cache) Digest(ctx context.Context, name string, fi fs.FileInfo, compute
 	if sum, ok := c.LookupSum(name, fi); ok {
 		return digest.Digest("sha256:" + hex.EncodeToString(sum[:])), nil
 	}
-	d, err := compute()
-	if err != nil {
-		return d, err
-	}
 	k, ok := key(fi)
-	if !ok {
-		return d, nil
+	if ok {
+		c.mu.Lock()
+		e, had := c.added[name]
+		c.mu.Unlock()
+		if had && e.Mode != 0 && e.sameStat(&k) {
+			return digest.Digest("sha256:" + hex.EncodeToString(e.Sum[:])), nil
+		}
+	}
+	d, err := compute()
+	if err != nil || !ok {
+		return d, err
 	}
 	raw, err := hex.DecodeString(d.Encoded())
 	if d.Algorithm() != digest.SHA256 || err != nil || len(raw) != sha256.Size {
@@ -193,52 +263,71 @@ func (c *Cache) Digest(ctx context.Context, name string, fi fs.FileInfo, compute
 	}
 	copy(k.Sum[:], raw)
 	racy := c.now().Add(-2 * time.Second).UnixNano()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i, had := c.index[name]
-	if !had {
-		i = len(c.entries)
-		c.index[name] = i
-		c.entries = append(c.entries, entry{})
-		c.seen = append(c.seen, atomic.Bool{})
-	}
-	c.seen[i].Store(true)
-	if k.Mtime < racy && k.Ctime < racy {
-		c.entries[i] = k
-		c.dirty = true
-	} else if had {
+	if k.Mtime >= racy || k.Ctime >= racy {
 		// Forget it: zero stat data never matches a real file's.
-		c.entries[i] = entry{}
-		c.dirty = true
+		k = entry{}
 	}
+	c.mu.Lock()
+	c.added[name] = k
+	c.mu.Unlock()
 	return d, nil
 }
 
 // Save persists the cache atomically, dropping entries for files that were
 // not asked about since Open when at least one was (files that went away).
+// It must not run beside LookupSum or Digest.
 func (c *Cache) Save() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	anySeen := false
+	anySeen := len(c.added) > 0
 	for i := range c.seen {
-		if c.seen[i].Load() {
-			anySeen = true
+		if anySeen {
 			break
 		}
+		anySeen = c.seen[i].Load()
 	}
-	keep := func(i int) bool { return c.entries[i].Mode != 0 && (!anySeen || c.seen[i].Load()) }
-	if !c.dirty && anySeen {
-		for i := range c.entries {
-			if !keep(i) {
-				c.dirty = true
-				break
-			}
+	keep := func(i int) bool {
+		if _, over := c.added[c.names[i]]; over {
+			return false
 		}
+		return entryAt(c.buf[c.fixed[i]:]).Mode != 0 && (!anySeen || c.seen[i].Load())
 	}
-	if !c.dirty {
+	// With nothing added, the file changes only if an entry is dropped.
+	dirty := len(c.added) > 0
+	for i := range c.names {
+		if dirty {
+			break
+		}
+		dirty = !keep(i)
+	}
+	if !dirty {
 		return nil
 	}
-	b := encode(c.index, c.entries, keep)
+	added := make([]string, 0, len(c.added))
+	for name, e := range c.added {
+		if e.Mode != 0 {
+			added = append(added, name)
+		}
+	}
+	slices.Sort(added)
+	b := make([]byte, 0, len(c.buf)+len(added)*(fixedSize+40))
+	b = append(b, magic...)
+	// Merge the kept loaded entries and the added ones, both sorted.
+	i, j := 0, 0
+	for i < len(c.names) || j < len(added) {
+		if j == len(added) || i < len(c.names) && c.names[i] < added[j] {
+			if keep(i) {
+				start := c.fixed[i] - len(c.names[i])
+				start -= uvarintLen(uint64(len(c.names[i])))
+				b = append(b, c.buf[start:c.fixed[i]+fixedSize]...)
+			}
+			i++
+			continue
+		}
+		e := c.added[added[j]]
+		b = appendEntry(b, added[j], &e)
+		j++
+	}
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("save content hashes: %w", err)
 	}
@@ -256,6 +345,15 @@ func (c *Cache) Save() error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("save content hashes: %w", err)
 	}
-	c.dirty = false
 	return nil
+}
+
+// uvarintLen is the length of the uvarint encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

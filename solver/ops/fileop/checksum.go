@@ -89,7 +89,8 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 	walkErr := func() error {
 		for _, m := range matches {
 			recs = append(recs, &record{match: true, name: m.name, real: m.real})
-			r, err := pool.record(m.real, m.fi, func() (string, error) { return src.Readlink(m.real) })
+			r := new(record)
+			err := pool.record(r, m.real, m.fi, func() (string, error) { return src.Readlink(m.real) })
 			if err != nil {
 				return err
 			}
@@ -163,9 +164,12 @@ func newHashPool(ctx context.Context, s *summer) *hashPool {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			fh := sha256.New()
-			buf := make([]byte, 256<<10)
+			var fh hash.Hash
+			var buf []byte
 			for r := range p.jobs {
+				if buf == nil { // a no-op rebuild hashes nothing
+					fh, buf = sha256.New(), make([]byte, 256<<10)
+				}
 				pd := r.pending
 				pd.digest, pd.err = p.s.content(r.rel, pd.info, fh, buf)
 				close(pd.done)
@@ -180,10 +184,10 @@ func (p *hashPool) close() {
 	p.wg.Wait()
 }
 
-// record describes one entry and queues its content for hashing.
-func (p *hashPool) record(rel string, fi fs.FileInfo, readlink func() (string, error)) (*record, error) {
+// record describes one entry in r and queues its content for hashing.
+func (p *hashPool) record(r *record, rel string, fi fs.FileInfo, readlink func() (string, error)) error {
 	mode := fi.Mode()
-	r := &record{rel: rel, typ: fileType(mode), perm: unixPerm(mode)}
+	*r = record{rel: rel, typ: fileType(mode), perm: unixPerm(mode)}
 	if p.s.owners {
 		o := statOwner(fi)
 		r.uid, r.gid = uint64(o.uid), uint64(o.gid)
@@ -193,25 +197,25 @@ func (p *hashPool) record(rel string, fi fs.FileInfo, readlink func() (string, e
 		r.size = fi.Size()
 		if p.s.lookup != nil {
 			if r.sum, r.hasSum = p.s.lookup(rel, fi); r.hasSum {
-				return r, nil
+				return nil
 			}
 		}
 		r.pending = &pending{info: fi, done: make(chan struct{})}
 		select {
 		case p.jobs <- r:
 		case <-p.ctx.Done():
-			return r, p.ctx.Err()
+			return p.ctx.Err()
 		}
 	case "symlink":
 		link, err := readlink()
 		if err != nil {
-			return r, fmt.Errorf("read symlink %s: %w", rel, err)
+			return fmt.Errorf("read symlink %s: %w", rel, err)
 		}
 		r.link = link
 	case "char", "block":
 		r.major, r.minor = devMajorMinor(statRdev(fi))
 	}
-	return r, nil
+	return nil
 }
 
 func fileType(mode fs.FileMode) string {
@@ -433,6 +437,7 @@ func (c *collector) dir(root *os.Root, rel string, mi patternmatcher.MatchInfo) 
 	}
 	defer dirf.Close()
 	recs := make([]*record, 0, len(items))
+	slab := make([]record, len(items))
 	var subs []*subResult
 	wait := func() {
 		for _, s := range subs {
@@ -441,7 +446,8 @@ func (c *collector) dir(root *os.Root, rel string, mi patternmatcher.MatchInfo) 
 	}
 	for i := range items {
 		e := &items[i].entry
-		r, err := c.pool.record(e.rel, e.fi, func() (string, error) { return e.dir.Readlink(e.name) })
+		r := &slab[i]
+		err := c.pool.record(r, e.rel, e.fi, func() (string, error) { return e.dir.Readlink(e.name) })
 		recs = append(recs, r)
 		if err != nil {
 			wait()

@@ -436,7 +436,8 @@ func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (d
 		return nil, nil, fmt.Errorf("read directory %s: %w", rel, err)
 	}
 	items = make([]item, 0, len(names))
-	for _, name := range names {
+	stats := statSlab(len(names))
+	for i, name := range names {
 		it := item{entry: entry{rel: joinRel(rel, name), name: name, dir: dir, dirf: dirf}}
 		excluded := false
 		if t.pm != nil {
@@ -446,7 +447,11 @@ func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (d
 				return nil, nil, fmt.Errorf("match .dockerignore patterns: %w", err)
 			}
 		}
-		if it.fi, err = lstatAt(dir, dirf, name); err != nil {
+		var st *statInfo
+		if stats != nil {
+			st = &stats[i]
+		}
+		if it.fi, err = lstatAt(dir, dirf, name, st); err != nil {
 			dirf.Close()
 			return nil, nil, fmt.Errorf("stat %s: %w", it.rel, err)
 		}
