@@ -34,6 +34,10 @@ type CacheMountOptions struct {
 	// Mode, UID and GID are the directory's when it is created.
 	Mode     fs.FileMode
 	UID, GID int
+	// Seed, when set, fills a new cache's directory dir before it is
+	// put in place (RUN --mount=type=cache,from=); work is an empty
+	// directory on the same filesystem it may use meanwhile.
+	Seed func(ctx context.Context, dir, work string) error
 }
 
 // CacheMount returns the directory of the cache mount id, creating it (with
@@ -70,7 +74,7 @@ func (s *Store) CacheMount(ctx context.Context, id string, opts CacheMountOption
 			lock.Close()
 			continue
 		}
-		if err := s.makeCacheMountDir(dir, opts); err != nil {
+		if err := s.makeCacheMountDir(ctx, dir, opts); err != nil {
 			lock.Close()
 			return "", nil, fmt.Errorf("cache mount %s: %w", id, err)
 		}
@@ -98,9 +102,10 @@ func lockCacheMount(ctx context.Context, f *os.File, sharing string) (busy bool,
 	return false, fmt.Errorf("unknown sharing mode %q (want shared, private or locked)", sharing)
 }
 
-// makeCacheMountDir creates dir with opts' mode and owner unless it exists:
-// made aside and renamed into place, so a step never sees it half made.
-func (s *Store) makeCacheMountDir(dir string, opts CacheMountOptions) error {
+// makeCacheMountDir creates dir with opts' mode and owner (and content,
+// with Seed) unless it exists: made aside and renamed into place, so a step
+// never sees it half made.
+func (s *Store) makeCacheMountDir(ctx context.Context, dir string, opts CacheMountOptions) error {
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		return nil
 	}
@@ -108,20 +113,33 @@ func (s *Store) makeCacheMountDir(dir string, opts CacheMountOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.Seed != nil {
+		work, err := s.newTempDir("cachemount-work-")
+		if err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+		err = opts.Seed(ctx, tmp, work)
+		_ = removeAll(work)
+		if err != nil {
+			_ = removeAll(tmp)
+			return err
+		}
+	}
 	mode := opts.Mode.Perm()
 	if opts.Mode == 0 {
 		mode = 0o755
 	}
 	if err := os.Chown(tmp, opts.UID, opts.GID); err != nil {
-		_ = os.Remove(tmp)
+		_ = removeAll(tmp)
 		return err
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
-		_ = os.Remove(tmp)
+		_ = removeAll(tmp)
 		return err
 	}
 	if err := renameNoReplace(tmp, dir); err != nil {
-		_ = os.Remove(tmp)
+		_ = removeAll(tmp)
 		if errors.Is(err, os.ErrExist) {
 			return nil // made by another step meanwhile
 		}

@@ -2,8 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,5 +83,53 @@ func TestCacheMount(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("cache mount still there after Prune All: %v", err)
+	}
+}
+
+// TestCacheMountSeed fills a new cache once; a seed that fails leaves no
+// cache and no temporary directories behind.
+func TestCacheMountSeed(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	ctx := context.Background()
+	calls := 0
+	seed := func(_ context.Context, dir, work string) error {
+		calls++
+		if fi, err := os.Stat(work); err != nil || !fi.IsDir() {
+			t.Errorf("no work dir: %v", err)
+		}
+		return os.WriteFile(filepath.Join(dir, "seeded"), []byte("s"), 0o644)
+	}
+	for range 2 {
+		dir, release, err := s.CacheMount(ctx, "seeded", CacheMountOptions{Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "seeded")); string(b) != "s" {
+			t.Errorf("seeded file: %q, %v", b, err)
+		}
+		release()
+	}
+	if calls != 1 {
+		t.Errorf("seeded %d times, want once", calls)
+	}
+
+	before, _ := os.ReadDir(s.tmp)
+	failing := func(_ context.Context, dir, _ string) error {
+		os.WriteFile(filepath.Join(dir, "half"), []byte("h"), 0o644)
+		return errors.New("copy failed")
+	}
+	if _, _, err := s.CacheMount(ctx, "broken", CacheMountOptions{Seed: failing}); err == nil || !strings.Contains(err.Error(), "copy failed") {
+		t.Fatalf("failing seed: %v", err)
+	}
+	if entries, _ := os.ReadDir(s.tmp); len(entries) != len(before) {
+		t.Errorf("temporary dirs left: %v, before %v", entries, before)
+	}
+	dir, release, err := s.CacheMount(ctx, "broken", CacheMountOptions{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, err := os.Stat(filepath.Join(dir, "half")); !os.IsNotExist(err) {
+		t.Errorf("a failed seed's file is in the cache: %v", err)
 	}
 }

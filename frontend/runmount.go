@@ -92,15 +92,26 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 			inputs = append(inputs, src.vertex)
 			mounts = append(mounts, ops.RunMount{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Input: len(inputs), Source: src.path})
 		case instructions.MountTypeCache:
-			if m.From != "" {
-				return nil, nil, fmt.Errorf("RUN --mount=type=cache,from=%s: seeding a cache mount from a stage or image is not supported by kiln yet", m.From)
-			}
 			id := m.CacheID
 			if id == "" {
 				id = target
 			}
 			rm := ops.RunMount{Type: "cache", Target: target, ReadOnly: m.ReadOnly, CacheID: id, Sharing: string(m.CacheSharing)}
 			setFileInfo(&rm, m, 0o755)
+			if m.From != "" {
+				// A new cache starts as a copy of source in the stage
+				// or image (BuildKit bases it on that filesystem).
+				v, err := c.stageOrImage(ctx, s, m.From, "RUN --mount from")
+				if err != nil {
+					return nil, nil, err
+				}
+				src := m.Source
+				if src == "" {
+					src = "/"
+				}
+				inputs = append(inputs, v)
+				rm.Input, rm.Source = len(inputs), path.Clean("/"+src)
+			}
 			mounts = append(mounts, rm)
 		case instructions.MountTypeTmpfs:
 			mounts = append(mounts, ops.RunMount{Type: "tmpfs", Target: target})

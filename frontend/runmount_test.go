@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
     --mount=type=secret,source=a/src \
     --mount=type=ssh,target=rel/agent,required \
     --mount=type=ssh,id=b \
+    --mount=type=cache,target=/seeded,from=tools,source=t \
     true
 `
 	plan, err := convert(t, df, Options{})
@@ -41,6 +42,7 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
 		{Type: "secret", Target: "/run/secrets/src", ReadOnly: true, Source: "a/src", Mode: 0o400},
 		{Type: "ssh", Target: "rel/agent", CacheID: "default", Required: true},
 		{Type: "ssh", Target: "/run/buildkit/ssh_agent.1", CacheID: "b"},
+		{Type: "cache", Target: "/seeded", CacheID: "/seeded", Mode: 0o755, Input: 3, Source: "/t"},
 	}
 	if len(r.Mounts) != len(want) {
 		t.Fatalf("mounts = %+v", r.Mounts)
@@ -51,8 +53,8 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
 		}
 	}
 	v := plan.Target
-	if len(v.Inputs) != 3 {
-		t.Fatalf("RUN has %d inputs, want the stage, the context source and the tools stage", len(v.Inputs))
+	if len(v.Inputs) != 4 || v.Inputs[3] != v.Inputs[2] {
+		t.Fatalf("RUN has %d inputs, want the stage, the context source and the tools stage twice", len(v.Inputs))
 	}
 	if f, ok := v.Inputs[1].Op.(*ops.File); !ok || f.ContextDir == "" || f.Action.Copy.Sources[0] != "src" {
 		t.Errorf("input 1 = %#v, want a copy of src from the context", v.Inputs[1].Op)
@@ -67,7 +69,7 @@ func TestRunMountErrors(t *testing.T) {
 		{"FROM busybox\nRUN --mount=type=cache true\n", "needs a target"},
 		{"FROM busybox\nRUN --mount=type=bind,from=nope,target=/x true\n", "RUN --mount from=nope"},
 		{"FROM busybox\nRUN --mount=type=bind,source=a*,target=/x true\n", "wildcards"},
-		{"FROM busybox\nRUN --mount=type=cache,target=/c,from=x true\n", "seeding"},
+		{"FROM busybox\nRUN --mount=type=cache,target=/c,from=nope true\n", "RUN --mount from=nope"},
 		{"FROM busybox\nRUN --mount=type=bogus,target=/c true\n", "bogus"},
 		{"FROM busybox\nRUN --mount=type=secret,required true\n", "source"},
 		{"FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", `unexpected key "size"`},

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/ops/fileop"
 )
 
 // Run executes a command on top of its first input's filesystem and
@@ -48,7 +49,9 @@ type RunMount struct {
 	ReadOnly bool   `json:"readonly,omitempty"`
 	// Input is the index among the vertex's inputs (1 or more) of a
 	// bind's filesystem, and Source the path in it ("/" for all of it).
-	// For a secret, Source is its id.
+	// A cache with an Input starts as a copy of that path (from=), and
+	// is a cache of its own for each such filesystem and path. For a
+	// secret, Source is its id.
 	Input  int    `json:"input,omitempty"`
 	Source string `json:"source,omitempty"`
 	// CacheID names a cache, Sharing says how steps share it (see
@@ -162,7 +165,7 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			r()
 		}
 	}
-	caches, err := o.takeCaches(ctx, rc, &releases)
+	caches, err := o.takeCaches(ctx, rc, inputs, &releases)
 	if err != nil {
 		return nil, release, err
 	}
@@ -179,7 +182,11 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			}
 			out = append(out, executor.Mount{Type: "layers", LowerDirs: dirs, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 		case "cache":
-			out = append(out, executor.Mount{Type: "bind", Source: caches[m.CacheID], Target: m.Target, ReadOnly: m.ReadOnly})
+			key, err := cacheKey(m, inputs)
+			if err != nil {
+				return nil, release, err
+			}
+			out = append(out, executor.Mount{Type: "bind", Source: caches[key], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "ssh":
 			if m.Required {
 				return nil, release, fmt.Errorf("no SSH key %q forwarded from the client: kiln does not forward SSH agents", m.CacheID)
@@ -227,21 +234,39 @@ func sharingRank(s string) int {
 	return 0
 }
 
-// takeCaches takes the step's cache mounts once per id, in id order, with
-// the strictest sharing its mounts of that id ask for: so a step never
-// waits on a lock of its own, and two steps that use the same ids take
-// them in the same order and cannot wait on each other. It returns the
-// directories by id and adds their release funcs to releases.
-func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, releases *[]func()) (map[string]string, error) {
+// cacheKey names the cache a cache mount uses in the store: its id, and
+// for one seeded from another filesystem (from=) that filesystem's chain ID
+// and the path, as BuildKit keeps a cache per id and base.
+func cacheKey(m RunMount, inputs []solver.Result) (string, error) {
+	if m.Input == 0 {
+		return m.CacheID, nil
+	}
+	if m.Input < 1 || m.Input >= len(inputs) {
+		return "", fmt.Errorf("mount %s: no input %d", m.Target, m.Input)
+	}
+	return m.CacheID + "\x00from=" + string(inputs[m.Input].Chain.ChainID()) + ":" + m.Source, nil
+}
+
+// takeCaches takes the step's cache mounts once per cache, in key order,
+// with the strictest sharing its mounts of that cache ask for: so a step
+// never waits on a lock of its own, and two steps that use the same caches
+// take them in the same order and cannot wait on each other. It returns
+// the directories by cache key (see cacheKey) and adds their release funcs
+// to releases.
+func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []solver.Result, releases *[]func()) (map[string]string, error) {
 	want := map[string]RunMount{}
 	for _, m := range o.Mounts {
 		if m.Type != "cache" {
 			continue
 		}
-		if prev, ok := want[m.CacheID]; ok && sharingRank(prev.Sharing) >= sharingRank(m.Sharing) {
+		key, err := cacheKey(m, inputs)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := want[key]; ok && sharingRank(prev.Sharing) >= sharingRank(m.Sharing) {
 			continue
 		}
-		want[m.CacheID] = m
+		want[key] = m
 	}
 	ids := make([]string, 0, len(want))
 	for id := range want {
@@ -251,7 +276,14 @@ func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, releases *[
 	dirs := map[string]string{}
 	for _, id := range ids {
 		m := want[id]
-		dir, done, err := rc.Store.CacheMount(ctx, id, cache.CacheMountOptions{Sharing: m.Sharing, Mode: m.Mode, UID: m.UID, GID: m.GID})
+		opts := cache.CacheMountOptions{Sharing: m.Sharing, Mode: m.Mode, UID: m.UID, GID: m.GID}
+		if m.Input > 0 {
+			from := inputs[m.Input].Chain
+			opts.Seed = func(ctx context.Context, dir, work string) error {
+				return o.seedCache(ctx, rc, from, m.Source, dir, work)
+			}
+		}
+		dir, done, err := rc.Store.CacheMount(ctx, id, opts)
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", m.Target, err)
 		}
@@ -259,4 +291,28 @@ func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, releases *[
 		dirs[id] = dir
 	}
 	return dirs, nil
+}
+
+// seedCache copies src in the filesystem chain into dir, a new cache
+// mount's directory, keeping owners and modes: the directory is the upper
+// of an empty root whose copy function reads chain (work is its overlay
+// work dir).
+func (o *Run) seedCache(ctx context.Context, rc *solver.RunContext, chain cache.Chain, src, dir, work string) error {
+	dirs, err := rc.Store.Snapshot(ctx, chain)
+	if err != nil {
+		return err
+	}
+	payload, err := json.Marshal(fileop.Action{Copy: &fileop.Copy{Sources: []string{src}, Dest: "/", PreserveOwner: true}})
+	if err != nil {
+		return err
+	}
+	spec := executor.Spec{
+		Rootfs: executor.Rootfs{UpperDir: dir, WorkDir: work, Once: true},
+		Func:   &executor.Func{Name: fileop.HandlerName, Payload: payload, Stdout: rc.Stdout, Stderr: rc.Stderr},
+		Inputs: []executor.Input{{LowerDirs: dirs}},
+	}
+	if err := rc.Executor.Run(ctx, spec); err != nil {
+		return fmt.Errorf("seed the cache from %s: %w", src, err)
+	}
+	return nil
 }
