@@ -195,6 +195,10 @@ type Process struct {
 	// Stdin, Stdout and Stderr of the process; nil means /dev/null.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// EmptyStdin, with no Stdin, makes stdin a pipe at its end, as in
+	// Docker's RUN steps (a script testing for a pipe on stdin sees one),
+	// instead of /dev/null.
+	EmptyStdin bool
 	// Tty allocates a pseudo terminal (for kiln run -t).
 	Tty bool
 }

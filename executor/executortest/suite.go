@@ -35,6 +35,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 	}{
 		{"Echo", s.testEcho},
 		{"Stdin", s.testStdin},
+		{"EmptyStdin", s.testEmptyStdin},
 		{"ExitCode", s.testExitCode},
 		{"Signal", s.testSignal},
 		{"NotFound", s.testNotFound},
@@ -496,6 +497,20 @@ func (s *suite) testReadOnlyEtc(t *testing.T) {
 	r = s.mustRun(t, script, nil)
 	if r.stdout != "hosts rw\nresolv.conf rw\n" {
 		t.Errorf("without ReadOnlyEtc: %q, want both writable", r.stdout)
+	}
+}
+
+// testEmptyStdin gives a RUN step's process a pipe at its end as stdin, as
+// Docker does; without it stdin is /dev/null.
+func (s *suite) testEmptyStdin(t *testing.T) {
+	script := sh("readlink /proc/self/fd/0 | sed 's/[0-9]//g'; cat; echo end")
+	r := s.mustRun(t, script, func(sp *executor.Spec) { sp.Process.EmptyStdin = true })
+	if r.stdout != "pipe:[]\nend\n" {
+		t.Errorf("EmptyStdin: %q, want a pipe at its end", r.stdout)
+	}
+	r = s.mustRun(t, script, nil)
+	if r.stdout != "/dev/null\nend\n" {
+		t.Errorf("no stdin: %q, want /dev/null", r.stdout)
 	}
 }
 

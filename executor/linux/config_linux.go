@@ -73,6 +73,9 @@ type processConfig struct {
 	Cwd  string   `json:"cwd"`
 	User string   `json:"user,omitempty"`
 	Tty  bool     `json:"tty,omitempty"`
+	// EmptyStdin: the init gives the process a pipe at its end as stdin
+	// (Process.EmptyStdin).
+	EmptyStdin bool `json:"emptyStdin,omitempty"`
 }
 
 type funcConfig struct {

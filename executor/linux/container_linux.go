@@ -155,6 +155,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 		}
 	}
 
+	if p.EmptyStdin {
+		if err := emptyStdin(); err != nil {
+			return 0, err
+		}
+	}
 	// Tell the parent which stubs to clean up; after this only the
 	// privilege drop and exec remain.
 	report(statusW, status{Stubs: st.stubs})
@@ -529,4 +534,20 @@ func hasEnv(env []string, key string) bool {
 		}
 	}
 	return false
+}
+
+// emptyStdin replaces stdin with the read end of a pipe whose write end is
+// closed: reads see the end at once, as with /dev/null, but stdin is a
+// pipe, as in Docker's RUN steps.
+func emptyStdin() error {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("make stdin: %w", err)
+	}
+	unix.Close(p[1])
+	defer unix.Close(p[0])
+	if err := unix.Dup3(p[0], 0, 0); err != nil {
+		return fmt.Errorf("make stdin: %w", err)
+	}
+	return nil
 }

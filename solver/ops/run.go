@@ -138,12 +138,13 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 		Mounts:      mounts,
 		ReadOnlyEtc: true,
 		Process: &executor.Process{
-			Args:   o.Args,
-			Env:    o.env(),
-			Cwd:    o.Cwd,
-			User:   o.User,
-			Stdout: rc.Stdout,
-			Stderr: rc.Stderr,
+			Args:       o.Args,
+			Env:        o.env(),
+			Cwd:        o.Cwd,
+			User:       o.User,
+			Stdout:     rc.Stdout,
+			Stderr:     rc.Stderr,
+			EmptyStdin: true,
 		},
 	}
 	if err := rc.Executor.Run(ctx, spec); err != nil {
