@@ -363,6 +363,18 @@ func TestCopySymlinks(t *testing.T) {
 				"o/abs": "link /etc/passwd", "o/up": "link ../../../secret.txt",
 			},
 		},
+		{
+			name: "a wildcard matching symlinks follows them",
+			src:  src,
+			copy: Copy{Sources: []string{"[ld]*"}, Dest: "/o/"},
+			want: map[string]string{"o": "dir 0755", "o/link": "file 0644 A", "o/x": "file 0644 X"},
+		},
+		{
+			name:    "a wildcard matching a dangling symlink fails, as in Docker 20.10",
+			src:     src,
+			copy:    Copy{Sources: []string{"s/d*"}, Dest: "/o/"},
+			wantErr: "s/dangling, a symbolic link to something that does not exist",
+		},
 	})
 }
 

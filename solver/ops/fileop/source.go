@@ -104,8 +104,9 @@ func resolveSources(ctx context.Context, t *srcTree, c *Copy) ([]match, error) {
 			real, fi, err := t.resolve(name)
 			if errors.Is(err, fs.ErrNotExist) {
 				if wild {
-					// A wildcard match that is a dangling symlink.
-					continue
+					// A wildcard match that is a dangling symlink: Docker
+					// 20.10 follows it and fails.
+					return nil, fmt.Errorf("source %s matches %s, a symbolic link to something that does not exist", src, name)
 				}
 				return nil, errSourceNotFound(src)
 			}
