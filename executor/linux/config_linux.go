@@ -42,9 +42,10 @@ type initConfig struct {
 	// Caps is the capability set of the process (bit n: capability n);
 	// nil means Docker's default set.
 	Caps *uint64 `json:"caps,omitempty"`
-	// NoSeccomp runs the process without the default seccomp profile
-	// (Spec.SeccompUnconfined).
-	NoSeccomp bool `json:"noSeccomp,omitempty"`
+	// Seccomp is the BPF program of Docker's default seccomp profile for
+	// the process's capabilities, assembled by the parent (packed
+	// sock_filter instructions); empty without one.
+	Seccomp []byte `json:"seccomp,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`

@@ -171,10 +171,8 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 			return 0, err
 		}
 	}
-	if !cfg.NoSeccomp {
-		if err := loadSeccomp(caps); err != nil {
-			return 0, err
-		}
+	if err := loadSeccomp(cfg.Seccomp); err != nil {
+		return 0, err
 	}
 	if err := dropPrivileges(proc.u, caps); err != nil {
 		return 0, err

@@ -66,10 +66,8 @@ func runInitProcess(ip *initProc, first execProcess, stubs []stub, statusW *os.F
 	}
 	// The init runs under the profile too (as docker run --init's does),
 	// so every process it forks inherits it.
-	if !ip.cfg.NoSeccomp {
-		if err := loadSeccomp(ip.caps); err != nil {
-			return 0, err
-		}
+	if err := loadSeccomp(ip.cfg.Seccomp); err != nil {
+		return 0, err
 	}
 	unix.Umask(0o022)
 	ip.forks = make(chan forkRequest)

@@ -61,6 +61,8 @@ type Executor struct {
 	// initGone is set once opts.InitPath cannot be used: runs start
 	// /proc/self/exe from then on.
 	initGone atomic.Bool
+	// seccomp holds the assembled seccomp profiles.
+	seccomp seccompPrograms
 }
 
 // New returns an Executor. It creates Options.StateDir when missing.

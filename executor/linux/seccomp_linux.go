@@ -1,15 +1,20 @@
 package linux
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	profiles "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,22 +29,72 @@ import (
 // system calls (EPERM), since the assembler serves one architecture, so
 // such programs need --security-opt seccomp=unconfined.
 
-// loadSeccomp installs Docker's default profile for a process whose
-// capability bounding set is caps on every thread of the calling process.
-// It needs CAP_SYS_ADMIN (no_new_privs stays off, as in Docker), so it runs
-// before the capabilities are dropped; what runs after it (the privilege
-// drop and exec) is allowed by the profile. A kernel without seccomp
-// filters runs the process without one, as Docker does.
-func loadSeccomp(caps uint64) error {
-	if !seccomp.Supported() {
+// seccompPrograms assembles Docker's default profile into BPF in the
+// parent, once per capability set; the init only loads the result.
+type seccompPrograms struct {
+	mu    sync.Mutex
+	progs map[uint64][]byte
+}
+
+// program returns the assembled profile for the bounding set caps as
+// packed sock_filter instructions, or nil when the kernel has no seccomp
+// filters (the process then runs without one, as under Docker).
+func (sp *seccompPrograms) program(caps uint64) ([]byte, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if prog, ok := sp.progs[caps]; ok {
+		return prog, nil
+	}
+	var prog []byte
+	if seccomp.Supported() {
+		p, err := seccompPolicy(caps)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+		insts, err := p.Assemble()
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+		raw, err := bpf.Assemble(insts)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+		prog = make([]byte, 0, 8*len(raw))
+		for _, r := range raw {
+			prog = binary.NativeEndian.AppendUint16(prog, r.Op)
+			prog = append(prog, r.Jt, r.Jf)
+			prog = binary.NativeEndian.AppendUint32(prog, r.K)
+		}
+	}
+	if sp.progs == nil {
+		sp.progs = map[uint64][]byte{}
+	}
+	sp.progs[caps] = prog
+	return prog, nil
+}
+
+// loadSeccomp installs prog (packed sock_filter instructions, see
+// seccompPrograms) on every thread of the calling process. It needs
+// CAP_SYS_ADMIN (no_new_privs stays off, as in Docker), so it runs before
+// the capabilities are dropped; what runs after it (the privilege drop and
+// exec) is allowed by the profile.
+func loadSeccomp(prog []byte) error {
+	if len(prog) == 0 {
 		return nil
 	}
-	p, err := seccompPolicy(caps)
-	if err != nil {
-		return fmt.Errorf("seccomp profile: %w", err)
+	if len(prog)%8 != 0 || len(prog)/8 > 0xffff {
+		return fmt.Errorf("seccomp profile: %d bytes is no BPF program", len(prog))
 	}
-	if err := seccomp.LoadFilter(seccomp.Filter{Flag: seccomp.FilterFlagTSync, Policy: *p}); err != nil {
-		return fmt.Errorf("seccomp profile: %w", err)
+	insts := make([]unix.SockFilter, len(prog)/8)
+	for i := range insts {
+		b := prog[8*i:]
+		insts[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(insts)), Filter: &insts[0]}
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(insts)
+	if e != 0 {
+		return fmt.Errorf("seccomp profile: load the filter: %w", e)
 	}
 	return nil
 }

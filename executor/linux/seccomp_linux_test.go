@@ -115,3 +115,29 @@ func TestDefaultSeccompPolicy(t *testing.T) {
 		t.Errorf("all capabilities: %d instructions, default: %d; want more allowed with CAP_SYS_ADMIN", all, def)
 	}
 }
+
+// TestSeccompProgramCached assembles a profile once per capability set,
+// and refuses to load what is no BPF program.
+func TestSeccompProgramCached(t *testing.T) {
+	var sp seccompPrograms
+	a, err := sp.program(defaultCapMask())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) == 0 || len(a)%8 != 0 {
+		t.Fatalf("program of %d bytes", len(a))
+	}
+	b, _ := sp.program(defaultCapMask())
+	if &a[0] != &b[0] {
+		t.Error("the same capabilities were assembled twice")
+	}
+	if c, _ := sp.program(allCaps()); len(c) <= len(a) {
+		t.Errorf("all capabilities: %d bytes, default: %d; want more allowed", len(c), len(a))
+	}
+	if err := loadSeccomp(make([]byte, 12)); err == nil {
+		t.Error("a program of 12 bytes was loaded")
+	}
+	if err := loadSeccomp(nil); err != nil {
+		t.Errorf("no program: %v", err)
+	}
+}

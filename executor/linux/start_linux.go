@@ -101,7 +101,6 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		Hostname:      spec.Hostname,
 		EtcHostname:   spec.EtcHostname,
 		ReadOnlyEtc:   spec.ReadOnlyEtc,
-		NoSeccomp:     spec.SeccompUnconfined,
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,
@@ -124,9 +123,15 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		for _, m := range spec.Mounts {
 			cfg.Mounts = append(cfg.Mounts, newMountConfig(m))
 		}
+		caps := defaultCapMask()
 		if len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0 {
-			caps, _ := capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec
+			caps, _ = capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec
 			cfg.Caps = &caps
+		}
+		if !spec.SeccompUnconfined {
+			if cfg.Seccomp, err = e.seccomp.program(caps); err != nil {
+				return nil, err
+			}
 		}
 		if spec.Init {
 			c.initSock = filepath.Join(runDir, initSocketName)
