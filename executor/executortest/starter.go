@@ -53,6 +53,7 @@ func StarterSuite(t *testing.T, newStarter func(t *testing.T) executor.Starter) 
 		{"MemoryLimit", s.testMemoryLimit},
 		{"PidsLimit", s.testPidsLimit},
 		{"CPULimit", s.testCPULimit},
+		{"CgroupFiles", s.testCgroupFiles},
 		{"PauseResume", s.testPauseResume},
 		{"NothingLeft", s.testNothingLeft},
 	}
@@ -590,6 +591,25 @@ func (s *starterSuite) testMemoryLimit(t *testing.T) {
 	}
 }
 
+// testCgroupFiles checks that a container with a cgroup sees it, read-only,
+// in /sys/fs/cgroup, as under Docker: a program there can read its memory
+// limit.
+func (s *starterSuite) testCgroupFiles(t *testing.T) {
+	var out, errOut bytes.Buffer
+	spec := s.spec(t, "sh", "-c", `cd /sys/fs/cgroup
+if [ -e memory.max ]; then cat memory.max; f=memory.max; else cat memory/memory.limit_in_bytes; f=memory/memory.limit_in_bytes; fi
+echo 1 > $f 2>/dev/null && echo writable || echo read-only`)
+	spec.Resources = &executor.Resources{Memory: 64 << 20}
+	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	c := s.startLimited(t, spec)
+	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
+		t.Fatalf("Wait = %d, %v: %s", code, err, errOut.String())
+	}
+	if want := fmt.Sprintf("%d\nread-only\n", 64<<20); out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+}
+
 func (s *starterSuite) testPidsLimit(t *testing.T) {
 	var out, errOut bytes.Buffer
 	spec := s.spec(t, "sh", "-c", "for i in $(seq 100); do sleep 10 & done; echo all-started")
@@ -603,17 +623,20 @@ func (s *starterSuite) testPidsLimit(t *testing.T) {
 }
 
 func (s *starterSuite) testCPULimit(t *testing.T) {
-	var out bytes.Buffer
+	var out lockedBuffer
 	// The process stays until the test has looked at its cgroup: a
 	// process that already exited shows none.
 	spec := s.spec(t, "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo unknown; exec sleep 30")
 	spec.Resources = &executor.Resources{CPUs: 0.5}
 	spec.Process.Stdout = &out
 	c := s.startLimited(t, spec)
-	// The container's /sys shows the host's hierarchy; check the limit
-	// from the host instead.
 	pid := c.Pid()
 	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	// The container reads its quota from its own /sys/fs/cgroup.
+	waitFor(10*time.Second, func() bool { return strings.Contains(out.String(), "\n") })
+	if got := strings.Fields(out.String()); len(got) == 0 || got[0] != "50000" {
+		t.Errorf("CPU quota seen in the container: %q, want 50000", out.String())
+	}
 	if err := c.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,9 @@ type initConfig struct {
 	// Caps is the capability set of the process (bit n: capability n);
 	// nil means Docker's default set.
 	Caps *uint64 `json:"caps,omitempty"`
+	// CgroupDirs are the container's cgroup directories on the host, by
+	// controller (v1) or under "" (v2), shown read-only in /sys/fs/cgroup.
+	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
 	// Seccomp is the BPF program of Docker's default seccomp profile for
 	// the process's capabilities, assembled by the parent (packed
 	// sock_filter instructions); empty without one.

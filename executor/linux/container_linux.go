@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -62,6 +63,10 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prepare /sys: %w", err)
 	}
+	cgroupFDs, err := openCgroupDirs(cfg.CgroupDirs)
+	if err != nil {
+		return 0, err
+	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open upper dir: %w", err)
@@ -95,6 +100,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 	if err := st.mountAt("/sys", true, func(t string) error {
 		return unix.MoveMount(sysFD, "", unix.AT_FDCWD, t, unix.MOVE_MOUNT_F_EMPTY_PATH)
 	}); err != nil {
+		return 0, err
+	}
+	if err := mountCgroups(cgroupFDs); err != nil {
 		return 0, err
 	}
 	for i, name := range etcFiles {
@@ -546,6 +554,70 @@ func emptyStdin() error {
 	defer unix.Close(p[0])
 	if err := unix.Dup3(p[0], 0, 0); err != nil {
 		return fmt.Errorf("make stdin: %w", err)
+	}
+	return nil
+}
+
+// openCgroupDirs opens the container's cgroup directories (CgroupDirs) as
+// detached mounts, before pivot_root, by controller.
+func openCgroupDirs(dirs map[string]string) (map[string]int, error) {
+	fds := map[string]int{}
+	for ctrl, dir := range dirs {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("prepare /sys/fs/cgroup: %w", err)
+		}
+		fds[ctrl] = fd
+	}
+	return fds, nil
+}
+
+// mountCgroups shows the container's own cgroups read-only in
+// /sys/fs/cgroup, as Docker does, so a program can read its limits there:
+// on cgroup v2 its directory is /sys/fs/cgroup; on v1 a tmpfs there holds
+// one directory per controller. It closes the fds.
+func mountCgroups(fds map[string]int) error {
+	if len(fds) == 0 {
+		return nil
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	const dir = "/sys/fs/cgroup"
+	const ro = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	bind := func(fd int, target string) error {
+		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("mount %s: %w", target, err)
+		}
+		if err := unix.Mount("", target, "", ro, ""); err != nil {
+			return fmt.Errorf("mount %s read-only: %w", target, err)
+		}
+		return nil
+	}
+	if fd, ok := fds[""]; ok {
+		return bind(fd, dir)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	ctrls := make([]string, 0, len(fds))
+	for c := range fds {
+		ctrls = append(ctrls, c)
+	}
+	slices.Sort(ctrls)
+	for _, c := range ctrls {
+		target := path.Join(dir, c)
+		if err := os.Mkdir(target, 0o755); err != nil {
+			return fmt.Errorf("mount %s: %w", target, err)
+		}
+		if err := bind(fds[c], target); err != nil {
+			return err
+		}
 	}
 	return nil
 }

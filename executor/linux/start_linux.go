@@ -144,14 +144,19 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		cfg.Func = &funcConfig{Name: spec.Func.Name, Payload: spec.Func.Payload}
 		stdout, stderr = spec.Func.Stdout, spec.Func.Stderr
 	}
-	cfgData, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("encode container config: %w", err)
-	}
 	if spec.CgroupPath != "" {
 		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources); err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
 		}
+		if c.cg.v2 {
+			cfg.CgroupDirs = map[string]string{"": c.cg.dir}
+		} else {
+			cfg.CgroupDirs = c.cg.dirs
+		}
+	}
+	cfgData, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode container config: %w", err)
 	}
 
 	var extra []*os.File
