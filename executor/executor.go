@@ -201,6 +201,11 @@ type Process struct {
 	EmptyStdin bool
 	// Tty allocates a pseudo terminal (for kiln run -t).
 	Tty bool
+	// RunGroups picks the supplementary groups as docker run does: the
+	// groups of /etc/group that have the user as a member or are its
+	// primary group, or only the group given in User ("uid:gid"). Without
+	// it they are those the user is a member of, as in Docker's RUN.
+	RunGroups bool
 }
 
 // Func is a file operation run inside the container's mount namespace.

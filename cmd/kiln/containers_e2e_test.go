@@ -619,3 +619,24 @@ func TestCopyDiffExportCommit(t *testing.T) {
 		t.Errorf("logs -f: %q", lines)
 	}
 }
+
+// TestRunEnvironment checks what a process sees that docker run sets up:
+// HOSTNAME in the environment (the container's own variables win), TERM
+// with a terminal, the primary group among the supplementary ones, and
+// the loopback-only hosts file on the none network.
+func TestRunEnvironment(t *testing.T) {
+	e := newContainerEnv(t)
+	r := e.must("run", "--rm", "--network", "none", "busybox", "sh", "-c", `[ "$HOSTNAME" = "$(hostname)" ] && echo same; echo "${TERM:-noterm}"; id -G; cat /etc/hosts`)
+	want := "same\nnoterm\n0\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
+		"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if r.stdout != want {
+		t.Errorf("run:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	if r := e.must("run", "--rm", "-e", "HOSTNAME=mine", "-u", "1000:7", "busybox", "sh", "-c", `echo $HOSTNAME; id -G`); r.stdout != "mine\n7\n" {
+		t.Errorf("run -e HOSTNAME=mine -u 1000:7: %q", r.stdout)
+	}
+	host, _ := os.Hostname()
+	if r := e.must("run", "--rm", "--network", "host", "busybox", "hostname"); strings.TrimSpace(r.stdout) != host {
+		t.Errorf("hostname on the host network: %q, want %q", r.stdout, host)
+	}
+}

@@ -350,3 +350,18 @@ func MergeEnv(env []string, kv string) []string {
 	}
 	return append(env, kv)
 }
+
+// runEnv is the environment of a container's process as docker run makes
+// it: HOSTNAME, and TERM=xterm with a terminal, under the container's
+// (and exec's) own variables, which win.
+func runEnv(hostname string, tty bool, env []string) []string {
+	out := make([]string, 0, len(env)+2)
+	out = append(out, "HOSTNAME="+hostname)
+	if tty {
+		out = append(out, "TERM=xterm")
+	}
+	for _, kv := range env {
+		out = MergeEnv(out, kv)
+	}
+	return out
+}

@@ -64,7 +64,7 @@ func (sh *shim) serveExec(ctx context.Context, c *conn, req request) {
 		return
 	}
 	cl := &client{c: c}
-	p := executor.Process{Args: ec.Args, Env: ec.Env, Cwd: ec.Cwd, User: ec.User, Tty: ec.Tty,
+	p := executor.Process{Args: ec.Args, Env: runEnv(sh.cfg.Hostname, ec.Tty, ec.Env), Cwd: ec.Cwd, User: ec.User, Tty: ec.Tty, RunGroups: true,
 		Stdout: writerFunc(func(b []byte) (int, error) { cl.write(frameStdout, b); return len(b), nil }),
 		Stderr: writerFunc(func(b []byte) (int, error) { cl.write(frameStderr, b); return len(b), nil })}
 	es := &execSession{}
@@ -148,7 +148,8 @@ func (sh *shim) healthLoop(ctx context.Context, ctr executor.Container, hc Healt
 		w := &limitWriter{w: &out, n: 4096}
 		probe := HealthProbe{Start: time.Now().UTC()}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		code, err := ctr.Exec(pctx, executor.Process{Args: args, Env: sh.cfg.Env, Cwd: sh.cfg.WorkingDir, User: sh.cfg.User, Stdout: w, Stderr: w})
+		code, err := ctr.Exec(pctx, executor.Process{Args: args, Env: runEnv(sh.cfg.Hostname, false, sh.cfg.Env), Cwd: sh.cfg.WorkingDir,
+			User: sh.cfg.User, RunGroups: true, Stdout: w, Stderr: w})
 		timedOut := pctx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {

@@ -393,8 +393,8 @@ func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
 		spec.Mounts = append(etc, spec.Mounts...)
 	}
 
-	p := &executor.Process{Args: sh.cfg.Args, Env: sh.cfg.Env, Cwd: sh.cfg.WorkingDir, User: sh.cfg.User, Tty: sh.cfg.Tty,
-		Stdout: sh.output(frameStdout), Stderr: sh.output(frameStderr)}
+	p := &executor.Process{Args: sh.cfg.Args, Env: runEnv(sh.cfg.Hostname, sh.cfg.Tty, sh.cfg.Env), Cwd: sh.cfg.WorkingDir,
+		User: sh.cfg.User, Tty: sh.cfg.Tty, RunGroups: true, Stdout: sh.output(frameStdout), Stderr: sh.output(frameStderr)}
 	var stdinR, stdinW *os.File
 	if sh.cfg.OpenStdin {
 		stdinR, stdinW, err = os.Pipe()

@@ -80,6 +80,9 @@ type processConfig struct {
 	// EmptyStdin: the init gives the process a pipe at its end as stdin
 	// (Process.EmptyStdin).
 	EmptyStdin bool `json:"emptyStdin,omitempty"`
+	// RunGroups: supplementary groups as docker run picks them
+	// (Process.RunGroups).
+	RunGroups bool `json:"runGroups,omitempty"`
 }
 
 type funcConfig struct {

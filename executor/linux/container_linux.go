@@ -207,7 +207,7 @@ type execProcess struct {
 // container and changes to its working directory (created when missing).
 // On failure code is 126 or 127 for a command that cannot be run.
 func prepareProcess(p *processConfig) (execProcess, int, error) {
-	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group")
+	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group", p.RunGroups)
 	if err != nil {
 		return execProcess{}, 0, err
 	}

@@ -33,7 +33,7 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 		return -1, errors.New("exec in container: the container is not running")
 	default:
 	}
-	req := initRequest{Exec: &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty}}
+	req := initRequest{Exec: &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty, RunGroups: p.RunGroups}}
 	var x execIO
 	defer x.close()
 	var fds []int

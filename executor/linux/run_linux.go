@@ -92,11 +92,28 @@ func checkSpec(spec executor.Spec) error {
 }
 
 // writeEtcFiles writes the hosts, resolv.conf and hostname files the init
-// binds over the container's, so they never land in a layer.
-func writeEtcFiles(runDir, hostname string, extraHosts []string) error {
+// binds over the container's, so they never land in a layer. A build step
+// (no EtcHostname) gets BuildKit's hosts file; a docker run-like container
+// gets docker run's: the host's own on the host network, else the loopback
+// names alone (on a bridge the network's file is bound over it).
+func writeEtcFiles(runDir, hostname string, spec executor.Spec) error {
 	var hosts bytes.Buffer
-	fmt.Fprintf(&hosts, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname)
-	for _, h := range extraHosts {
+	switch {
+	case !spec.EtcHostname:
+		fmt.Fprintf(&hosts, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname)
+	case spec.Network != executor.NetworkNone && spec.NetNSPath == "":
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts.Write(b)
+			if len(b) > 0 && b[len(b)-1] != '\n' {
+				hosts.WriteByte('\n')
+			}
+			break
+		}
+		fallthrough
+	default:
+		hosts.WriteString(runHosts)
+	}
+	for _, h := range spec.ExtraHosts {
 		name, ip, err := parseExtraHost(h)
 		if err != nil {
 			return err
@@ -122,6 +139,11 @@ func writeEtcFiles(runDir, hostname string, extraHosts []string) error {
 	}
 	return nil
 }
+
+// runHosts is the hosts file of a docker run container with no address of
+// its own.
+const runHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
+	"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 
 // parseExtraHost splits "name ip" (or Docker's "name:ip").
 func parseExtraHost(s string) (name, ip string, err error) {

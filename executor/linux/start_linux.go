@@ -113,8 +113,9 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	tty := false
 	if p := spec.Process; p != nil {
 		tty = p.Tty
-		cfg.Process = &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty, EmptyStdin: p.EmptyStdin && p.Stdin == nil && !p.Tty}
-		if err := writeEtcFiles(runDir, cfg.Hostname, spec.ExtraHosts); err != nil {
+		cfg.Process = &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty, RunGroups: p.RunGroups,
+			EmptyStdin: p.EmptyStdin && p.Stdin == nil && !p.Tty}
+		if err := writeEtcFiles(runDir, cfg.Hostname, spec); err != nil {
 			return nil, err
 		}
 		if !tty {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -34,8 +35,11 @@ type groupEntry struct {
 // against the passwd and group files, with runc's semantics: a uid or gid
 // missing from the files is used as is, a name must be found; a user found
 // in passwd with no explicit group gets the supplementary groups it is a
-// member of.
-func lookupUser(spec, passwdPath, groupPath string) (execUser, error) {
+// member of. With runGroups the supplementary groups are docker run's:
+// with no explicit group, those that have the user as a member or are its
+// primary group (in the group file's order; the primary one alone when
+// none is listed), else the explicit group alone.
+func lookupUser(spec, passwdPath, groupPath string, runGroups bool) (execUser, error) {
 	userArg, groupArg, _ := strings.Cut(spec, ":")
 	if userArg == "" {
 		userArg = "0"
@@ -67,7 +71,7 @@ func lookupUser(spec, passwdPath, groupPath string) (execUser, error) {
 	default:
 		return u, fmt.Errorf("unable to find user %q: no matching entries in passwd file", userArg)
 	}
-	if groupArg == "" && found == nil {
+	if groupArg == "" && found == nil && !runGroups {
 		return u, nil
 	}
 	groups, err := readGroup(groupPath)
@@ -76,12 +80,16 @@ func lookupUser(spec, passwdPath, groupPath string) (execUser, error) {
 	}
 	if groupArg == "" {
 		for _, g := range groups {
-			for _, m := range g.members {
-				if m == found.name {
-					u.groups = append(u.groups, g.gid)
-					break
-				}
+			if runGroups && g.gid == u.gid {
+				u.groups = append(u.groups, g.gid)
+				continue
 			}
+			if found != nil && slices.Contains(g.members, found.name) {
+				u.groups = append(u.groups, g.gid)
+			}
+		}
+		if runGroups && len(u.groups) == 0 {
+			u.groups = []int{u.gid}
 		}
 		return u, nil
 	}
@@ -89,7 +97,7 @@ func lookupUser(spec, passwdPath, groupPath string) (execUser, error) {
 	for _, g := range groups {
 		if (numeric && g.gid == gid) || (!numeric && g.name == groupArg) {
 			u.gid = g.gid
-			return u, nil
+			return explicitGroup(u, runGroups), nil
 		}
 	}
 	if !numeric {
@@ -99,7 +107,16 @@ func lookupUser(spec, passwdPath, groupPath string) (execUser, error) {
 		return u, fmt.Errorf("invalid group %q: ids must be between 0 and 2147483647", groupArg)
 	}
 	u.gid = gid
-	return u, nil
+	return explicitGroup(u, runGroups), nil
+}
+
+// explicitGroup gives u, whose group was named, docker run's supplementary
+// groups when runGroups: that group alone.
+func explicitGroup(u execUser, runGroups bool) execUser {
+	if runGroups {
+		u.groups = []int{u.gid}
+	}
+	return u
 }
 
 // parseID parses a decimal uid or gid; numeric is false for a name.

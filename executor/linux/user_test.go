@@ -16,6 +16,7 @@ func TestLookupUser(t *testing.T) {
 	os.WriteFile(group, []byte("root:x:0:\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:app\n"), 0o644)
 	tests := []struct {
 		spec    string
+		run     bool // docker run's supplementary groups
 		want    execUser
 		wantErr string
 	}{
@@ -30,10 +31,20 @@ func TestLookupUser(t *testing.T) {
 		{spec: "nobody", wantErr: `unable to find user "nobody": no matching entries in passwd file`},
 		{spec: "app:nogroup", wantErr: `unable to find group "nogroup": no matching entries in group file`},
 		{spec: "99999999999", wantErr: "invalid user"},
+		{spec: "", run: true, want: execUser{uid: 0, gid: 0, groups: []int{0, 10}, home: "/root"}},
+		{spec: "app", run: true, want: execUser{uid: 1000, gid: 1000, groups: []int{10, 1000, 50}, home: "/home/app"}},
+		{spec: "app:staff", run: true, want: execUser{uid: 1000, gid: 50, groups: []int{50}, home: "/home/app"}},
+		{spec: "1000:7", run: true, want: execUser{uid: 1000, gid: 7, groups: []int{7}, home: "/home/app"}},
+		{spec: "4242", run: true, want: execUser{uid: 4242, gid: 0, groups: []int{0}, home: "/"}},
+		{spec: "4242:4243", run: true, want: execUser{uid: 4242, gid: 4243, groups: []int{4243}, home: "/"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.spec, func(t *testing.T) {
-			got, err := lookupUser(tt.spec, passwd, group)
+		name := tt.spec
+		if tt.run {
+			name += " (run)"
+		}
+		t.Run(name, func(t *testing.T) {
+			got, err := lookupUser(tt.spec, passwd, group, tt.run)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("lookupUser(%q) error = %v, want %q", tt.spec, err, tt.wantErr)
@@ -52,11 +63,14 @@ func TestLookupUser(t *testing.T) {
 
 func TestLookupUserNoFiles(t *testing.T) {
 	dir := t.TempDir()
-	u, err := lookupUser("12:34", filepath.Join(dir, "passwd"), filepath.Join(dir, "group"))
+	u, err := lookupUser("12:34", filepath.Join(dir, "passwd"), filepath.Join(dir, "group"), false)
 	if err != nil || u.uid != 12 || u.gid != 34 || u.home != "/" {
 		t.Fatalf("lookupUser(12:34) = %+v, %v", u, err)
 	}
-	if _, err := lookupUser("app", filepath.Join(dir, "passwd"), filepath.Join(dir, "group")); err == nil {
+	if u, err := lookupUser("7", filepath.Join(dir, "passwd"), filepath.Join(dir, "group"), true); err != nil || !reflect.DeepEqual(u.groups, []int{0}) {
+		t.Errorf("lookupUser(7) for docker run without files = %+v, %v; want the primary group 0 alone", u, err)
+	}
+	if _, err := lookupUser("app", filepath.Join(dir, "passwd"), filepath.Join(dir, "group"), false); err == nil {
 		t.Fatal("lookupUser(app) without /etc/passwd succeeded")
 	}
 }

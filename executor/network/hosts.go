@@ -21,8 +21,8 @@ func renderHosts(self hostEntry, peers []hostEntry) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n")
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
-	b.WriteString("fe00::\tip6-localnet\n")
-	b.WriteString("ff00::\tip6-mcastprefix\n")
+	b.WriteString("fe00::0\tip6-localnet\n") // written as Docker does
+	b.WriteString("ff00::0\tip6-mcastprefix\n")
 	b.WriteString("ff02::1\tip6-allnodes\n")
 	b.WriteString("ff02::2\tip6-allrouters\n")
 	writeEntry := func(e hostEntry) {

@@ -204,6 +204,12 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = containers.ShortID(cfg.ID)
+		if netName == network.Host {
+			// As docker run: the host network brings the host's name.
+			if h, err := os.Hostname(); err == nil {
+				cfg.Hostname = h
+			}
+		}
 	}
 	for k, v := range ic.Labels {
 		cfg.Labels[k] = v
