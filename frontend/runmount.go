@@ -39,11 +39,12 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 	for _, m := range instructions.GetMounts(cmd) {
 		target := m.Target
 		if m.Type == instructions.MountTypeSSH {
-			// kiln forwards no SSH agent, so the step runs as under
-			// docker build without --ssh: nothing is mounted, the
-			// socket's path is in SSH_AUTH_SOCK, and a required one
-			// fails the step when it runs. The default target counts
-			// the step's SSH mounts; a relative one is kept as written.
+			// The agent socket given with kiln build --ssh ID; without
+			// one the step runs as under docker build without --ssh:
+			// nothing is mounted, the socket's path is still in
+			// SSH_AUTH_SOCK, and a required one fails the step when it
+			// runs. The default target counts the step's SSH mounts; a
+			// relative one is kept as written.
 			if target == "" {
 				target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", sshMounts)
 			}
@@ -52,7 +53,9 @@ func (c *converter) runMounts(ctx context.Context, s *stageState, cmd *instructi
 			if id == "" {
 				id = "default"
 			}
-			mounts = append(mounts, ops.RunMount{Type: "ssh", Target: target, CacheID: id, Required: m.Required})
+			rm := ops.RunMount{Type: "ssh", Target: target, CacheID: id, Required: m.Required}
+			setFileInfo(&rm, m, 0o600)
+			mounts = append(mounts, rm)
 			continue
 		}
 		if m.Type == instructions.MountTypeSecret {

@@ -40,8 +40,8 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1 \
 		{Type: "secret", Target: "/run/secrets/tok", ReadOnly: true, Source: "tok", Mode: 0o400},
 		{Type: "secret", Target: "/etc/key", ReadOnly: true, Source: "key", Mode: 0o400, Required: true},
 		{Type: "secret", Target: "/run/secrets/src", ReadOnly: true, Source: "a/src", Mode: 0o400},
-		{Type: "ssh", Target: "rel/agent", CacheID: "default", Required: true},
-		{Type: "ssh", Target: "/run/buildkit/ssh_agent.1", CacheID: "b"},
+		{Type: "ssh", Target: "rel/agent", CacheID: "default", Required: true, Mode: 0o600},
+		{Type: "ssh", Target: "/run/buildkit/ssh_agent.1", CacheID: "b", Mode: 0o600},
 		{Type: "cache", Target: "/seeded", CacheID: "/seeded", Mode: 0o755, Input: 3, Source: "/t"},
 	}
 	if len(r.Mounts) != len(want) {

@@ -70,6 +70,9 @@ type Deps struct {
 	// Secrets are the contents of RUN --mount=type=secret, by id. They
 	// are never part of a cache key.
 	Secrets map[string][]byte
+	// SSH are the SSH agent sockets RUN --mount=type=ssh forwards, by
+	// id. They are never part of a cache key.
+	SSH map[string]string
 }
 
 // RunContext is handed to Op.Run.

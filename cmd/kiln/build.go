@@ -42,6 +42,7 @@ type buildFlags struct {
 	level     int
 	insecure  []string
 	secrets   []string
+	ssh       []string
 }
 
 func (c *cli) buildCommand() *cobra.Command {
@@ -79,6 +80,7 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | type=inline")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
+	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone: the variable ID, else the file ID)")
 	return cmd
 }
@@ -103,6 +105,10 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	labels, err := parseKV(f.labels, false)
 	if err != nil {
 		return fmt.Errorf("--label: %w", err)
+	}
+	ssh, err := parseSSH(f.ssh)
+	if err != nil {
+		return err
 	}
 	secrets, err := parseSecrets(f.secrets)
 	if err != nil {
@@ -176,6 +182,7 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		Labels:     labels,
 		Network:    network,
 		Secrets:    secrets,
+		SSH:        ssh,
 		Jobs:       f.jobs,
 		Registry:   app.RegistryOptions{Pull: pull, Registry: regOpts},
 		CacheFrom:  cacheFrom,
@@ -331,6 +338,39 @@ func parseSecrets(specs []string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("--secret %s: %w", spec, err)
 		}
 		out[id] = data
+	}
+	return out, nil
+}
+
+// parseSSH reads the --ssh flags, as docker build takes them: ID or
+// ID=SOCKET, where a missing socket is $SSH_AUTH_SOCK. kiln forwards agent
+// sockets; key files (which docker build loads into an agent of its own)
+// are refused.
+func parseSSH(specs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, spec := range specs {
+		id, paths, _ := strings.Cut(spec, "=")
+		if id == "" {
+			return nil, fmt.Errorf("--ssh %s: no id", spec)
+		}
+		if strings.Contains(paths, ",") {
+			return nil, fmt.Errorf("--ssh %s: kiln forwards one agent socket per id, not key files", spec)
+		}
+		sock := paths
+		if sock == "" {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+			if sock == "" {
+				return nil, fmt.Errorf("--ssh %s: no socket given and SSH_AUTH_SOCK is not set (start ssh-agent, or give ID=SOCKET)", spec)
+			}
+		}
+		fi, err := os.Stat(sock)
+		if err != nil {
+			return nil, fmt.Errorf("--ssh %s: %w", spec, err)
+		}
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("--ssh %s: %s is not an agent socket (kiln forwards agent sockets, not key files)", spec, sock)
+		}
+		out[id] = sock
 	}
 	return out, nil
 }

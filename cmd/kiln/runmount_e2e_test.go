@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +81,102 @@ RUN --mount=type=cache,target=/x1,id=dup,sharing=locked --mount=type=cache,targe
 	}
 	if out := e.must("prune", "--all").stdout; !strings.Contains(out, "2 cache mounts") {
 		t.Errorf("prune --all: %q, want both cache mounts removed", out)
+	}
+}
+
+// TestRunMountSSH forwards an agent socket given with --ssh: a step (also
+// as a non-root user the mount names) reaches the agent through it, and
+// the socket's path and content stay out of the image and the cache key.
+func TestRunMountSSH(t *testing.T) {
+	e := newEnv(t)
+	// Fake agents: they answer each request with "pong" and what they read.
+	fakeAgent := func() string {
+		sock := filepath.Join(t.TempDir(), "agent.sock")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					buf := make([]byte, 4)
+					if _, err := io.ReadFull(c, buf); err == nil {
+						c.Write(append([]byte("pong "), buf...))
+					}
+				}()
+			}
+		}()
+		return sock
+	}
+	agent := fakeAgent()
+	// A static client to run in the image (busybox has none for unix
+	// sockets).
+	src := writeCtx(t, map[string]string{
+		"go.mod": "module ping\n\ngo 1.24\n",
+		"main.go": `package main
+
+import (
+	"io"
+	"net"
+	"os"
+)
+
+func main() {
+	c, err := net.Dial("unix", os.Getenv("SSH_AUTH_SOCK"))
+	if err != nil {
+		os.Stdout.WriteString("dial: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	c.Write([]byte("ping"))
+	b, _ := io.ReadAll(c)
+	os.Stdout.Write(append(b, '\n'))
+}
+`,
+	})
+	ctx := writeCtx(t, map[string]string{
+		"Dockerfile": `FROM busybox
+COPY ping /ping
+RUN --mount=type=ssh,required=true stat -c '%a %u %g' $SSH_AUTH_SOCK > /sock && /ping > /reply
+RUN mkdir /out && chown 1000 /out
+USER 1000
+RUN --mount=type=ssh,id=deploy,uid=1000,mode=0660,target=/tmp/agent stat -c '%a %u' /tmp/agent > /out/sock && /ping > /out/reply
+`,
+	})
+	cmd := exec.Command("go", "build", "-o", filepath.Join(ctx, "ping"), ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the client: %v\n%s", err, out)
+	}
+	r := e.kiln("build", "--ssh", "deploy="+agent, "-t", "s:1", ctx)
+	if r.code == 0 || !strings.Contains(r.stderr, `no SSH key "default"`) {
+		t.Fatalf("build without the default agent: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Setenv("SSH_AUTH_SOCK", agent)
+	e.must("build", "--ssh", "default", "--ssh", "deploy="+agent, "-t", "s:1", ctx)
+	for file, want := range map[string]string{
+		"/sock":      "600 0 0\n",
+		"/reply":     "pong ping\n",
+		"/out/sock":  "660 1000\n",
+		"/out/reply": "pong ping\n",
+	} {
+		if got := e.must("run", "--rm", "s:1", "cat", file).stdout; got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+	// Another agent (another socket path) for the same ids: all cached.
+	other := fakeAgent()
+	out := e.must("build", "--progress=plain", "--ssh", "default="+other, "--ssh", "deploy="+other, "-t", "s:2", ctx).stderr
+	if strings.Count(out, "CACHED") != 5 {
+		t.Errorf("rebuild with other agent sockets: want every step cached\n%s", out)
+	}
+	if r := e.kiln("build", "--ssh", "default="+filepath.Join(ctx, "Dockerfile"), ctx); r.code == 0 || !strings.Contains(r.stderr, "not an agent socket") {
+		t.Errorf("--ssh with a key file: exit %d\n%s", r.code, r.stderr)
 	}
 }

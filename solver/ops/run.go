@@ -42,8 +42,9 @@ type Run struct {
 type RunMount struct {
 	// Type is "bind" (a path in another input's filesystem), "cache" (a
 	// directory the store keeps across builds), "tmpfs", "secret" or
-	// "ssh" (an SSH agent socket: none is forwarded, so it only sets
-	// SSH_AUTH_SOCK, or fails the step when Required; CacheID is its id).
+	// "ssh" (the SSH agent socket given for the id CacheID, through a
+	// socket owned by UID:GID with Mode; without one nothing is mounted,
+	// or the step fails when Required).
 	Type     string `json:"type"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readonly,omitempty"`
@@ -189,10 +190,19 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			}
 			out = append(out, executor.Mount{Type: "bind", Source: caches[key], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "ssh":
-			if m.Required {
-				return nil, release, fmt.Errorf("no SSH key %q forwarded from the client: kiln does not forward SSH agents", m.CacheID)
+			agent, ok := rc.SSH[m.CacheID]
+			if !ok {
+				if m.Required {
+					return nil, release, fmt.Errorf("no SSH key %q forwarded from the client (kiln build --ssh %s)", m.CacheID, m.CacheID)
+				}
+				continue
 			}
-			continue
+			p, err := startSSHProxy(agent, m.UID, m.GID, m.Mode)
+			if err != nil {
+				return nil, release, fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			releases = append(releases, p.close)
+			out = append(out, executor.Mount{Type: "bind", Source: p.path, Target: m.Target})
 		case "tmpfs":
 			// BuildKit's RUN tmpfs is nosuid only (devices work).
 			out = append(out, executor.Mount{Type: "tmpfs", Target: m.Target, Options: []string{"dev"}})

@@ -44,6 +44,8 @@ type BuildRequest struct {
 	Network    executor.Network
 	// Secrets are what RUN --mount=type=secret mounts, by id.
 	Secrets map[string][]byte
+	// SSH are the agent sockets RUN --mount=type=ssh forwards, by id.
+	SSH map[string]string
 	// Jobs bounds parallel steps (0: number of CPUs).
 	Jobs int
 	// Registry says when and how base images are pulled.
@@ -142,7 +144,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	opts := solver.Options{
-		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger, Secrets: req.Secrets},
+		Deps:        &solver.Deps{Store: a.Store, Executor: a.Executor, Logger: a.Logger, Secrets: req.Secrets, SSH: req.SSH},
 		Parallelism: req.Jobs,
 		NoCache:     req.NoCache,
 		Events:      req.Events,
