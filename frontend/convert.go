@@ -62,6 +62,8 @@ type Options struct {
 	Resolver ImageResolver
 	// Network is the default network of RUN steps.
 	Network executor.Network
+	// ExtraHosts are added to every RUN step's /etc/hosts ("name ip").
+	ExtraHosts []string
 	// Labels are added to the final image (--label).
 	Labels map[string]string
 	// Now stamps history entries; zero means time.Now().

@@ -261,7 +261,8 @@ func (c *converter) dispatchRun(ctx context.Context, s *stageState, cmd *instruc
 	if wd == "" {
 		wd = "/"
 	}
-	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts, Proxy: c.proxy}
+	op := &ops.Run{Args: args, Env: env, Cwd: wd, User: s.cfg.Config.User, Network: network, Mounts: mounts, Proxy: c.proxy,
+		ExtraHosts: c.opts.ExtraHosts}
 	v := &solver.Vertex{
 		Name:     c.vertexName(s, "RUN "+strings.Join(cmd.CmdLine, " ")),
 		Op:       op,

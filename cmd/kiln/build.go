@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -43,6 +44,7 @@ type buildFlags struct {
 	insecure  []string
 	secrets   []string
 	ssh       []string
+	addHosts  []string
 }
 
 func (c *cli) buildCommand() *cobra.Command {
@@ -80,6 +82,9 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...] | type=inline")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the result: type=oci|docker,dest=FILE.tar, type=local,dest=DIR, type=registry,name=REF (or a bare DIR)")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, insecureFlagUsage)
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to RUN steps' /etc/hosts: NAME:IP")
+	fl.Bool("rm", true, "ignored, as by Docker's BuildKit builder (kept for scripts written for the classic builder)")
+	fl.Bool("force-rm", false, "ignored, as by Docker's BuildKit builder")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone: the variable ID, else the file ID)")
 	return cmd
@@ -107,6 +112,10 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		return fmt.Errorf("--label: %w", err)
 	}
 	ssh, err := parseSSH(f.ssh)
+	if err != nil {
+		return err
+	}
+	hosts, err := parseAddHosts(f.addHosts)
 	if err != nil {
 		return err
 	}
@@ -183,6 +192,7 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 		Network:    network,
 		Secrets:    secrets,
 		SSH:        ssh,
+		ExtraHosts: hosts,
 		Jobs:       f.jobs,
 		Registry:   app.RegistryOptions{Pull: pull, Registry: regOpts},
 		CacheFrom:  cacheFrom,
@@ -371,6 +381,27 @@ func parseSSH(specs []string) (map[string]string, error) {
 			return nil, fmt.Errorf("--ssh %s: %s is not an agent socket (kiln forwards agent sockets, not key files)", spec, sock)
 		}
 		out[id] = sock
+	}
+	return out, nil
+}
+
+// parseAddHosts reads the --add-host flags (NAME:IP, or NAME=IP as newer
+// Docker takes them) into "NAME IP" entries.
+func parseAddHosts(specs []string) ([]string, error) {
+	var out []string
+	for _, spec := range specs {
+		name, ip, ok := strings.Cut(spec, "=")
+		if !ok {
+			name, ip, ok = strings.Cut(spec, ":")
+		}
+		ip = strings.Trim(ip, "[]")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("--add-host %s: want NAME:IP", spec)
+		}
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("--add-host %s: %q is not an IP address", spec, ip)
+		}
+		out = append(out, name+" "+ip)
 	}
 	return out, nil
 }

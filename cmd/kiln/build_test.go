@@ -38,3 +38,16 @@ func TestParseSSH(t *testing.T) {
 		t.Errorf("parseSSH(default) without SSH_AUTH_SOCK: %v", err)
 	}
 }
+
+func TestParseAddHosts(t *testing.T) {
+	got, err := parseAddHosts([]string{"reg:10.1.2.3", "v6:::1", "eq=192.168.0.1", "br:[fe80::1]"})
+	want := []string{"reg 10.1.2.3", "v6 ::1", "eq 192.168.0.1", "br fe80::1"}
+	if err != nil || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("parseAddHosts = %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []string{"noip", ":1.2.3.4", "name:notanip", "a b:1.2.3.4"} {
+		if _, err := parseAddHosts([]string{bad}); err == nil {
+			t.Errorf("parseAddHosts(%q) accepted", bad)
+		}
+	}
+}

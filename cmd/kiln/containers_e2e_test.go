@@ -635,6 +635,9 @@ func TestRunEnvironment(t *testing.T) {
 	if r := e.must("run", "--rm", "-e", "HOSTNAME=mine", "-u", "1000:7", "busybox", "sh", "-c", `echo $HOSTNAME; id -G`); r.stdout != "mine\n7\n" {
 		t.Errorf("run -e HOSTNAME=mine -u 1000:7: %q", r.stdout)
 	}
+	if r := e.must("run", "--rm", "--network", "none", "--add-host", "reg:10.1.2.3", "busybox", "tail", "-1", "/etc/hosts"); r.stdout != "10.1.2.3\treg\n" {
+		t.Errorf("run --add-host: last hosts line %q", r.stdout)
+	}
 	host, _ := os.Hostname()
 	if r := e.must("run", "--rm", "--network", "host", "busybox", "hostname"); strings.TrimSpace(r.stdout) != host {
 		t.Errorf("hostname on the host network: %q, want %q", r.stdout, host)

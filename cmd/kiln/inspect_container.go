@@ -98,7 +98,7 @@ func containerJSON(r *containers.Record) map[string]any {
 			"Binds": binds, "NetworkMode": c.Network, "PortBindings": portBindings,
 			"RestartPolicy": c.Restart, "AutoRemove": c.AutoRemove, "ReadonlyRootfs": c.ReadOnly,
 			"Memory": c.Resources.Memory, "NanoCpus": int64(c.Resources.CPUs * 1e9), "PidsLimit": c.Resources.PidsLimit,
-			"CapAdd": c.CapAdd, "CapDrop": c.CapDrop, "SecurityOpt": c.SecurityOpt, "Init": c.Init, "Tmpfs": tmpfs,
+			"CapAdd": c.CapAdd, "CapDrop": c.CapDrop, "SecurityOpt": c.SecurityOpt, "ExtraHosts": c.ExtraHosts, "Init": c.Init, "Tmpfs": tmpfs,
 			"LogConfig": map[string]any{"Type": "json-file", "Config": map[string]string{}},
 		},
 		"GraphDriver": map[string]any{"Name": "overlay2", "Data": map[string]string{

@@ -38,6 +38,7 @@ type containerFlags struct {
 	capAdd      []string
 	capDrop     []string
 	securityOpt []string
+	addHosts    []string
 	init        bool
 	stopSignal  string
 	stopTimeout int
@@ -68,6 +69,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to /etc/hosts: NAME:IP")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "security option: seccomp=unconfined runs without the default seccomp profile")
 	fl.BoolVar(&f.init, "init", false, "run an init inside the container that forwards signals and reaps processes")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
@@ -97,6 +99,9 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	}
 	pull, err := app.ParsePullPolicy(f.pull)
 	if err != nil {
+		return req, err
+	}
+	if req.ExtraHosts, err = parseAddHosts(f.addHosts); err != nil {
 		return req, err
 	}
 	req.Registry.Pull = pull

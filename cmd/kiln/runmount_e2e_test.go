@@ -180,3 +180,14 @@ RUN --mount=type=ssh,id=deploy,uid=1000,mode=0660,target=/tmp/agent stat -c '%a 
 		t.Errorf("--ssh with a key file: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestBuildAddHost: kiln build --add-host reaches every RUN step's
+// /etc/hosts, and the docker build habits --rm and --force-rm are taken.
+func TestBuildAddHost(t *testing.T) {
+	e := newEnv(t)
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN grep reg /etc/hosts > /h\n"})
+	e.must("build", "--rm", "--force-rm", "--add-host", "reg:10.9.9.9", "-t", "ah:1", ctx)
+	if got := e.must("run", "--rm", "ah:1", "cat", "/h").stdout; got != "10.9.9.9\treg\n" {
+		t.Errorf("/h = %q", got)
+	}
+}

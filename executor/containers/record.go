@@ -133,9 +133,11 @@ type Config struct {
 	CapDrop   []string           `json:"CapDrop,omitempty"`
 	// SecurityOpt holds "seccomp=unconfined" to run without the default
 	// seccomp profile.
-	SecurityOpt []string      `json:"SecurityOpt,omitempty"`
-	Init        bool          `json:"Init"`
-	Restart     RestartPolicy `json:"RestartPolicy"`
+	SecurityOpt []string `json:"SecurityOpt,omitempty"`
+	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
+	ExtraHosts []string      `json:"ExtraHosts,omitempty"`
+	Init       bool          `json:"Init"`
+	Restart    RestartPolicy `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.

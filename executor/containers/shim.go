@@ -310,6 +310,7 @@ func (sh *shim) spec() executor.Spec {
 		CapAdd:            c.CapAdd,
 		CapDrop:           c.CapDrop,
 		SeccompUnconfined: slices.Contains(c.SecurityOpt, SeccompUnconfined),
+		ExtraHosts:        c.ExtraHosts,
 		Init:              true, // Exec needs it
 		StopSignal:        c.StopSignal,
 		EtcHostname:       true,
@@ -345,7 +346,8 @@ func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
 			if sh.opts.Network == nil {
 				return fmt.Errorf("network %s: kiln has no network manager here", sh.cfg.Network)
 			}
-			req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network}
+			req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
+				ExtraHosts: sh.cfg.ExtraHosts}
 			for _, p := range sh.cfg.Ports {
 				pm, err := p.mapping()
 				if err != nil {

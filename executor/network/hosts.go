@@ -15,9 +15,10 @@ type hostEntry struct {
 }
 
 // renderHosts writes a container's hosts file: the loopback names, the
-// container's own address and names (self.IP may be zero, on the none
-// network) and, under a comment, the other containers of its network.
-func renderHosts(self hostEntry, peers []hostEntry) []byte {
+// extra entries (--add-host), the container's own address and names
+// (self.IP may be zero, on the none network) and, under a comment, the
+// other containers of its network.
+func renderHosts(self hostEntry, extra, peers []hostEntry) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n")
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
@@ -31,6 +32,9 @@ func renderHosts(self hostEntry, peers []hostEntry) []byte {
 			return
 		}
 		b.WriteString(e.IP.String() + "\t" + strings.Join(names, " ") + "\n")
+	}
+	for _, e := range extra {
+		writeEntry(e)
 	}
 	writeEntry(self)
 	peers = slices.Clone(peers)
@@ -77,4 +81,22 @@ func filterResolvConf(data []byte) []byte {
 		return nil
 	}
 	return out.Bytes()
+}
+
+// extraHostEntries parses "name ip" entries (docker's --add-host), skipping
+// any that do not parse (they were checked when the container was made).
+func extraHostEntries(extra []string) []hostEntry {
+	var out []hostEntry
+	for _, e := range extra {
+		f := strings.Fields(e)
+		if len(f) != 2 {
+			continue
+		}
+		ip, err := netip.ParseAddr(f[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, hostEntry{IP: ip, Names: []string{f[0]}})
+	}
+	return out
 }

@@ -272,6 +272,7 @@ func (m *Manager) attach(ctx context.Context, req AttachRequest) (*Endpoint, err
 			HostsPath:      m.hostsPath(id),
 			ResolvConfPath: m.resolvPath(id),
 			Ports:          ports,
+			ExtraHosts:     req.ExtraHosts,
 		}
 		var err error
 		ep, err = m.attachLocked(ctx, st, rec)
@@ -560,7 +561,7 @@ func (m *Manager) hostsFor(st *state, rec *epRecord) []byte {
 			}
 		}
 	}
-	return renderHosts(self, peers)
+	return renderHosts(self, extraHostEntries(rec.ExtraHosts), peers)
 }
 
 // writeOwnFiles writes a new endpoint's hosts file and resolv.conf. On the
@@ -571,7 +572,7 @@ func (m *Manager) writeOwnFiles(st *state, rec *epRecord) error {
 		var err error
 		hosts, err = os.ReadFile(m.opts.HostsFile)
 		if errors.Is(err, fs.ErrNotExist) {
-			hosts, err = renderHosts(hostEntry{}, nil), nil
+			hosts, err = renderHosts(hostEntry{}, nil, nil), nil
 		}
 		if err != nil {
 			return fmt.Errorf("read hosts file: %w", err)
@@ -585,6 +586,11 @@ func (m *Manager) writeOwnFiles(st *state, rec *epRecord) error {
 		var err error
 		if resolv, err = m.containerResolvConf(); err != nil {
 			return err
+		}
+	}
+	if rec.Network == Host {
+		for _, e := range extraHostEntries(rec.ExtraHosts) {
+			hosts = append(hosts, e.IP.String()+"\t"+strings.Join(e.Names, " ")+"\n"...)
 		}
 	}
 	return errors.Join(writeInPlace(rec.HostsPath, hosts), writeInPlace(rec.ResolvConfPath, resolv))

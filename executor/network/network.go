@@ -155,6 +155,9 @@ type AttachRequest struct {
 	// Ports are published on the host (bridge networks only). A HostPort
 	// of 0 picks a free port; Endpoint.Ports tells which.
 	Ports []PortMapping
+	// ExtraHosts are added to the hosts file ("name ip", docker run
+	// --add-host).
+	ExtraHosts []string
 }
 
 // Endpoint is an attached container.

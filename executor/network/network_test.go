@@ -162,6 +162,7 @@ func TestParseSubnet(t *testing.T) {
 func TestRenderHosts(t *testing.T) {
 	got := string(renderHosts(
 		hostEntry{IP: netip.MustParseAddr("10.0.0.2"), Names: []string{"abc123", "web", "web"}},
+		extraHostEntries([]string{"registry 192.168.1.5", "bad", "v6 ::1"}),
 		[]hostEntry{
 			{IP: netip.MustParseAddr("10.0.0.10"), Names: []string{"db", "def456"}},
 			{IP: netip.MustParseAddr("10.0.0.3"), Names: []string{"", "cache"}},
@@ -173,6 +174,8 @@ func TestRenderHosts(t *testing.T) {
 		"ff00::0\tip6-mcastprefix\n" +
 		"ff02::1\tip6-allnodes\n" +
 		"ff02::2\tip6-allrouters\n" +
+		"192.168.1.5\tregistry\n" +
+		"::1\tv6\n" +
 		"10.0.0.2\tabc123 web\n" +
 		"# other containers on the network\n" +
 		"10.0.0.3\tcache\n" +
@@ -180,7 +183,7 @@ func TestRenderHosts(t *testing.T) {
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	none := string(renderHosts(hostEntry{Names: []string{"lonely"}}, nil))
+	none := string(renderHosts(hostEntry{Names: []string{"lonely"}}, nil, nil))
 	if strings.Contains(none, "lonely") || !strings.HasPrefix(none, "127.0.0.1\tlocalhost\n") {
 		t.Errorf("no address:\n%s", none)
 	}

@@ -54,6 +54,7 @@ type epRecord struct {
 	HostsPath      string        `json:"hosts"`
 	ResolvConfPath string        `json:"resolv_conf"`
 	Ports          []PortMapping `json:"ports,omitempty"`
+	ExtraHosts     []string      `json:"extra_hosts,omitempty"`
 }
 
 func (e *epRecord) endpoint(n *netRecord) *Endpoint {

@@ -28,7 +28,10 @@ type Run struct {
 	User     string           `json:"user,omitempty"`
 	Network  executor.Network `json:"network,omitempty"`
 	Hostname string           `json:"hostname,omitempty"`
-	Mounts   []RunMount       `json:"mounts,omitempty"`
+	// ExtraHosts are added to the step's /etc/hosts ("name ip",
+	// kiln build --add-host).
+	ExtraHosts []string   `json:"extraHosts,omitempty"`
+	Mounts     []RunMount `json:"mounts,omitempty"`
 	// Proxy holds the proxy variables the build args give (HTTP_PROXY
 	// and http_proxy, ...): set over Env when the command runs and never
 	// part of the cache key, as in Docker.
@@ -135,6 +138,7 @@ func (o *Run) Run(ctx context.Context, rc *solver.RunContext, inputs []solver.Re
 	spec := executor.Spec{
 		Rootfs:      executor.Rootfs{LowerDirs: active.LowerDirs, UpperDir: active.UpperDir, WorkDir: active.WorkDir, Once: true},
 		Hostname:    hostname,
+		ExtraHosts:  o.ExtraHosts,
 		Network:     o.Network,
 		Mounts:      mounts,
 		ReadOnlyEtc: true,

@@ -46,6 +46,8 @@ type BuildRequest struct {
 	Secrets map[string][]byte
 	// SSH are the agent sockets RUN --mount=type=ssh forwards, by id.
 	SSH map[string]string
+	// ExtraHosts are added to RUN steps' /etc/hosts ("name ip").
+	ExtraHosts []string
 	// Jobs bounds parallel steps (0: number of CPUs).
 	Jobs int
 	// Registry says when and how base images are pulled.
@@ -136,6 +138,7 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		Excludes:   excludes,
 		Resolver:   localResolver{a: a, opts: req.Registry},
 		Network:    req.Network,
+		ExtraHosts: req.ExtraHosts,
 		Labels:     req.Labels,
 		Now:        now,
 		Warn:       req.Warn,

@@ -55,8 +55,10 @@ type ContainerRequest struct {
 	// SecurityOpt are --security-opt values; only seccomp=unconfined is
 	// known.
 	SecurityOpt []string
-	Init        bool
-	StopSignal  string
+	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
+	ExtraHosts []string
+	Init       bool
+	StopSignal string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
 	StopTimeout time.Duration
 	Restart     string
@@ -160,6 +162,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		CapAdd:        req.CapAdd,
 		CapDrop:       req.CapDrop,
 		SecurityOpt:   secOpts,
+		ExtraHosts:    req.ExtraHosts,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
