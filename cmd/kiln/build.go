@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/cmd/internal/progressui"
+	"github.com/kiln-build/kiln/cmd/internal/sshagent"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/exporter/registry"
@@ -85,7 +86,7 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to RUN steps' /etc/hosts: NAME:IP")
 	fl.Bool("rm", true, "ignored, as by Docker's BuildKit builder (kept for scripts written for the classic builder)")
 	fl.Bool("force-rm", false, "ignored, as by Docker's BuildKit builder")
-	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent socket for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK)")
+	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE...]] (default: $SSH_AUTH_SOCK)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone: the variable ID, else the file ID)")
 	return cmd
 }
@@ -111,10 +112,11 @@ func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error 
 	if err != nil {
 		return fmt.Errorf("--label: %w", err)
 	}
-	ssh, err := parseSSH(f.ssh)
+	ssh, closeAgents, err := parseSSH(f.ssh)
 	if err != nil {
 		return err
 	}
+	defer closeAgents()
 	hosts, err := parseAddHosts(f.addHosts)
 	if err != nil {
 		return err
@@ -352,37 +354,53 @@ func parseSecrets(specs []string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// parseSSH reads the --ssh flags, as docker build takes them: ID or
-// ID=SOCKET, where a missing socket is $SSH_AUTH_SOCK. kiln forwards agent
-// sockets; key files (which docker build loads into an agent of its own)
-// are refused.
-func parseSSH(specs []string) (map[string]string, error) {
-	out := map[string]string{}
+// parseSSH reads the --ssh flags, as docker build takes them: ID, ID=SOCKET
+// or ID=KEYFILE[,KEYFILE...], where nothing after the id means
+// $SSH_AUTH_SOCK. Key files are served by an agent of kiln's own until
+// closeAgents is called.
+func parseSSH(specs []string) (socks map[string]string, closeAgents func(), err error) {
+	socks = map[string]string{}
+	var agents []*sshagent.Agent
+	closeAgents = func() {
+		for _, a := range agents {
+			a.Close()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAgents()
+		}
+	}()
 	for _, spec := range specs {
 		id, paths, _ := strings.Cut(spec, "=")
 		if id == "" {
-			return nil, fmt.Errorf("--ssh %s: no id", spec)
+			return nil, closeAgents, fmt.Errorf("--ssh %s: no id", spec)
 		}
-		if strings.Contains(paths, ",") {
-			return nil, fmt.Errorf("--ssh %s: kiln forwards one agent socket per id, not key files", spec)
-		}
-		sock := paths
-		if sock == "" {
-			sock = os.Getenv("SSH_AUTH_SOCK")
-			if sock == "" {
-				return nil, fmt.Errorf("--ssh %s: no socket given and SSH_AUTH_SOCK is not set (start ssh-agent, or give ID=SOCKET)", spec)
+		if paths == "" {
+			paths = os.Getenv("SSH_AUTH_SOCK")
+			if paths == "" {
+				return nil, closeAgents, fmt.Errorf("--ssh %s: no socket or key given and SSH_AUTH_SOCK is not set (start ssh-agent, or give ID=SOCKET or ID=KEYFILE)", spec)
 			}
 		}
-		fi, err := os.Stat(sock)
+		files := strings.Split(paths, ",")
+		if len(files) == 1 {
+			fi, err := os.Stat(files[0])
+			if err != nil {
+				return nil, closeAgents, fmt.Errorf("--ssh %s: %w", spec, err)
+			}
+			if fi.Mode().Type() == os.ModeSocket {
+				socks[id] = files[0]
+				continue
+			}
+		}
+		a, err := sshagent.Serve(files)
 		if err != nil {
-			return nil, fmt.Errorf("--ssh %s: %w", spec, err)
+			return nil, closeAgents, fmt.Errorf("--ssh %s: %w", spec, err)
 		}
-		if fi.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("--ssh %s: %s is not an agent socket (kiln forwards agent sockets, not key files)", spec, sock)
-		}
-		out[id] = sock
+		agents = append(agents, a)
+		socks[id] = a.Socket
 	}
-	return out, nil
+	return socks, closeAgents, nil
 }
 
 // parseAddHosts reads the --add-host flags (NAME:IP, or NAME=IP as newer

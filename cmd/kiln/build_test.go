@@ -19,22 +19,23 @@ func TestParseSSH(t *testing.T) {
 	key := filepath.Join(dir, "id_ed25519")
 	os.WriteFile(key, []byte("not a socket"), 0o600)
 	t.Setenv("SSH_AUTH_SOCK", sock)
-	got, err := parseSSH([]string{"default", "deploy=" + sock})
+	got, closeAgents, err := parseSSH([]string{"default", "deploy=" + sock})
 	if err != nil || len(got) != 2 || got["default"] != sock || got["deploy"] != sock {
 		t.Fatalf("parseSSH = %v, %v", got, err)
 	}
+	closeAgents()
 	for _, tc := range []struct{ spec, want string }{
 		{"=" + sock, "no id"},
-		{"default=" + key, "not an agent socket"},
-		{"default=" + key + "," + key, "not key files"},
+		{"default=" + key, "not a private key"},
+		{"default=" + sock + "," + key, "not a private key"},
 		{"default=" + filepath.Join(dir, "missing"), "no such file"},
 	} {
-		if _, err := parseSSH([]string{tc.spec}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, _, err := parseSSH([]string{tc.spec}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parseSSH(%q) = %v, want an error with %q", tc.spec, err, tc.want)
 		}
 	}
 	t.Setenv("SSH_AUTH_SOCK", "")
-	if _, err := parseSSH([]string{"default"}); err == nil || !strings.Contains(err.Error(), "SSH_AUTH_SOCK") {
+	if _, _, err := parseSSH([]string{"default"}); err == nil || !strings.Contains(err.Error(), "SSH_AUTH_SOCK") {
 		t.Errorf("parseSSH(default) without SSH_AUTH_SOCK: %v", err)
 	}
 }

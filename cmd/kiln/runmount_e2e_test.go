@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"io"
 	"net"
 	"os"
@@ -8,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // TestRunMount builds with every kind of RUN --mount kiln supports and
@@ -176,7 +181,26 @@ RUN --mount=type=ssh,id=deploy,uid=1000,mode=0660,target=/tmp/agent stat -c '%a 
 	if strings.Count(out, "CACHED") != 5 {
 		t.Errorf("rebuild with other agent sockets: want every step cached\n%s", out)
 	}
-	if r := e.kiln("build", "--ssh", "default="+filepath.Join(ctx, "Dockerfile"), ctx); r.code == 0 || !strings.Contains(r.stderr, "not an agent socket") {
+	// A key file is served by an agent of kiln's own, forwarded alike.
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	df := filepath.Join(t.TempDir(), "Dockerfile.key")
+	os.WriteFile(df, []byte("FROM busybox\nRUN --mount=type=ssh,required=true test -S \"$SSH_AUTH_SOCK\" && echo agent > /key\n"), 0o644)
+	e.must("build", "--ssh", "default="+keyFile, "-f", df, "-t", "s:key", ctx)
+	if got := e.must("run", "--rm", "s:key", "cat", "/key").stdout; got != "agent\n" {
+		t.Errorf("/key = %q", got)
+	}
+	if r := e.kiln("build", "--ssh", "default="+filepath.Join(ctx, "Dockerfile"), ctx); r.code == 0 || !strings.Contains(r.stderr, "not a private key") {
 		t.Errorf("--ssh with a key file: exit %d\n%s", r.code, r.stderr)
 	}
 }
