@@ -74,3 +74,30 @@ func TestLookupUserNoFiles(t *testing.T) {
 		t.Fatal("lookupUser(app) without /etc/passwd succeeded")
 	}
 }
+
+// FuzzLookupUser feeds image-controlled passwd and group files: lookupUser
+// must not panic, and what it resolves must hold together.
+func FuzzLookupUser(f *testing.F) {
+	f.Add("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n", "root:x:0:\nwheel:x:10:root,app\n", "app", true)
+	f.Add("a:x:-1:99999999999:::\n::::\n", "g::x:\n:x:1:a,,\n", "a:g", false)
+	f.Add("", "", "5:6", true)
+	f.Fuzz(func(t *testing.T, passwd, group, spec string, run bool) {
+		dir := t.TempDir()
+		pp, gp := filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+		os.WriteFile(pp, []byte(passwd), 0o644)
+		os.WriteFile(gp, []byte(group), 0o644)
+		u, err := lookupUser(spec, pp, gp, run)
+		if err != nil {
+			return
+		}
+		if u.uid < 0 || u.gid < 0 {
+			t.Fatalf("lookupUser(%q) = %+v: negative id", spec, u)
+		}
+		if _, g, explicit := strings.Cut(spec, ":"); run && explicit && g != "" && (len(u.groups) != 1 || u.groups[0] != u.gid) {
+			t.Fatalf("lookupUser(%q) for docker run = %+v: want the explicit group alone", spec, u)
+		}
+		if run && len(u.groups) == 0 {
+			t.Fatalf("lookupUser(%q) for docker run has no groups", spec)
+		}
+	})
+}
