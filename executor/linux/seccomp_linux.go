@@ -24,10 +24,9 @@ import (
 // assembled into a BPF filter (elastic/go-seccomp-bpf, pure Go: kiln is
 // built without cgo, so libseccomp is out of reach).
 //
-// The filter covers the native architecture. Docker's filter also lets
-// 32-bit x86 programs through under the same rules; kiln's refuses their
-// system calls (EPERM), since the assembler serves one architecture, so
-// such programs need --security-opt seccomp=unconfined.
+// The assembler serves the native architecture; on amd64 kiln adds the
+// rules for 32-bit x86 calls itself (seccomp_compat_linux.go), as Docker's
+// filter covers them too.
 
 // seccompPrograms assembles Docker's default profile into BPF in the
 // parent, once per capability set; the init only loads the result.
@@ -47,11 +46,7 @@ func (sp *seccompPrograms) program(caps uint64) ([]byte, error) {
 	}
 	var prog []byte
 	if seccomp.Supported() {
-		p, err := seccompPolicy(caps)
-		if err != nil {
-			return nil, fmt.Errorf("seccomp profile: %w", err)
-		}
-		insts, err := p.Assemble()
+		insts, err := seccompInstructions(caps)
 		if err != nil {
 			return nil, fmt.Errorf("seccomp profile: %w", err)
 		}
@@ -100,18 +95,44 @@ func loadSeccomp(prog []byte) error {
 }
 
 // seccompPolicy is Docker's default profile for the bounding set caps, as
-// a policy for the native architecture.
-func seccompPolicy(caps uint64) (*seccomp.Policy, error) {
+// a policy for the native architecture and, on amd64, one for 32-bit x86
+// (nil elsewhere).
+func seccompPolicy(caps uint64) (native, compat *seccomp.Policy, err error) {
 	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: capList(caps)}}}
 	prof, err := profiles.GetDefaultProfile(rs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	native, err := arch.GetInfo("")
+	info, err := arch.GetInfo("")
+	if err != nil {
+		return nil, nil, err
+	}
+	if native, err = policyFromProfile(prof, info.SyscallNames); err != nil {
+		return nil, nil, err
+	}
+	if runtime.GOARCH == "amd64" {
+		if compat, err = policyFromProfile(prof, arch.I386.SyscallNames); err != nil {
+			return nil, nil, err
+		}
+	}
+	return native, compat, nil
+}
+
+// seccompInstructions is the whole filter for the bounding set caps: the
+// native program, behind a section for 32-bit x86 on amd64.
+func seccompInstructions(caps uint64) ([]bpf.Instruction, error) {
+	native, compat, err := seccompPolicy(caps)
 	if err != nil {
 		return nil, err
 	}
-	return policyFromProfile(prof, native.SyscallNames)
+	insts, err := native.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	if compat == nil {
+		return insts, nil
+	}
+	return withCompat(insts, compat, arch.I386)
 }
 
 // capList names the capabilities in the mask caps ("CAP_SYS_ADMIN").

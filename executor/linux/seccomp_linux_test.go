@@ -1,11 +1,15 @@
 package linux
 
 import (
+	"encoding/binary"
 	"reflect"
+	"runtime"
 	"testing"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,11 +102,7 @@ func TestPolicyFromProfile(t *testing.T) {
 // capabilities and for all of them: the one with CAP_SYS_ADMIN allows more.
 func TestDefaultSeccompPolicy(t *testing.T) {
 	size := func(caps uint64) int {
-		p, err := seccompPolicy(caps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prog, err := p.Assemble()
+		prog, err := seccompInstructions(caps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,5 +139,78 @@ func TestSeccompProgramCached(t *testing.T) {
 	}
 	if err := loadSeccomp(nil); err != nil {
 		t.Errorf("no program: %v", err)
+	}
+}
+
+// seccompData is a seccomp_data for the x/net/bpf VM, which loads words
+// big-endian where the kernel loads them in native order: each 32-bit word
+// is written big-endian at the offset the kernel reads it from.
+func seccompData(archID uint32, nr int32, args ...uint64) []byte {
+	b := make([]byte, 64)
+	put := func(off int, v uint32) { binary.BigEndian.PutUint32(b[off:], v) }
+	put(seccompNrOffset, uint32(nr))
+	put(seccompArchOffset, archID)
+	for i, a := range args {
+		put(seccompArgsOffset+8*i+lowWord, uint32(a))
+		put(seccompArgsOffset+8*i+4-lowWord, uint32(a>>32))
+	}
+	return b
+}
+
+// TestSeccompVerdicts runs the assembled filter in a BPF interpreter for
+// both x86 ABIs: the same calls are allowed and refused on each, by number
+// and by argument, and an unknown architecture gets the default.
+func TestSeccompVerdicts(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the compat section is for amd64")
+	}
+	insts, err := seccompInstructions(defaultCapMask())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(insts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		allow  = uint32(unix.SECCOMP_RET_ALLOW)
+		eperm  = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.EPERM)
+		enosys = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.ENOSYS)
+	)
+	x64, x86 := uint32(arch.X86_64.ID), uint32(arch.I386.ID)
+	newUser := uint64(unix.CLONE_NEWUSER)
+	tests := []struct {
+		name string
+		in   []byte
+		want uint32
+	}{
+		{"x86_64 read", seccompData(x64, 0), allow},
+		{"x86_64 unshare", seccompData(x64, 272), eperm},
+		{"x86_64 clone", seccompData(x64, 56, uint64(unix.SIGCHLD)), allow},
+		{"x86_64 clone newuser", seccompData(x64, 56, newUser), eperm},
+		{"x86_64 clone3", seccompData(x64, 435), enosys},
+		{"x86_64 personality 0", seccompData(x64, 135, 0), allow},
+		{"x86_64 personality other", seccompData(x64, 135, 0x1234), eperm},
+		{"i386 read", seccompData(x86, 3), allow},
+		{"i386 exit_group", seccompData(x86, 252), allow},
+		{"i386 socketcall", seccompData(x86, 102), allow},
+		{"i386 unshare", seccompData(x86, 310), eperm},
+		{"i386 clone", seccompData(x86, 120, uint64(unix.SIGCHLD)), allow},
+		{"i386 clone newuser", seccompData(x86, 120, newUser), eperm},
+		{"i386 clone3", seccompData(x86, 435), enosys},
+		{"i386 personality 0", seccompData(x86, 136, 0), allow},
+		{"i386 personality other", seccompData(x86, 136, 0x1234), eperm},
+		{"i386 keyctl", seccompData(x86, 288), eperm},
+		{"i386 unknown number", seccompData(x86, 4000), eperm},
+		{"aarch64", seccompData(uint32(arch.AARCH64.ID), 63), eperm},
+	}
+	for _, tc := range tests {
+		got, err := vm.Run(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if uint32(got) != tc.want {
+			t.Errorf("%s: %#x, want %#x", tc.name, uint32(got), tc.want)
+		}
 	}
 }
