@@ -15,8 +15,9 @@ import (
 //
 //	ld arch; jeq i386 → the i386 section; else the native program
 //
-// The i386 section tests one rule after another, each a short block that
-// ends in its action, and ends in the default action. Arguments of 32-bit
+// The i386 section tests one rule after another (runs of syscall numbers
+// that share a return, then a short block per rule with conditions) and
+// ends in the default action. Arguments of 32-bit
 // calls are 32 bits wide (the kernel zero-extends them), so conditions
 // compare the low word; a condition on a wider value never matches.
 
@@ -58,18 +59,22 @@ func compatSection(p *seccomp.Policy, a *arch.Info) ([]bpf.Instruction, error) {
 	}
 	loadNr := bpf.LoadAbsolute{Off: seccompNrOffset, Size: 4}
 	for _, g := range p.Syscalls {
-		if len(g.Names) > 0 {
-			// A holds the number through the whole run of tests.
-			out = append(out, loadNr)
-			for _, name := range g.Names {
-				nr, ok := a.SyscallNames[name]
-				if !ok {
-					continue
-				}
-				out = append(out,
-					bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(nr), SkipTrue: 0, SkipFalse: 1},
-					ret(g.Action))
+		var nrs []uint32
+		for _, name := range g.Names {
+			if nr, ok := a.SyscallNames[name]; ok {
+				nrs = append(nrs, uint32(nr))
 			}
+		}
+		// A holds the number through each run of tests, which share one
+		// return (a test can jump at most 255 instructions ahead).
+		for len(nrs) > 0 {
+			chunk := nrs[:min(len(nrs), 250)]
+			nrs = nrs[len(chunk):]
+			out = append(out, loadNr)
+			for i, nr := range chunk {
+				out = append(out, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(len(chunk) - i)})
+			}
+			out = append(out, bpf.Jump{Skip: 1}, ret(g.Action))
 		}
 		for _, nc := range g.NamesWithCondtions {
 			nr, ok := a.SyscallNames[nc.Name]
