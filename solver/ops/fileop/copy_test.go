@@ -596,6 +596,12 @@ func TestCopyOwners(t *testing.T) {
 		{name: "chown name:gid", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "app:60"}, owners: true, want: chowned("1001:60")},
 		{name: "chown uid:group", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "1003:staff"}, owners: true, want: chowned("1003:50")},
 		{name: "chown uid:gid", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "5:6"}, owners: true, want: chowned("5:6")},
+		// Docker 20.10's numbers: int32 range with sign and leading
+		// zeros; -1 leaves the copy's owner (root); others are names.
+		{name: "chown signed and padded ids", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "+5:007"}, owners: true, want: chowned("5:7")},
+		{name: "chown group -1", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "5:-1"}, owners: true, want: chowned("5:0")},
+		{name: "chown uid past int32 is a name", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "2147483648"}, owners: true, want: chowned("0:0")},
+		{name: "chown gid past int32 is a name", dst: etc, copy: Copy{Sources: []string{"a.txt"}, Dest: "/o/", Chown: "5:3000000000"}, owners: true, want: chowned("5:5")},
 		{
 			name:   "chown unknown user is root (Docker 20.10)",
 			dst:    etc,

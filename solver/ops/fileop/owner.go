@@ -26,9 +26,7 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 	// As in Docker 20.10's builder, an empty user or group is 0
 	// (":staff" is root and staff, "app:" is app and root).
 	var o owner
-	if id, ok, err := parseID(user); err != nil {
-		return owner{}, fmt.Errorf("invalid chown %q: %w", spec, err)
-	} else if ok {
+	if id, ok := chownID(user); ok {
 		o = owner{uid: id, gid: id}
 	} else if user != "" {
 		ent, err := d.lookupEntry("/etc/passwd", user)
@@ -54,9 +52,7 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 		o.gid = 0
 		return o, nil
 	}
-	if id, ok, err := parseID(group); err != nil {
-		return owner{}, fmt.Errorf("invalid chown %q: %w", spec, err)
-	} else if ok {
+	if id, ok := chownID(group); ok {
 		o.gid = id
 		return o, nil
 	}
@@ -75,7 +71,21 @@ func (d *destFS) parseOwner(spec string) (owner, error) {
 	return o, nil
 }
 
-// parseID parses a numeric user or group id; ok is false for a name.
+// chownID reads a --chown user or group as Docker 20.10's builder does: a
+// number in int32 range, sign and leading zeros allowed ("+5", "007"), is
+// an id, and a negative one is passed on as chown(2) takes it (-1 leaves
+// the owner as the copy made it, root); anything else, out-of-range
+// numbers included, is a name.
+func chownID(s string) (id int, ok bool) {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// parseID parses a numeric user or group id of a passwd or group entry;
+// ok is false for a name.
 func parseID(s string) (id int, ok bool, err error) {
 	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
 		return 0, false, nil
