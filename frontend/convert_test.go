@@ -209,6 +209,8 @@ func TestConvertErrors(t *testing.T) {
 		{"add from", "FROM busybox\nADD --from=x a b", Options{}, 2, "unknown flag ADD --from"},
 		{"healthcheck start-interval", "FROM busybox\nHEALTHCHECK --start-interval=1s CMD true", Options{}, 2, "--start-interval"},
 		{"bad expose", "FROM busybox\nEXPOSE abc", Options{}, 2, "invalid port"},
+		{"expose with a sign", "FROM busybox\nEXPOSE +80", Options{}, 2, "invalid port"},
+		{"expose range end with a sign", "FROM busybox\nEXPOSE 80-+90", Options{}, 2, "invalid port range"},
 		{"from stage in capitals", "FROM busybox AS Base\nFROM Base", Options{}, 2, "in lowercase (FROM base)"},
 		{"from scratch in capitals", "FROM SCRATCH", Options{}, 1, "SCRATCH"},
 	}

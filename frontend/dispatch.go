@@ -409,15 +409,16 @@ func parsePort(spec string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("invalid protocol %q in EXPOSE", proto)
 	}
+	// Digits only, as Docker reads ports (ParseUint: "+80" is no port).
 	lo, hi, isRange := strings.Cut(spec, "-")
-	start, err := strconv.Atoi(lo)
-	if err != nil || start < 0 || start > 65535 {
+	start, err := strconv.ParseUint(lo, 10, 16)
+	if err != nil {
 		return nil, fmt.Errorf("invalid port %q in EXPOSE", spec)
 	}
 	end := start
 	if isRange {
-		end, err = strconv.Atoi(hi)
-		if err != nil || end < start || end > 65535 {
+		end, err = strconv.ParseUint(hi, 10, 16)
+		if err != nil || end < start {
 			return nil, fmt.Errorf("invalid port range %q in EXPOSE", spec)
 		}
 	}
