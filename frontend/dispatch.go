@@ -30,20 +30,24 @@ func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instruction
 		}
 		// Docker 20.10 expands COPY and ADD --chown but takes --chmod as
 		// written (a "$MODE" is then no octal mode and is ignored).
-		restore := func() {}
+		var chmod *string
 		switch cmd := cmd.(type) {
 		case *instructions.CopyCommand:
-			raw := cmd.Chmod
-			restore = func() { cmd.Chmod = raw }
+			chmod = &cmd.Chmod
 		case *instructions.AddCommand:
-			raw := cmd.Chmod
-			restore = func() { cmd.Chmod = raw }
+			chmod = &cmd.Chmod
+		}
+		var raw string
+		if chmod != nil {
+			raw = *chmod
 		}
 		err := ex.Expand(expand)
 		if err != nil {
 			return c.errAt(cmd.Location(), err)
 		}
-		restore()
+		if chmod != nil {
+			*chmod = raw
+		}
 	}
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
 		// Heredoc contents (unless the delimiter was quoted): variables

@@ -101,7 +101,10 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 	// FROM names a stage as it was declared, lowercased (unlike --from
 	// and --target, which ignore case); "FROM Base" is an image
 	// reference, which Docker 20.10 refuses for its capitals.
-	if dep := c.stageByName(base); dep != nil && dep.name == base && dep.idx < s.idx {
+	if dep := c.stageByName(base); dep != nil && dep.idx < s.idx {
+		if dep.name != base {
+			return c.errAt(st.Location, fmt.Errorf("FROM %s: stage names are matched in lowercase (FROM %s) and an image name cannot have capitals", base, dep.name))
+		}
 		if err := c.dispatchStage(ctx, dep); err != nil {
 			return err
 		}
@@ -111,9 +114,6 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 		s.history = append([]HistoryEntry(nil), dep.history...)
 		s.shell = dep.shell
 		return nil
-	}
-	if dep := c.stageByName(base); dep != nil && dep.idx < s.idx {
-		return c.errAt(st.Location, fmt.Errorf("FROM %s: stage names are matched in lowercase (FROM %s) and an image name cannot have capitals", base, dep.name))
 	}
 	if base == "scratch" {
 		s.vertex = &solver.Vertex{Name: name, Op: ops.Scratch{}, Location: loc}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"strings"
 
@@ -408,18 +407,11 @@ func parseSSH(specs []string) (socks map[string]string, closeAgents func(), err 
 func parseAddHosts(specs []string) ([]string, error) {
 	var out []string
 	for _, spec := range specs {
-		name, ip, ok := strings.Cut(spec, "=")
-		if !ok {
-			name, ip, ok = strings.Cut(spec, ":")
+		name, ip, err := executor.ParseExtraHost(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--add-host: %w", err)
 		}
-		ip = strings.Trim(ip, "[]")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, fmt.Errorf("--add-host %s: want NAME:IP", spec)
-		}
-		if _, err := netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("--add-host %s: %q is not an IP address", spec, ip)
-		}
-		out = append(out, name+" "+ip)
+		out = append(out, name+" "+ip.String())
 	}
 	return out, nil
 }

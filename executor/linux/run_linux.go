@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
@@ -111,10 +110,10 @@ func writeEtcFiles(runDir, hostname string, spec executor.Spec) error {
 		}
 		fallthrough
 	default:
-		hosts.WriteString(runHosts)
+		hosts.WriteString(executor.LoopbackHosts)
 	}
 	for _, h := range spec.ExtraHosts {
-		name, ip, err := parseExtraHost(h)
+		name, ip, err := executor.ParseExtraHost(h)
 		if err != nil {
 			return err
 		}
@@ -138,20 +137,4 @@ func writeEtcFiles(runDir, hostname string, spec executor.Spec) error {
 		}
 	}
 	return nil
-}
-
-// runHosts is the hosts file of a docker run container with no address of
-// its own.
-const runHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
-	"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-
-// parseExtraHost splits "name ip" (or Docker's "name:ip").
-func parseExtraHost(s string) (name, ip string, err error) {
-	if f := strings.Fields(s); len(f) == 2 {
-		return f[0], f[1], nil
-	}
-	if name, ip, ok := strings.Cut(strings.TrimSpace(s), ":"); ok && name != "" && ip != "" && !strings.ContainsAny(s, " \t\n") {
-		return name, ip, nil
-	}
-	return "", "", fmt.Errorf("invalid extra host %q: want \"name ip\"", s)
 }

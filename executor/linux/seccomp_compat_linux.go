@@ -6,6 +6,7 @@ import (
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // The assembler kiln uses serves one architecture, the native one. On
@@ -53,7 +54,7 @@ func compatSection(p *seccomp.Policy, a *arch.Info) ([]bpf.Instruction, error) {
 	var out []bpf.Instruction
 	ret := func(act seccomp.Action) bpf.Instruction {
 		if act == seccomp.ActionErrno {
-			act |= seccomp.Action(1) // EPERM, as the assembler writes it
+			act |= seccomp.Action(unix.EPERM) // as the assembler writes it
 		}
 		return bpf.RetConstant{Val: uint32(act)}
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"bytes"
+	"github.com/kiln-build/kiln/executor"
 	"net/netip"
 	"slices"
 	"strings"
@@ -20,19 +21,8 @@ type hostEntry struct {
 // other containers of its network.
 func renderHosts(self hostEntry, extra, peers []hostEntry) []byte {
 	var b bytes.Buffer
-	b.WriteString("127.0.0.1\tlocalhost\n")
-	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
-	b.WriteString("fe00::0\tip6-localnet\n") // written as Docker does
-	b.WriteString("ff00::0\tip6-mcastprefix\n")
-	b.WriteString("ff02::1\tip6-allnodes\n")
-	b.WriteString("ff02::2\tip6-allrouters\n")
-	writeEntry := func(e hostEntry) {
-		names := uniqueNames(e.Names)
-		if !e.IP.IsValid() || len(names) == 0 {
-			return
-		}
-		b.WriteString(e.IP.String() + "\t" + strings.Join(names, " ") + "\n")
-	}
+	b.WriteString(executor.LoopbackHosts)
+	writeEntry := func(e hostEntry) { b.Write(appendHostEntry(nil, e)) }
 	for _, e := range extra {
 		writeEntry(e)
 	}
@@ -83,20 +73,25 @@ func filterResolvConf(data []byte) []byte {
 	return out.Bytes()
 }
 
-// extraHostEntries parses "name ip" entries (docker's --add-host), skipping
-// any that do not parse (they were checked when the container was made).
+// appendHostEntry appends the hosts line of e to b, nothing when e has no
+// address or no usable name.
+func appendHostEntry(b []byte, e hostEntry) []byte {
+	names := uniqueNames(e.Names)
+	if !e.IP.IsValid() || len(names) == 0 {
+		return b
+	}
+	return append(b, e.IP.String()+"\t"+strings.Join(names, " ")+"\n"...)
+}
+
+// extraHostEntries parses the extra hosts of a container (docker's
+// --add-host), skipping any that do not parse (they were checked when the
+// container was made).
 func extraHostEntries(extra []string) []hostEntry {
 	var out []hostEntry
 	for _, e := range extra {
-		f := strings.Fields(e)
-		if len(f) != 2 {
-			continue
+		if name, ip, err := executor.ParseExtraHost(e); err == nil {
+			out = append(out, hostEntry{IP: ip, Names: []string{name}})
 		}
-		ip, err := netip.ParseAddr(f[1])
-		if err != nil {
-			continue
-		}
-		out = append(out, hostEntry{IP: ip, Names: []string{f[0]}})
 	}
 	return out
 }

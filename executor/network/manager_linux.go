@@ -590,7 +590,7 @@ func (m *Manager) writeOwnFiles(st *state, rec *epRecord) error {
 	}
 	if rec.Network == Host {
 		for _, e := range extraHostEntries(rec.ExtraHosts) {
-			hosts = append(hosts, e.IP.String()+"\t"+strings.Join(e.Names, " ")+"\n"...)
+			hosts = appendHostEntry(hosts, e)
 		}
 	}
 	return errors.Join(writeInPlace(rec.HostsPath, hosts), writeInPlace(rec.ResolvConfPath, resolv))

@@ -176,7 +176,7 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 		return nil, release, err
 	}
 	var out []executor.Mount
-	for _, m := range o.Mounts {
+	for i, m := range o.Mounts {
 		switch m.Type {
 		case "bind":
 			if m.Input < 1 || m.Input >= len(inputs) {
@@ -188,11 +188,7 @@ func (o *Run) mounts(ctx context.Context, rc *solver.RunContext, inputs []solver
 			}
 			out = append(out, executor.Mount{Type: "layers", LowerDirs: dirs, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 		case "cache":
-			key, err := cacheKey(m, inputs)
-			if err != nil {
-				return nil, release, err
-			}
-			out = append(out, executor.Mount{Type: "bind", Source: caches[key], Target: m.Target, ReadOnly: m.ReadOnly})
+			out = append(out, executor.Mount{Type: "bind", Source: caches[i], Target: m.Target, ReadOnly: m.ReadOnly})
 		case "ssh":
 			agent, ok := rc.SSH[m.CacheID]
 			if !ok {
@@ -266,11 +262,12 @@ func cacheKey(m RunMount, inputs []solver.Result) (string, error) {
 // with the strictest sharing its mounts of that cache ask for: so a step
 // never waits on a lock of its own, and two steps that use the same caches
 // take them in the same order and cannot wait on each other. It returns
-// the directories by cache key (see cacheKey) and adds their release funcs
-// to releases.
-func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []solver.Result, releases *[]func()) (map[string]string, error) {
+// the directory of each cache mount by its index in o.Mounts and adds the
+// release funcs to releases.
+func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []solver.Result, releases *[]func()) (map[int]string, error) {
 	want := map[string]RunMount{}
-	for _, m := range o.Mounts {
+	keys := map[int]string{} // mount index → cache key
+	for i, m := range o.Mounts {
 		if m.Type != "cache" {
 			continue
 		}
@@ -278,6 +275,7 @@ func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []so
 		if err != nil {
 			return nil, err
 		}
+		keys[i] = key
 		if prev, ok := want[key]; ok && sharingRank(prev.Sharing) >= sharingRank(m.Sharing) {
 			continue
 		}
@@ -295,7 +293,7 @@ func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []so
 		if m.Input > 0 {
 			from := inputs[m.Input].Chain
 			opts.Seed = func(ctx context.Context, dir, work string) error {
-				return o.seedCache(ctx, rc, from, m.Source, dir, work)
+				return seedCache(ctx, rc, from, m.Source, dir, work)
 			}
 		}
 		dir, done, err := rc.Store.CacheMount(ctx, id, opts)
@@ -305,14 +303,18 @@ func (o *Run) takeCaches(ctx context.Context, rc *solver.RunContext, inputs []so
 		*releases = append(*releases, done)
 		dirs[id] = dir
 	}
-	return dirs, nil
+	byMount := make(map[int]string, len(keys))
+	for i, key := range keys {
+		byMount[i] = dirs[key]
+	}
+	return byMount, nil
 }
 
 // seedCache copies src in the filesystem chain into dir, a new cache
 // mount's directory, keeping owners and modes: the directory is the upper
 // of an empty root whose copy function reads chain (work is its overlay
 // work dir).
-func (o *Run) seedCache(ctx context.Context, rc *solver.RunContext, chain cache.Chain, src, dir, work string) error {
+func seedCache(ctx context.Context, rc *solver.RunContext, chain cache.Chain, src, dir, work string) error {
 	dirs, err := rc.Store.Snapshot(ctx, chain)
 	if err != nil {
 		return err

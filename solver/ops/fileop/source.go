@@ -437,8 +437,7 @@ func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (d
 		return nil, nil, fmt.Errorf("read directory %s: %w", rel, err)
 	}
 	items = make([]item, 0, len(names))
-	stats := statSlab(len(names))
-	for i, name := range names {
+	for _, name := range names {
 		it := item{entry: entry{rel: joinRel(rel, name), name: name, dir: dir, dirf: dirf}}
 		excluded := false
 		if t.pm != nil {
@@ -448,11 +447,7 @@ func (t *srcTree) list(dir *os.Root, rel string, mi patternmatcher.MatchInfo) (d
 				return nil, nil, fmt.Errorf("match .dockerignore patterns: %w", err)
 			}
 		}
-		var st *statInfo
-		if stats != nil {
-			st = &stats[i]
-		}
-		if it.fi, err = lstatAt(dir, dirf, name, st); err != nil {
+		if it.fi, err = lstatAt(dir, dirf, name); err != nil {
 			dirf.Close()
 			return nil, nil, fmt.Errorf("stat %s: %w", it.rel, err)
 		}
