@@ -15,7 +15,10 @@ all: kiln
 # and the Go version: kiln starts a kiln-init beside it only when the tokens
 # match, and itself otherwise (see cmd/internal/initbin).
 KILN_TOKEN = $(shell { $(GO) version; find . -path ./.git -prune -o -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
-KILN_LDFLAGS = -X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=$(KILN_TOKEN)
+# The commit goes in too, for kiln version, where Go's own VCS stamp is
+# off (GOFLAGS=-buildvcs=false, or a tree without git).
+KILN_COMMIT = $(shell git rev-parse --short=7 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+KILN_LDFLAGS = -X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=$(KILN_TOKEN) -X main.linkedCommit=$(KILN_COMMIT)
 
 # Both are linked statically (CGO_ENABLED=0: the pure-Go resolver and user
 # lookup): with no dynamic loader and libc, every kiln process (the CLI,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime/debug"
 	"testing"
 
 	"github.com/kiln-build/kiln/executor/containers"
@@ -76,6 +77,28 @@ func TestSplitContainerPath(t *testing.T) {
 		ctr, p, ok := splitContainerPath(tc.in)
 		if ctr != tc.ctr || p != tc.p || ok != tc.isCtrRef {
 			t.Errorf("splitContainerPath(%q) = %q %q %v", tc.in, ctr, p, ok)
+		}
+	}
+}
+
+func TestBuildVersion(t *testing.T) {
+	tests := []struct {
+		name          string
+		info          *debug.BuildInfo
+		ok            bool
+		version, want string
+	}{
+		{"no info", nil, false, "devel", "unknown"},
+		{"clean tree", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "7ece39512345678"}, {Key: "vcs.modified", Value: "false"}}}, true, "devel", "7ece395"},
+		{"dirty tree", &debug.BuildInfo{Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "7ece39512345678"}, {Key: "vcs.modified", Value: "true"}}}, true, "devel", "7ece395-dirty"},
+		{"go install", &debug.BuildInfo{Main: debug.Module{Version: "v0.3.0"}}, true, "v0.3.0", "unknown"},
+	}
+	for _, tc := range tests {
+		v, c := buildVersion(tc.info, tc.ok)
+		if v != tc.version || c != tc.want {
+			t.Errorf("%s: buildVersion = %q, %q; want %q, %q", tc.name, v, c, tc.version, tc.want)
 		}
 	}
 }

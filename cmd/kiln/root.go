@@ -30,7 +30,9 @@ cache (RUN steps run in Linux namespaces on overlayfs), and runs images
 with its bundled container runtime.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       "-",
 	}
+	cmd.SetVersionTemplate(versionLine() + "\n")
 	cmd.PersistentFlags().StringVar(&c.root, "root", app.DefaultRoot(), "store root directory (env KILN_ROOT)")
 	cmd.PersistentFlags().BoolVar(&c.debug, "debug", false, "print debug logs")
 	cmd.AddCommand(
@@ -71,6 +73,7 @@ with its bundled container runtime.`,
 		c.pushCommand(),
 		c.loginCommand(),
 		c.logoutCommand(),
+		c.versionCommand(),
 	)
 	return cmd
 }
