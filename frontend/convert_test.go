@@ -186,6 +186,38 @@ func TestConvertStages(t *testing.T) {
 	}
 }
 
+// TestStepNames checks that steps are numbered as BuildKit numbers them:
+// only RUN, COPY, ADD and WORKDIR (and an image base, as step 1) count,
+// a stage built on another stage starts at RUN 1, and the base's ONBUILD
+// triggers are counted in.
+func TestStepNames(t *testing.T) {
+	df := "FROM busybox AS a\nENV X=1\nRUN true\nUSER 1\nWORKDIR /w\nONBUILD RUN echo t\nONBUILD ENV Y=2\n" +
+		"FROM a AS b\nLABEL l=1\nRUN echo b\nFROM scratch\nCOPY --from=b /w /w\n"
+	p, err := convert(t, df, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	seen := map[*solver.Vertex]bool{}
+	var walk func(v *solver.Vertex)
+	walk = func(v *solver.Vertex) {
+		if seen[v] {
+			return
+		}
+		seen[v] = true
+		for _, in := range v.Inputs {
+			walk(in)
+		}
+		names = append(names, v.Name)
+	}
+	walk(p.Target)
+	want := []string{"FROM scratch", "[a 1/3] FROM busybox", "[a 2/3] RUN true", "[a 3/3] WORKDIR /w",
+		"[b 1/3] RUN echo t", "[b 2/3] RUN echo b", "[stage-2 1/1] COPY --from=b /w /w"}
+	if strings.Join(names, "\n") != strings.Join(want, "\n") {
+		t.Errorf("step names:\n%s\nwant:\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 func TestConvertErrors(t *testing.T) {
 	tests := []struct {
 		name string

@@ -21,6 +21,9 @@ import (
 
 // dispatch applies one instruction to the stage.
 func (c *converter) dispatch(ctx context.Context, s *stageState, cmd instructions.Command) error {
+	if isStep(cmd) {
+		s.step++
+	}
 	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		expand := func(word string) (string, error) { return c.expand(word, s.env) }
 		if _, run := cmd.(*instructions.RunCommand); run {
@@ -226,7 +229,16 @@ func onlyHeredoc(cmdline string, files []instructions.ShellInlineFile) (string, 
 // heredocPipes is where a RUN heredoc script with a #! line is mounted.
 const heredocPipes = "/dev/pipes"
 
+// vertexName names a step for progress output, numbered in its stage as
+// BuildKit numbers it; a stage with no numbered steps has no numbers.
 func (c *converter) vertexName(s *stageState, text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	if s.total == 0 {
+		return text
+	}
 	prefix := ""
 	if len(c.stages) > 1 {
 		prefix = s.name
@@ -234,10 +246,6 @@ func (c *converter) vertexName(s *stageState, text string) string {
 			prefix = fmt.Sprintf("stage-%d", s.idx)
 		}
 		prefix += " "
-	}
-	text = strings.Join(strings.Fields(text), " ")
-	if len(text) > 200 {
-		text = text[:200] + "..."
 	}
 	return fmt.Sprintf("[%s%d/%d] %s", prefix, s.step, s.total, text)
 }

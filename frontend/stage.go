@@ -30,11 +30,14 @@ func (c *converter) dispatchStage(ctx context.Context, s *stageState) error {
 	if err := c.from(ctx, s); err != nil {
 		return err
 	}
-	s.total = len(s.stage.Commands) + 1
-	s.step = 1
 	// ONBUILD triggers of the base run first, and are consumed.
 	triggers := s.cfg.Config.OnBuild
 	s.cfg.Config.OnBuild = nil
+	if s.step == 0 {
+		// A stage or scratch base is no step of its own; from counted
+		// the steps after an image base.
+		s.total = len(triggers) + countSteps(s.stage.Commands)
+	}
 	for _, t := range triggers {
 		cmd, err := parseTrigger(t)
 		if err != nil {
@@ -45,13 +48,34 @@ func (c *converter) dispatchStage(ctx context.Context, s *stageState) error {
 		}
 	}
 	for _, cmd := range s.stage.Commands {
-		s.step++
 		if err := c.dispatch(ctx, s, cmd); err != nil {
 			return err
 		}
 	}
 	s.done = true
 	return nil
+}
+
+// countSteps counts the instructions that make a step of their own, which
+// progress output numbers as BuildKit does ([2/5] RUN ...): RUN, COPY,
+// ADD and WORKDIR. ONBUILD triggers of the base count whatever they are,
+// and a base image counts as step 1.
+func countSteps(cmds []instructions.Command) int {
+	n := 0
+	for _, cmd := range cmds {
+		if isStep(cmd) {
+			n++
+		}
+	}
+	return n
+}
+
+func isStep(cmd instructions.Command) bool {
+	switch cmd.(type) {
+	case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		return true
+	}
+	return false
 }
 
 func parseTrigger(expr string) (instructions.Command, error) {
@@ -88,15 +112,6 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 	if base == "" {
 		return c.errAt(st.Location, fmt.Errorf("FROM needs an image name; %q expands to nothing", st.BaseName))
 	}
-	prefix := ""
-	if len(c.stages) > 1 {
-		prefix = s.name
-		if prefix == "" {
-			prefix = fmt.Sprintf("stage-%d", s.idx)
-		}
-		prefix += " "
-	}
-	name := fmt.Sprintf("[%s1/%d] FROM %s", prefix, len(st.Commands)+1, base)
 	loc := c.location(st.Location)
 	// FROM names a stage as it was declared, lowercased (unlike --from
 	// and --target, which ignore case); "FROM Base" is an image
@@ -116,7 +131,7 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 		return nil
 	}
 	if base == "scratch" {
-		s.vertex = &solver.Vertex{Name: name, Op: ops.Scratch{}, Location: loc}
+		s.vertex = &solver.Vertex{Name: "FROM scratch", Op: ops.Scratch{}, Location: loc}
 		s.cfg = v1.ConfigFile{Architecture: "amd64", OS: "linux"}
 		s.cfg.Config.Env = []string{"PATH=" + DefaultPath}
 		s.env = append([]string(nil), s.cfg.Config.Env...)
@@ -132,8 +147,10 @@ func (c *converter) from(ctx context.Context, s *stageState) error {
 		}
 		return c.errAt(st.Location, fmt.Errorf("FROM %s: %w", base, err))
 	}
-	s.vertex = &solver.Vertex{Name: name, Op: &ops.Image{Ref: img.Ref, Manifest: img.Manifest, Chain: img.Chain}, Location: loc}
 	s.cfg = cloneConfig(img.Config)
+	// The base image is the stage's first numbered step.
+	s.total, s.step = 1+len(s.cfg.Config.OnBuild)+countSteps(st.Commands), 1
+	s.vertex = &solver.Vertex{Name: c.vertexName(s, "FROM "+base), Op: &ops.Image{Ref: img.Ref, Manifest: img.Manifest, Chain: img.Chain}, Location: loc}
 	if _, ok := getEnv(s.cfg.Config.Env, "PATH"); !ok {
 		s.cfg.Config.Env = append(s.cfg.Config.Env, "PATH="+DefaultPath)
 	}
