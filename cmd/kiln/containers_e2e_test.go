@@ -361,6 +361,10 @@ func TestVolumes(t *testing.T) {
 	if r := e.must("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c", "touch /scratch/a && ! touch /b 2>/dev/null && echo ok"); r.stdout != "ok\n" {
 		t.Errorf("--read-only --tmpfs: %q", r.stdout)
 	}
+	// --tmpfs is noexec unless asked otherwise, as under docker run.
+	if r := e.must("run", "--rm", "--tmpfs", "/t1", "--tmpfs", "/t2:exec,size=1m", "busybox", "sh", "-c", "grep -E ' /t[12] ' /proc/mounts | cut -d' ' -f2,4; grep ' /sys ' /proc/mounts | cut -d' ' -f1"); r.stdout != "/t1 rw,nosuid,nodev,noexec,relatime\n/t2 rw,nosuid,nodev,relatime,size=1024k\nsysfs\n" {
+		t.Errorf("--tmpfs options and /sys: %q", r.stdout)
+	}
 }
 
 // freePort returns a TCP port nothing listens on now.

@@ -311,7 +311,11 @@ func enterDir(dir string) error {
 func sysMount() (int, error) {
 	const attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 	if fsfd, err := unix.Fsopen("sysfs", unix.FSOPEN_CLOEXEC); err == nil {
-		err = unix.FsconfigCreate(fsfd)
+		// Named "sysfs" in /proc/mounts, as under Docker (not "none").
+		err = unix.FsconfigSetString(fsfd, "source", "sysfs")
+		if err == nil {
+			err = unix.FsconfigCreate(fsfd)
+		}
 		if err == nil {
 			mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 			if err == nil {

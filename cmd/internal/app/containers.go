@@ -350,9 +350,11 @@ func (a *App) mounts(ctx context.Context, cs *containers.Store, req ContainerReq
 	}
 	for _, spec := range req.Tmpfs {
 		target, opts, _ := strings.Cut(spec, ":")
-		m := containers.Mount{Type: containers.MountTmpfs, Source: "tmpfs", Target: target}
+		// noexec by default, as docker run --tmpfs mounts; "exec" in
+		// OPTIONS comes later and wins.
+		m := containers.Mount{Type: containers.MountTmpfs, Source: "tmpfs", Target: target, Options: []string{"noexec"}}
 		if opts != "" {
-			m.Options = strings.Split(opts, ",")
+			m.Options = append(m.Options, strings.Split(opts, ",")...)
 		}
 		if err := add(m); err != nil {
 			return out, anon, err
