@@ -567,7 +567,9 @@ func (s *starterSuite) testCapAdd(t *testing.T) {
 // the test needs is not available.
 func (s *starterSuite) startLimited(t *testing.T, spec executor.Spec) executor.Container {
 	t.Helper()
-	spec.CgroupPath = cgroupPath()
+	if spec.CgroupPath == "" {
+		spec.CgroupPath = cgroupPath()
+	}
 	c, err := s.st.Start(t.Context(), spec)
 	if errors.Is(err, errors.ErrUnsupported) {
 		t.Skipf("cgroup controller unavailable: %v", err)
@@ -596,11 +598,16 @@ func (s *starterSuite) testMemoryLimit(t *testing.T) {
 // limit.
 func (s *starterSuite) testCgroupFiles(t *testing.T) {
 	var out, errOut bytes.Buffer
-	spec := s.spec(t, "sh", "-c", `cd /sys/fs/cgroup
+	// The first thing the process does is to look at its own cgroup: the
+	// init starts it only once it is inside.
+	spec := s.spec(t, "sh", "-c", `grep -q "$KILN_TEST_CGROUP\$" /proc/self/cgroup || { echo not in its cgroup:; cat /proc/self/cgroup; }
+cd /sys/fs/cgroup
 if [ -e memory.max ]; then cat memory.max; f=memory.max; else cat memory/memory.limit_in_bytes; f=memory/memory.limit_in_bytes; fi
 echo 1 > $f 2>/dev/null && echo writable || echo read-only`)
 	spec.Resources = &executor.Resources{Memory: 64 << 20}
 	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	spec.CgroupPath = cgroupPath()
+	spec.Process.Env = append(spec.Process.Env, "KILN_TEST_CGROUP="+spec.CgroupPath)
 	c := s.startLimited(t, spec)
 	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
 		t.Fatalf("Wait = %d, %v: %s", code, err, errOut.String())

@@ -4,7 +4,7 @@ import "github.com/kiln-build/kiln/executor"
 
 // File descriptors the parent hands to the init (os/exec ExtraFiles start at 3).
 const (
-	configFD = 3 // JSON initConfig, read to EOF
+	configFD = 3 // JSON initConfig; EOF after it once the init may start the process
 	statusFD = 4 // JSON status lines written by the init; closed by exec
 	// consoleFD is a unix socket, passed only for a Tty process, over
 	// which the init sends the pty master (SCM_RIGHTS) to the parent.

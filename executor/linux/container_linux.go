@@ -43,7 +43,7 @@ var devLinks = [][2]string{
 // hostname, network, user, capabilities) and execs the process. It returns
 // only on failure, with the exit code to report (126/127 for a command that
 // cannot be run, else 0).
-func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
+func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, error) {
 	p := cfg.Process
 	// Everything from the host is opened before pivot_root, as detached
 	// mounts, so no host path is resolved inside the container later.
@@ -152,6 +152,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW *os.File) (int, error) {
 		if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 			return 0, fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
+	}
+	if err := awaitParent(parent); err != nil {
+		return 0, err
 	}
 	if cfg.Init {
 		return runInitProcess(&initProc{cfg: cfg, ln: ln, caps: caps}, proc, st.stubs, statusW)

@@ -44,10 +44,11 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 			code, err = 0, fmt.Errorf("container init: panic: %v\n%s", r, debug.Stack())
 		}
 	}()
-	cfg, err := readConfig()
+	cfg, parent, err := readConfig()
 	if err != nil {
 		return 0, err
 	}
+	defer parent.Close()
 	unix.Umask(0)
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("make the container's mounts private: %w", err)
@@ -90,23 +91,40 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 		}
 	}
 	if cfg.Func != nil {
+		if err := awaitParent(parent); err != nil {
+			return 0, err
+		}
 		return 0, runFunc(cfg, rootfs, handlers)
 	}
-	return runProcess(cfg, rootfs, statusW)
+	return runProcess(cfg, rootfs, statusW, parent)
 }
 
-func readConfig() (*initConfig, error) {
+// readConfig reads the config, one JSON value, from the config pipe, and
+// returns the pipe for awaitParent.
+func readConfig() (*initConfig, *os.File, error) {
 	f := os.NewFile(configFD, "config")
-	data, err := io.ReadAll(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read container config: %w", err)
-	}
 	var cfg initConfig
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("decode container config: %w", err)
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read container config: %w", err)
 	}
-	return &cfg, nil
+	return &cfg, f, nil
+}
+
+// awaitParent waits until the parent closes the config pipe, which it
+// does once it has put the init into the container's cgroup (a migration
+// can take ~10 ms, which the init spends setting up its mounts meanwhile):
+// nothing may run in the container before that.
+func awaitParent(f *os.File) error {
+	var b [1]byte
+	n, err := f.Read(b[:])
+	if n > 0 {
+		return errors.New("read container config: unexpected data after the config")
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("wait for the container's cgroup: %w", err)
+	}
+	return nil
 }
 
 // report writes one status line to the parent.

@@ -279,16 +279,18 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 // errConfigWrite is a failure to hand the init its config: it died early.
 var errConfigWrite = errors.New("the container init did not take its config")
 
-// configure puts the init into the container's cgroup, then writes its
-// config, which the init waits for before doing anything.
+// configure writes the init's config, which it waits for before doing
+// anything, then puts the init into the container's cgroup while it sets
+// up the mounts. The caller closes the config pipe afterwards, and the
+// init starts no process before it has seen that close.
 func (c *container) configure(ip *initProcess, cfgData []byte) error {
+	if _, err := ip.cfgW.Write(cfgData); err != nil {
+		return fmt.Errorf("%w: %w", errConfigWrite, err)
+	}
 	if c.cg != nil {
 		if err := c.cg.add(ip.cmd.Process.Pid); err != nil {
 			return err
 		}
-	}
-	if _, err := ip.cfgW.Write(cfgData); err != nil {
-		return fmt.Errorf("%w: %w", errConfigWrite, err)
 	}
 	return nil
 }
