@@ -10,10 +10,11 @@ export KILN_ROOT
 
 all: kiln
 
-# kiln and kiln-init (its small container init, which starts in a third of
+# kiln, kiln-init (its small container init, which starts in a third of
+# kiln's time) and kiln-shim (the monitor of a kiln run container, in half
 # kiln's time) are linked with the same build token, a hash of the sources
-# and the Go version: kiln starts a kiln-init beside it only when the tokens
-# match, and itself otherwise (see cmd/internal/initbin).
+# and the Go version: kiln starts a kiln-init or kiln-shim beside it only
+# when the tokens match, and itself otherwise (see cmd/internal/initbin).
 KILN_TOKEN = $(shell { $(GO) version; find . -path ./.git -prune -o -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
 # The commit goes in too, for kiln version, where Go's own VCS stamp is
 # off (GOFLAGS=-buildvcs=false, or a tree without git).
@@ -27,6 +28,7 @@ KILN_LDFLAGS = -X github.com/kiln-build/kiln/cmd/internal/initbin.buildToken=$(K
 kiln:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln ./cmd/kiln
 	CGO_ENABLED=0 $(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln-init ./cmd/kiln-init
+	CGO_ENABLED=0 $(GO) build -ldflags '$(KILN_LDFLAGS)' -o kiln-shim ./cmd/kiln-shim
 
 # What the tests need from Debian: busybox-static (base image), docker-registry
 # and skopeo (registry tests against a real registry and an independent client).
@@ -64,4 +66,4 @@ conformance: kiln
 	../shared/conformance/run --builder ./kiln --base-tar ../shared/conformance/busybox.tar
 
 clean:
-	rm -f kiln
+	rm -f kiln kiln-init kiln-shim

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/cmd/internal/shim"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
@@ -88,7 +89,7 @@ func (c *cli) startCommand() *cobra.Command {
 					if r.Running() {
 						return nil
 					}
-					_, err = cs.Start(ctx, r.Config.ID, containers.StartOptions{})
+					_, err = cs.Start(ctx, r.Config.ID, containers.StartOptions{Exe: shim.Exe()})
 					return err
 				})
 			}
@@ -100,7 +101,7 @@ func (c *cli) startCommand() *cobra.Command {
 				return asKilnError(err)
 			}
 			stdin := interactive && r.Config.OpenStdin
-			sess, err := cs.Start(ctx, r.Config.ID, containers.StartOptions{Attach: true, Stdin: stdin})
+			sess, err := cs.Start(ctx, r.Config.ID, containers.StartOptions{Attach: true, Stdin: stdin, Exe: shim.Exe()})
 			if err != nil {
 				return startErr(err)
 			}
@@ -158,7 +159,7 @@ func (c *cli) restartCommand() *cobra.Command {
 				if err := cs.Stop(ctx, r.Config.ID, d); err != nil {
 					return err
 				}
-				_, err = cs.Start(ctx, r.Config.ID, containers.StartOptions{})
+				_, err = cs.Start(ctx, r.Config.ID, containers.StartOptions{Exe: shim.Exe()})
 				return err
 			})
 		},

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
+	"github.com/kiln-build/kiln/cmd/internal/shim"
 	"github.com/kiln-build/kiln/executor/containers"
 	"github.com/kiln-build/kiln/executor/linux"
 	"github.com/kiln-build/kiln/solver/ops/fileop"
@@ -23,7 +24,7 @@ func main() {
 	}
 	if containers.IsShim() {
 		// A container's monitor (kiln run, kiln start).
-		os.Exit(runShim())
+		os.Exit(shim.Main())
 	}
 	if linux.IsInit() {
 		// The container side of a RUN or COPY step: never returns.

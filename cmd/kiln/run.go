@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
+	"github.com/kiln-build/kiln/cmd/internal/shim"
 	"github.com/kiln-build/kiln/executor/containers"
 )
 
@@ -263,7 +264,7 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	// keeps a long-running kiln run from holding up a prune.
 	a.Close()
 	id := r.Config.ID
-	sess, err := cs.Start(ctx, id, containers.StartOptions{Attach: !detach, Stdin: f.interactive && !detach})
+	sess, err := cs.Start(ctx, id, containers.StartOptions{Attach: !detach, Stdin: f.interactive && !detach, Exe: shim.Exe()})
 	if err != nil {
 		c.removeAfterFailedStart(ctx, id)
 		return startErr(err)

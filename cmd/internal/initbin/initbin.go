@@ -24,6 +24,10 @@ import (
 // executable.
 const Name = "kiln-init"
 
+// ShimName is the file name of kiln-shim, the container monitor binary
+// built the same way (it links the executor and the container store).
+const ShimName = "kiln-shim"
+
 // buildToken is set by the linker to the same value in kiln and kiln-init
 // when they are built together; empty otherwise.
 var buildToken string
@@ -34,7 +38,10 @@ const tokenFlag = "github.com/kiln-build/kiln/cmd/internal/initbin.buildToken="
 // Find returns the path of a kiln-init beside the running executable that
 // was built with this binary's token and Go version, or "" when there is
 // none (or this binary has no token).
-func Find() string {
+func Find() string { return FindProgram(Name) }
+
+// FindProgram is Find for another of kiln's binaries, by file name.
+func FindProgram(name string) string {
 	if buildToken == "" {
 		return ""
 	}
@@ -42,7 +49,7 @@ func Find() string {
 	if err != nil {
 		return ""
 	}
-	p := filepath.Join(filepath.Dir(exe), Name)
+	p := filepath.Join(filepath.Dir(exe), name)
 	if !Matches(p, buildToken) {
 		return ""
 	}
