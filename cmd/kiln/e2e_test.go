@@ -42,7 +42,7 @@ func requireRoot(t testing.TB) {
 }
 
 // kiln returns the path of a freshly built kiln binary, with the
-// kiln-init built beside it as `make kiln` does, so the tests run the
+// kiln-init and kiln-shim built beside it as `make kiln` does, so the tests run the
 // containers the way a user's kiln does.
 func kiln(t testing.TB) string {
 	t.Helper()
@@ -68,6 +68,9 @@ func kiln(t testing.TB) string {
 			return
 		}
 		if kilnErr = goBuild(filepath.Join(dir, initbin.Name), "../kiln-init", token); kilnErr != nil {
+			return
+		}
+		if kilnErr = goBuild(filepath.Join(dir, initbin.ShimName), "../kiln-shim", token); kilnErr != nil {
 			return
 		}
 		kilnBin = filepath.Join(dir, "kiln")
