@@ -79,8 +79,8 @@ type Spec struct {
 	// the profile, as Docker's builder does.
 	SeccompUnconfined bool
 	// Init keeps kiln's init as PID 1: it reaps zombies, forwards
-	// signals to the process, exits with its status, and serves Exec
-	// (docker run --init; required for Container.Exec).
+	// signals to the process and exits with its status (docker run
+	// --init). Without it the process is PID 1, as under docker run.
 	Init bool
 	// StopSignal is the signal Container.Stop sends first; default SIGTERM.
 	StopSignal string
@@ -149,8 +149,8 @@ type Container interface {
 	// Signal sends sig to the container's process (through the init when
 	// Spec.Init).
 	Signal(sig syscall.Signal) error
-	// Exec runs another process inside the container's namespaces and
-	// root (requires Spec.Init) and returns its exit status.
+	// Exec runs another process inside the container's namespaces,
+	// root and cgroup, as docker exec does, and returns its exit status.
 	Exec(ctx context.Context, p Process) (int, error)
 	// Pause and Resume freeze and thaw the container's cgroup (requires
 	// CgroupPath).

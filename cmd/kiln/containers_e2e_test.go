@@ -142,7 +142,8 @@ func (e *env) status(ref string) string {
 func TestContainerLifecycle(t *testing.T) {
 	e := newContainerEnv(t)
 	before := snapshotHost(t, e.root)
-	id := strings.TrimSpace(e.must("create", "--name", "life", "busybox", "sh", "-c", "echo out; echo err >&2; exec sleep 1000").stdout)
+	// With --init, kiln's init is PID 1 and passes SIGTERM on to sleep.
+	id := strings.TrimSpace(e.must("create", "--init", "--name", "life", "busybox", "sh", "-c", "echo out; echo err >&2; exec sleep 1000").stdout)
 	if len(id) != 64 {
 		t.Fatalf("create printed %q, want a 64-digit ID", id)
 	}
@@ -190,6 +191,22 @@ func TestContainerLifecycle(t *testing.T) {
 	if r := e.must("ps", "-a"); !strings.Contains(r.stdout, "Exited (143)") {
 		t.Errorf("ps -a after stop:\n%s", r.stdout)
 	}
+	// Without --init the command is PID 1, as under docker run: sleep has
+	// no SIGTERM handler, so as PID 1 it ignores SIGTERM, and stop kills
+	// it once the timeout is over.
+	e.must("run", "-d", "--name", "pid1", "busybox", "sleep", "1000")
+	if r := e.must("exec", "pid1", "cat", "/proc/1/cmdline"); r.stdout != "sleep\x001000\x00" {
+		t.Errorf("PID 1 of a container without --init: %q, want sleep 1000", r.stdout)
+	}
+	start = time.Now()
+	e.must("stop", "-t", "1", "pid1")
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("stop of a PID 1 that ignores SIGTERM took %s, want the 1 s timeout", d)
+	}
+	if st := e.state("pid1"); st["ExitCode"].(float64) != 137 {
+		t.Errorf("after stop: exit code %v, want 137 (killed)", st["ExitCode"])
+	}
+	e.must("rm", "pid1")
 	// exec on a stopped container is a kiln error.
 	if r := e.kiln("exec", "life", "true"); r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("exec on a stopped container: exit %d, stderr %q; want 125 and one line", r.code, r.stderr)

@@ -18,7 +18,8 @@ import (
 func initExe(t *testing.T, e *env, bin, name string) (initPath, shimPath string) {
 	t.Helper()
 	e.bin = bin
-	e.must("run", "-d", "--name", name, "busybox", "sleep", "1000")
+	// With --init the init stays, as PID 1 of the container.
+	e.must("run", "-d", "--init", "--name", name, "busybox", "sleep", "1000")
 	defer e.must("rm", "-f", name)
 	var recs []struct {
 		State struct{ Pid int }

@@ -459,7 +459,8 @@ func TestShimAttachExecStop(t *testing.T) {
 	if got.State.Status != Running || got.State.Pid != 4242 {
 		t.Fatalf("state after start: %+v", got.State)
 	}
-	if spec := st.specs[0]; !spec.Init || spec.CgroupPath != "kiln/"+r.Config.ID || spec.Network != executor.NetworkNone {
+	// Without --init the container's process is its PID 1, as under docker run.
+	if spec := st.specs[0]; spec.Init || spec.CgroupPath != "kiln/"+r.Config.ID || spec.Network != executor.NetworkNone {
 		t.Errorf("spec: init %v cgroup %q network %q", spec.Init, spec.CgroupPath, spec.Network)
 	}
 	es, err := s.Exec(ctx, "c", ExecConfig{Args: []string{"echo", "x"}})

@@ -311,9 +311,11 @@ func (sh *shim) spec() executor.Spec {
 		CapDrop:           c.CapDrop,
 		SeccompUnconfined: slices.Contains(c.SecurityOpt, SeccompUnconfined),
 		ExtraHosts:        c.ExtraHosts,
-		Init:              true, // Exec needs it
-		StopSignal:        c.StopSignal,
-		EtcHostname:       true,
+		// PID 1 is the container's process, as under docker run, or with
+		// --init kiln's init, which forwards signals and reaps orphans.
+		Init:        c.Init,
+		StopSignal:  c.StopSignal,
+		EtcHostname: true,
 	}
 	if c.Resources != (executor.Resources{}) {
 		res := c.Resources

@@ -350,10 +350,24 @@ func (s *starterSuite) testExecTty(t *testing.T) {
 	}
 }
 
+// testExecWithoutInit execs into a container whose PID 1 is its own
+// process, as docker exec does: the exec'd process is in the container's
+// namespaces, cgroup and seccomp filter, not a child of PID 1.
 func (s *starterSuite) testExecWithoutInit(t *testing.T) {
-	c := s.start(t, s.spec(t, "sleep", "100"))
-	if _, err := c.Exec(t.Context(), executor.Process{Args: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "Init") {
-		t.Errorf("Exec without Init: %v, want an error naming Init", err)
+	spec := s.spec(t, "sleep", "100")
+	spec.Hostname = "noinit"
+	spec.Resources = &executor.Resources{PidsLimit: 50}
+	spec.CgroupPath = cgroupPath()
+	c := s.startLimited(t, spec)
+	var out, errOut bytes.Buffer
+	script := `tr '\0' ' ' < /proc/1/cmdline; echo; hostname; grep -c "` + spec.CgroupPath + `$" /proc/self/cgroup; grep ^Seccomp: /proc/self/status; echo ppid $PPID`
+	code, err := c.Exec(t.Context(), executor.Process{Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}, Stdout: &out, Stderr: &errOut})
+	if err != nil || code != 0 {
+		t.Fatalf("Exec = %d, %v: %s", code, err, errOut.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 5 || lines[0] != "sleep 100 " || lines[1] != "noinit" || lines[2] == "0" || lines[3] != "Seccomp:\t2" || lines[4] != "ppid 0" {
+		t.Errorf("exec'd process saw %q; want PID 1 sleep, hostname noinit, the container's cgroup, seccomp filter mode 2, a parent outside the container", out.String())
 	}
 }
 

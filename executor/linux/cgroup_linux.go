@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
+	"golang.org/x/sys/unix"
 )
 
 // cpuPeriod is the CFS period for Resources.CPUs, in microseconds.
@@ -248,6 +249,27 @@ func (cg *cgroup) add(pid int) error {
 		}
 	}
 	return nil
+}
+
+// addThread moves the calling thread (not its process) into the cgroup on
+// v1, whose tasks files take thread ids; the processes it forks are born
+// there. On v2, which moves whole processes only, it returns an open fd of
+// the cgroup for CLONE_INTO_CGROUP instead (close it), and -1 on v1.
+func (cg *cgroup) addThread() (int, error) {
+	if cg.v2 {
+		fd, err := unix.Open(cg.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open cgroup %s: %w", cg.dir, err)
+		}
+		return fd, nil
+	}
+	v := []byte(strconv.Itoa(unix.Gettid()))
+	for _, d := range cg.all() {
+		if err := os.WriteFile(filepath.Join(d, "tasks"), v, 0); err != nil {
+			return -1, fmt.Errorf("move into cgroup %s: %w", d, err)
+		}
+	}
+	return -1, nil
 }
 
 func (cg *cgroup) all() []string {

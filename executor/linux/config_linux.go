@@ -146,24 +146,16 @@ type parentInfo struct {
 }
 
 // initRequest is one request to the init's socket (Spec.Init), sent as a
-// single SOCK_SEQPACKET message. An Exec request carries the process's
-// stdin, stdout and stderr as SCM_RIGHTS fds unless it has a Tty.
+// single SOCK_SEQPACKET message: a signal to pass on to the process.
 type initRequest struct {
-	Exec   *processConfig `json:"exec,omitempty"`
-	Signal int            `json:"signal,omitempty"` // forwarded to the process
+	Signal int `json:"signal,omitempty"`
 }
 
-// initReply answers an initRequest. An Exec gets a first reply when the
-// process started (with the pty master attached for a Tty) or could not be
-// started (Error, with Code 126/127 or 0), and a second one with Exited and
-// the exit status in Code. Closing the connection before that kills the
-// process.
+// initReply answers an initRequest; Error is empty when the signal is
+// on its way.
 type initReply struct {
-	Error  string `json:"error,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Pid    int    `json:"pid,omitempty"` // in the container's PID namespace
-	Exited bool   `json:"exited,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
-// maxInitRequest bounds the size of an initRequest message.
-const maxInitRequest = 1 << 20
+// maxInitRequest bounds the size of an initRequest or initReply message.
+const maxInitRequest = 4 << 10

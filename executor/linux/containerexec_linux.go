@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -14,16 +15,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errNoInit is returned by Exec on a container started without Spec.Init.
-var errNoInit = errors.New("exec in container: the container was started without Init (Spec.Init), which serves exec")
-
-// Exec implements executor.Container: the init forks p inside the
-// container with the same confinement as the container's process. A
-// command that cannot be run is reported like Run does (exit code 126 or
-// 127 with an error). Cancelling ctx kills the process.
+// Exec implements executor.Container, as docker exec runs a process: p
+// runs in the container's namespaces and cgroup, with the confinement of
+// the container's process (bounding set, seccomp filter), as a child of
+// kiln's process forked from a thread that joined the container. The
+// container's PID 1 is the container's own process (or, with Spec.Init,
+// kiln's init) and has no part in it. A command that cannot be run is
+// reported like Run does (exit code 126 or 127 with an error). Cancelling
+// ctx kills the process.
 func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
-	if !c.init {
-		return -1, errNoInit
+	if !c.process {
+		return -1, errors.New("exec in container: the container runs no process")
 	}
 	if len(p.Args) == 0 {
 		return -1, errors.New("exec in container: no command given")
@@ -33,7 +35,6 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 		return -1, errors.New("exec in container: the container is not running")
 	default:
 	}
-	req := initRequest{Exec: &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty, RunGroups: p.RunGroups}}
 	var x execIO
 	defer x.close()
 	var fds []int
@@ -43,127 +44,201 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 			return -1, fmt.Errorf("exec in container: %w", err)
 		}
 	}
-	conn, first, master, err := c.send(ctx, req, fds)
+	pc := &processConfig{Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Tty: p.Tty, RunGroups: p.RunGroups}
+	var r execStart
+	onDiscardedThread(func() { r = c.forkInside(pc, fds) })
 	x.closeSent()
-	if err != nil {
-		return -1, err
+	if r.err != nil {
+		if r.code != 0 {
+			return r.code, &execError{msg: r.err.Error(), exit: &executor.ExitError{Code: r.code}}
+		}
+		return -1, fmt.Errorf("exec in container: %w", r.err)
 	}
-	defer conn.close()
-	if first.Error != "" {
+	if r.master != nil {
+		defer r.master.Close()
+		x.tty(r.master, p.Stdin, p.Stdout)
+	}
+	x.start()
+	exit := make(chan int, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(r.pid, &ws, 0, nil)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		exit <- exitCode(ws)
+	}()
+	var code int
+	select {
+	case code = <-exit:
+	case <-ctx.Done():
+		_ = unix.Kill(r.pid, unix.SIGKILL)
+		<-exit
+		x.wait()
+		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
+	}
+	x.wait()
+	return code, nil
+}
+
+// onDiscardedThread runs fn on a thread of its own that ends with it, for
+// work that changes the thread for good (its namespaces, cgroup, seccomp
+// filter): the goroutine ends locked to the thread, so the runtime ends the
+// thread too. The main thread cannot end (the runtime would keep it,
+// changed, and /proc/self describes it): a goroutine that lands there holds
+// it while fn runs on another.
+func onDiscardedThread(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			fn()
+			close(done)
+			return
+		}
+		go func() {
+			runtime.LockOSThread()
+			fn()
+			close(done)
+		}()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+	<-done
+}
+
+// execStart is the outcome of forkInside.
+type execStart struct {
+	pid    int
+	master *os.File // the pty master of a Tty process
+	code   int      // 126/127 with err for a command that cannot be run
+	err    error
+}
+
+// forkInside starts p from the calling thread, which it moves into the
+// container for good: into its cgroup (v1), then its mount, uts, ipc, net
+// and pid namespaces (through a pidfd of the container's init), then under
+// its bounding set and seccomp filter. stdio are p's stdin, stdout and
+// stderr unless p.Tty, which gets a new pty of the container's /dev/pts.
+// The caller must have locked the thread and must never unlock it.
+func (c *container) forkInside(p *processConfig, stdio []int) execStart {
+	fail := func(err error) execStart { return execStart{err: err} }
+	pidfd, err := unix.PidfdOpen(c.cmd.Process.Pid, 0)
+	if err != nil {
+		return fail(fmt.Errorf("open the container's init: %w", err))
+	}
+	defer unix.Close(pidfd)
+	cgroupFD := -1
+	if c.cg != nil {
+		if cgroupFD, err = c.cg.addThread(); err != nil {
+			return fail(err)
+		}
+		if cgroupFD >= 0 {
+			defer unix.Close(cgroupFD)
+		}
+	}
+	// A thread shares its root and working directory with the others
+	// until it unshares them; only then may it join a mount namespace.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fail(fmt.Errorf("unshare the filesystem attributes: %w", err))
+	}
+	if err := unix.Setns(pidfd, unix.CLONE_NEWNS|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET|unix.CLONE_NEWPID); err != nil {
+		return fail(fmt.Errorf("join the container's namespaces: %w", err))
+	}
+	// From here on every path is inside the container.
+	proc, code, err := prepareProcess(p)
+	if err != nil {
+		return execStart{code: code, err: err}
+	}
+	var files []uintptr
+	var master *os.File
+	if p.Tty {
+		m, slave, err := openPty()
+		if err != nil {
+			return fail(err)
+		}
+		defer unix.Close(slave)
+		if err := unix.Fchown(slave, proc.u.uid, -1); err != nil {
+			unix.Close(m)
+			return fail(fmt.Errorf("chown the pseudo terminal: %w", err))
+		}
+		if err := unix.SetNonblock(m, true); err != nil {
+			unix.Close(m)
+			return fail(err)
+		}
+		master = os.NewFile(uintptr(m), "pty")
+		files = []uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}
+	} else {
+		files = []uintptr{uintptr(stdio[0]), uintptr(stdio[1]), uintptr(stdio[2])}
+	}
+	closeMaster := func() {
 		if master != nil {
 			master.Close()
 		}
-		if first.Code != 0 {
-			return first.Code, &execError{msg: first.Error, exit: &executor.ExitError{Code: first.Code}}
-		}
-		return -1, fmt.Errorf("exec in container: %s", first.Error)
 	}
-	if master != nil {
-		defer master.Close()
-		x.tty(master, p.Stdin, p.Stdout)
+	if err := limitCaps(c.caps); err != nil {
+		closeMaster()
+		return fail(err)
 	}
-	x.start()
-
-	exit := make(chan initReply, 1)
-	go func() {
-		r, f, err := readReply(conn)
-		if f != nil {
-			f.Close()
-		}
-		if err != nil {
-			r = initReply{Error: "the container exited"}
-		}
-		exit <- r
-	}()
-	select {
-	case r := <-exit:
-		x.wait()
-		if !r.Exited {
-			return -1, fmt.Errorf("exec in container: %s", r.Error)
-		}
-		return r.Code, nil
-	case <-ctx.Done():
-		conn.shutdown() // the init kills the process
-		<-exit
-		return -1, fmt.Errorf("exec in container: %w", ctx.Err())
+	if err := clearInheritable(); err != nil {
+		closeMaster()
+		return fail(err)
 	}
+	if err := loadSeccompThread(c.seccomp); err != nil {
+		closeMaster()
+		return fail(err)
+	}
+	pid, err := forkExec(proc, files, p.Tty, cgroupFD)
+	if err != nil {
+		closeMaster()
+		code := 126
+		if errors.Is(err, unix.ENOENT) {
+			code = 127
+		}
+		return execStart{code: code, err: err}
+	}
+	return execStart{pid: pid, master: master}
 }
 
-// send sends one request with fds to the init and reads the first reply,
-// with the fd it carries (a pty master) as a file.
-func (c *container) send(ctx context.Context, req initRequest, fds []int) (*seqConn, initReply, *os.File, error) {
+// request sends a request to the init's socket (Spec.Init) and waits for
+// its reply.
+func (c *container) request(ctx context.Context, req initRequest) error {
 	conn, err := dialSeq(c.initSock)
 	if err != nil {
-		return nil, initReply{}, nil, fmt.Errorf("connect to the container's init: %w", err)
+		return fmt.Errorf("connect to the container's init: %w", err)
 	}
+	defer conn.close()
 	b, err := json.Marshal(req)
 	if err == nil {
-		err = conn.send(b, fds...)
+		err = conn.send(b)
 	}
 	if err != nil {
-		conn.close()
-		return nil, initReply{}, nil, fmt.Errorf("send request to the container's init: %w", err)
+		return fmt.Errorf("send request to the container's init: %w", err)
 	}
 	stop := context.AfterFunc(ctx, conn.shutdown)
-	r, f, err := readReply(conn)
+	msg, fds, err := conn.recv(maxInitRequest, 0)
+	closeFDs(fds)
 	if !stop() {
 		err = ctx.Err()
 	}
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		conn.close()
-		return nil, initReply{}, nil, fmt.Errorf("read reply of the container's init: %w", err)
-	}
-	return conn, r, f, nil
-}
-
-// request sends a request that needs no fds and gets one reply.
-func (c *container) request(ctx context.Context, req initRequest) (initReply, error) {
-	conn, r, f, err := c.send(ctx, req, nil)
-	if err != nil {
-		return r, err
-	}
-	conn.close()
-	if f != nil {
-		f.Close()
-	}
-	if r.Error != "" {
-		return r, errors.New(r.Error)
-	}
-	return r, nil
-}
-
-// readReply reads one reply and the fd attached to it, if any, as a
-// non-blocking file.
-func readReply(conn *seqConn) (initReply, *os.File, error) {
-	msg, fds, err := conn.recv(64<<10, 1)
-	if err != nil {
-		return initReply{}, nil, err
-	}
-	var f *os.File
-	if len(fds) > 0 {
-		closeFDs(fds[1:])
-		if err := unix.SetNonblock(fds[0], true); err != nil {
-			unix.Close(fds[0])
-			return initReply{}, nil, err
-		}
-		f = os.NewFile(uintptr(fds[0]), "pty")
+		return fmt.Errorf("read reply of the container's init: %w", err)
 	}
 	var r initReply
 	if err := json.Unmarshal(msg, &r); err != nil {
-		if f != nil {
-			f.Close()
-		}
-		return initReply{}, nil, err
+		return fmt.Errorf("read reply of the container's init: %w", err)
 	}
-	return r, f, nil
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
 }
 
 // execIO copies an exec'd process's stdio.
 type execIO struct {
-	sent    []*os.File // the process's ends, closed once sent
+	sent    []*os.File // the process's ends, closed once it has them
 	mine    []*os.File // kiln's ends
 	readers []*os.File // kiln's ends it reads output from
 	copies  []func()   // output copies, waited for
@@ -172,8 +247,8 @@ type execIO struct {
 	stdinW  *os.File
 }
 
-// pipes creates the process's stdin, stdout and stderr and returns the fds
-// to send.
+// pipes creates the process's stdin, stdout and stderr and returns their
+// fds for the process.
 func (x *execIO) pipes(p executor.Process) ([]int, error) {
 	devNull := func() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR, 0) }
 	var stdin, stdout, stderr *os.File
@@ -239,7 +314,7 @@ func (x *execIO) tty(master *os.File, stdin io.Reader, stdout io.Writer) {
 	x.copies = append(x.copies, func() { copyTTY(master, stdin, stdout, done) })
 }
 
-// closeSent closes the process's ends after they were sent.
+// closeSent closes the process's ends once it has them.
 func (x *execIO) closeSent() {
 	for _, f := range x.sent {
 		f.Close()

@@ -33,14 +33,21 @@
 // once the process runs; the Container's Wait reaps it and removes the run
 // dir and the cgroup. The Spec fields for containers work as follows:
 //
-//   - Init: the init stays PID 1. Its main goroutine, locked to a thread
-//     whose bounding set and ambient set confine what it
-//     execs, forks the process (and every Exec) with the Spec's user,
-//     reaps every child, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT,
-//     SIGUSR1, SIGUSR2 and SIGWINCH to the process and exits with its
-//     status. It serves Exec and Signal requests on a SOCK_SEQPACKET
-//     socket in the run dir (outside the container's root): stdio travels
-//     as SCM_RIGHTS fds, a Tty exec gets a pty whose master comes back.
+//   - Init: the init stays PID 1 (docker run --init). Its main goroutine,
+//     locked to a thread whose bounding set and ambient set confine what
+//     it execs, forks the process with the Spec's user, reaps every child,
+//     forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
+//     SIGWINCH to the process and exits with its status. It serves Signal
+//     requests on a SOCK_SEQPACKET socket in the run dir (outside the
+//     container's root). Without Init the init execs the process, which is
+//     PID 1, as under docker run.
+//   - Exec: as docker exec, not through PID 1: kiln forks the process from
+//     a thread that moves into the container's cgroup (v1: the thread's
+//     own tasks entry; v2: CLONE_INTO_CGROUP), unshares its filesystem
+//     attributes, joins the container's namespaces through a pidfd of its
+//     PID 1, takes the container's bounding set and seccomp filter and then
+//     ends. Inits of Start's containers are forked by one thread kept for
+//     that, since Pdeathsig follows the thread that forked.
 //   - Process.Tty: the init opens a pty in the container's own devpts and
 //     sends the master to the parent over an extra socket; the process
 //     gets the slave as controlling terminal and stdio. Resize sets

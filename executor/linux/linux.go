@@ -63,6 +63,8 @@ type Executor struct {
 	initGone atomic.Bool
 	// seccomp holds the assembled seccomp profiles.
 	seccomp seccompPrograms
+	// forker starts the inits of Start's containers.
+	forker forkThread
 }
 
 // New returns an Executor. It creates Options.StateDir when missing.

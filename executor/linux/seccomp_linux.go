@@ -74,6 +74,16 @@ func (sp *seccompPrograms) program(caps uint64) ([]byte, error) {
 // the capabilities are dropped; what runs after it (the privilege drop and
 // exec) is allowed by the profile.
 func loadSeccomp(prog []byte) error {
+	return installSeccomp(prog, unix.SECCOMP_FILTER_FLAG_TSYNC)
+}
+
+// loadSeccompThread installs prog on the calling thread only (a thread
+// that forks one process and is then discarded, see Exec).
+func loadSeccompThread(prog []byte) error {
+	return installSeccomp(prog, 0)
+}
+
+func installSeccomp(prog []byte, flags uintptr) error {
 	if len(prog) == 0 {
 		return nil
 	}
@@ -86,7 +96,7 @@ func loadSeccomp(prog []byte) error {
 		insts[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}
 	}
 	fprog := unix.SockFprog{Len: uint16(len(insts)), Filter: &insts[0]}
-	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(insts)
 	if e != 0 {
 		return fmt.Errorf("seccomp profile: load the filter: %w", e)

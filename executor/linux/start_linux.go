@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ type container struct {
 	init     bool
 	initSock string
 	cg       *cgroup
+	// caps and seccomp confine the container's process, and its Exec'd
+	// processes alike.
+	caps    uint64
+	seccomp []byte
 	// tty is the pty master of a Tty process; ttyOut is closed when
 	// copying its output has finished.
 	tty    *os.File
@@ -129,10 +134,12 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			caps, _ = capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec
 			cfg.Caps = &caps
 		}
+		c.caps = caps
 		if !spec.SeccompUnconfined {
 			if cfg.Seccomp, err = e.seccomp.program(caps); err != nil {
 				return nil, err
 			}
+			c.seccomp = cfg.Seccomp
 		}
 		if spec.Init {
 			c.initSock = filepath.Join(runDir, initSocketName)
@@ -198,13 +205,18 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		}
 	}
 	if ip == nil {
-		ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...)
+		start := startIn
+		if !whole {
+			// A container that may get Exec'd processes.
+			start = e.forker.start
+		}
+		ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
 		if err != nil && kind.exe != selfExe {
 			// The small init cannot be started (gone, not executable):
 			// this binary is an init too.
 			e.initGone.Store(true)
 			kind.exe = selfExe
-			ip, err = spawnInit(kind, spec.NetNSPath, stdin, stdout, stderr, extra...)
+			ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
@@ -288,7 +300,9 @@ func (c *container) configure(ip *initProcess, cfgData []byte) error {
 		return fmt.Errorf("%w: %w", errConfigWrite, err)
 	}
 	if c.cg != nil {
-		if err := c.cg.add(ip.cmd.Process.Pid); err != nil {
+		// An init that is gone already (it could not start the process)
+		// reports why on its status pipe.
+		if err := c.cg.add(ip.cmd.Process.Pid); err != nil && !errors.Is(err, unix.ESRCH) {
 			return err
 		}
 	}
@@ -310,32 +324,87 @@ func startIn(netns string, cmd *exec.Cmd) error {
 		// thread that exits would kill the init through Pdeathsig, so
 		// that only happens when the restore fails.
 		runtime.LockOSThread()
-		own, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer own.Close()
-		target, err := os.Open(netns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open network namespace: %w", err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("join network namespace %s: %w", netns, err)
-			return
-		}
-		err = cmd.Start()
-		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+		restored, err := startInLocked(netns, cmd)
+		if restored {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
 	}()
 	return <-errc
+}
+
+// startInLocked is startIn on the calling thread, which the caller has
+// locked; restored is false when the thread could not go back to kiln's
+// network namespace and must end.
+func startInLocked(netns string, cmd *exec.Cmd) (restored bool, err error) {
+	if netns == "" {
+		return true, cmd.Start()
+	}
+	own, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return true, err
+	}
+	defer own.Close()
+	target, err := os.Open(netns)
+	if err != nil {
+		return true, fmt.Errorf("open network namespace: %w", err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		return true, fmt.Errorf("join network namespace %s: %w", netns, err)
+	}
+	err = cmd.Start()
+	return unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil, err
+}
+
+// forkThread is the thread that starts the inits of containers from Start,
+// which may get Exec'd processes. Exec forks them from threads that join
+// the container and then end; an init forked by such a thread earlier
+// would die with it (Pdeathsig follows the thread that forked). This
+// thread stays locked, and so alive, for the life of the process.
+type forkThread struct {
+	mu   sync.Mutex
+	reqs chan func() bool // a func returns false when the thread must end
+}
+
+// start starts cmd as startIn does, on the fork thread.
+func (f *forkThread) start(netns string, cmd *exec.Cmd) error {
+	var err error
+	f.do(func() bool {
+		var restored bool
+		restored, err = startInLocked(netns, cmd)
+		return restored
+	})
+	return err
+}
+
+func (f *forkThread) do(fn func() bool) {
+	f.mu.Lock()
+	if f.reqs == nil {
+		reqs := make(chan func() bool)
+		f.reqs = reqs
+		go func() {
+			runtime.LockOSThread() // never unlocked
+			for fn := range reqs {
+				if !fn() {
+					// A thread left in another namespace ends (and its
+					// inits with it); the next start gets a new one.
+					f.mu.Lock()
+					f.reqs = nil
+					f.mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	reqs := f.reqs
+	f.mu.Unlock()
+	done := make(chan struct{})
+	reqs <- func() bool {
+		defer close(done)
+		return fn()
+	}
+	<-done
 }
 
 // readStatus decodes the init's status lines until the pipe reaches EOF:
@@ -448,7 +517,7 @@ func (c *container) Signal(sig syscall.Signal) error {
 	default:
 	}
 	if c.init && sig != syscall.SIGKILL && sig != syscall.SIGSTOP {
-		_, err := c.request(context.Background(), initRequest{Signal: int(sig)})
+		err := c.request(context.Background(), initRequest{Signal: int(sig)})
 		if err == nil {
 			return nil
 		}

@@ -35,7 +35,7 @@ type initKind struct {
 // spawnInit starts k.exe as a container init in new namespaces (k.flags),
 // in the network namespace netns when set. extra are passed after the
 // config and status pipes (fd 5 on).
-func spawnInit(k initKind, netns string, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
+func spawnInit(k initKind, netns string, start func(netns string, cmd *exec.Cmd) error, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -55,7 +55,7 @@ func spawnInit(k initKind, netns string, stdin io.Reader, stdout, stderr io.Writ
 	cmd.ExtraFiles = ip.extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
-	if err := startIn(netns, cmd); err != nil {
+	if err := start(netns, cmd); err != nil {
 		ip.release()
 		cfgW.Close()
 		stR.Close()
@@ -149,7 +149,7 @@ func (p *warmPool) take(k initKind) *initProcess {
 func (p *warmPool) fill(k initKind) {
 	defer p.wg.Done()
 	out, errw := &lateWriter{}, &lateWriter{}
-	ip, err := spawnInit(k, "", nil, out, errw)
+	ip, err := spawnInit(k, "", startIn, nil, out, errw)
 	if err == nil {
 		ip.release()
 		ip.stdout, ip.stderr = out, errw
