@@ -369,6 +369,17 @@ func (s *starterSuite) testExecWithoutInit(t *testing.T) {
 	if len(lines) < 5 || lines[0] != "sleep 100 " || lines[1] != "noinit" || lines[2] == "0" || lines[3] != "Seccomp:\t2" || lines[4] != "ppid 0" {
 		t.Errorf("exec'd process saw %q; want PID 1 sleep, hostname noinit, the container's cgroup, seccomp filter mode 2, a parent outside the container", out.String())
 	}
+	// The threads that forked those processes end; the container lives on
+	// (an init forked by such a thread would die with it, Pdeathsig).
+	for i := range 20 {
+		if code, err := c.Exec(t.Context(), executor.Process{Args: []string{"true"}, Env: []string{"PATH=/bin"}}); err != nil || code != 0 {
+			t.Fatalf("exec %d = %d, %v", i, code, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := c.Signal(0); err != nil {
+		t.Errorf("the container ended after the execs: %v", err)
+	}
 }
 
 // ttyRun runs sh on a terminal, feeding it input, and returns its output.
