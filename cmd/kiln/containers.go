@@ -547,6 +547,12 @@ func (c *cli) execCommand() *cobra.Command {
 				return nil
 			}
 			code, err := c.stream(ctx, cs, args[0], sess, tty, interactive)
+			var se *containers.StartError
+			if errors.As(err, &se) {
+				// A command that cannot be started: 126, as docker exec
+				// (20.10) exits for it, whatever the reason.
+				return &exitCodeErr{code: 126, err: err}
+			}
 			if err != nil {
 				return asKilnError(err)
 			}

@@ -198,6 +198,13 @@ func TestContainerLifecycle(t *testing.T) {
 	if r := e.must("exec", "pid1", "cat", "/proc/1/cmdline"); r.stdout != "sleep\x001000\x00" {
 		t.Errorf("PID 1 of a container without --init: %q, want sleep 1000", r.stdout)
 	}
+	// A command docker exec cannot start exits 126 (20.10), a missing
+	// working directory included (exec does not make it, unlike run).
+	for _, args := range [][]string{{"exec", "pid1", "nosuch"}, {"exec", "-w", "/nonexist", "pid1", "pwd"}, {"exec", "-u", "nobody", "pid1", "id"}} {
+		if r := e.kiln(args...); r.code != 126 || r.stderr == "" {
+			t.Errorf("exec %q: exit %d, stderr %q; want 126 and a message", args, r.code, r.stderr)
+		}
+	}
 	start = time.Now()
 	e.must("stop", "-t", "1", "pid1")
 	if d := time.Since(start); d < time.Second {

@@ -282,7 +282,7 @@ func (s *Session) Stream(ctx context.Context, st Streams) (int, error) {
 				return 0, fmt.Errorf("bad exit status from the container's monitor: %w", err)
 			}
 			if es.Error != "" {
-				return es.Code, errors.New(es.Error)
+				return es.Code, &StartError{Msg: es.Error, Code: es.Code}
 			}
 			return es.Code, nil
 		}

@@ -292,8 +292,13 @@ func (s *starterSuite) testExec(t *testing.T) {
 	if out, _, _ := run(executor.Process{Args: []string{"env"}, Env: []string{"PATH=/bin", "A=1"}}); out != "PATH=/bin\nA=1\nHOME=/root\n" {
 		t.Errorf("env = %q", out)
 	}
-	if out, _, _ := run(executor.Process{Args: []string{"sh", "-c", "echo $(id -u) $(id -g) $HOME; pwd"}, User: "app", Cwd: "/tmp/w"}); out != "1000 1000 /home/app\n/tmp/w\n" {
+	if out, _, _ := run(executor.Process{Args: []string{"sh", "-c", "echo $(id -u) $(id -g) $HOME; pwd"}, User: "app", Cwd: "/bin"}); out != "1000 1000 /home/app\n/bin\n" {
 		t.Errorf("id, home, pwd = %q", out)
+	}
+	// Unlike the container's process, an exec'd one does not get its
+	// working directory made (docker exec -w).
+	if code, err := c.Exec(ctx, executor.Process{Args: []string{"pwd"}, Cwd: "/tmp/w"}); code != 126 || err == nil {
+		t.Errorf("exec in a missing directory = %d, %v; want 126 and an error", code, err)
 	}
 	if out, errOut, code := run(executor.Process{Args: []string{"sh", "-c", "echo o; echo e >&2; exit 7"}}); out != "o\n" || errOut != "e\n" || code != 7 {
 		t.Errorf("exit 7: stdout %q stderr %q code %d", out, errOut, code)

@@ -144,7 +144,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		caps = *cfg.Caps
 	}
 
-	proc, code, err := prepareProcess(p)
+	proc, code, err := prepareProcess(p, true)
 	if err != nil {
 		return code, err
 	}
@@ -207,9 +207,10 @@ type execProcess struct {
 }
 
 // prepareProcess resolves p's user, environment and command inside the
-// container and changes to its working directory (created when missing).
+// container and changes to its working directory (created when missing
+// with makeCwd).
 // On failure code is 126 or 127 for a command that cannot be run.
-func prepareProcess(p *processConfig) (execProcess, int, error) {
+func prepareProcess(p *processConfig, makeCwd bool) (execProcess, int, error) {
 	u, err := lookupUser(p.User, "/etc/passwd", "/etc/group", p.RunGroups)
 	if err != nil {
 		return execProcess{}, 0, err
@@ -225,12 +226,16 @@ func prepareProcess(p *processConfig) (execProcess, int, error) {
 	if !path.IsAbs(raw) {
 		raw = "/" + raw
 	}
-	if err := os.MkdirAll(raw, 0o755); err != nil {
-		return execProcess{}, 0, fmt.Errorf("create working directory %s: %w", raw, err)
+	if makeCwd {
+		if err := os.MkdirAll(raw, 0o755); err != nil {
+			return execProcess{}, 0, fmt.Errorf("create working directory %s: %w", raw, err)
+		}
 	}
 	cwd := path.Clean(raw)
 	if err := enterDir(cwd); err != nil {
-		return execProcess{}, 0, err
+		// A working directory that is not there (docker exec -w) is a
+		// command that cannot be run.
+		return execProcess{}, 126, err
 	}
 	argv0, code, err := lookPath(p.Args[0], env)
 	if err != nil {

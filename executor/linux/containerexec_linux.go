@@ -147,8 +147,9 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 	if err := unix.Setns(pidfd, unix.CLONE_NEWNS|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET|unix.CLONE_NEWPID); err != nil {
 		return fail(fmt.Errorf("join the container's namespaces: %w", err))
 	}
-	// From here on every path is inside the container.
-	proc, code, err := prepareProcess(p)
+	// From here on every path is inside the container. The working
+	// directory must exist, as under docker exec (a run makes it).
+	proc, code, err := prepareProcess(p, false)
 	if err != nil {
 		return execStart{code: code, err: err}
 	}
