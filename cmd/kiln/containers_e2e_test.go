@@ -376,6 +376,20 @@ func TestVolumes(t *testing.T) {
 	}
 	e.must("rm", "user")
 	e.must("volume", "rm", "data")
+	// An empty volume mounted over image content starts as a copy of it,
+	// the directory's owner and mode included; one that has files stays
+	// as it is, and nocopy keeps it empty.
+	if r := e.must("run", "--rm", "-v", "etc:/etc", "busybox", "sh", "-c", "cat /etc/passwd | head -1; stat -c '%a %u' /etc"); r.stdout != "root:x:0:0:root:/root:/bin/sh\n755 0\n" {
+		t.Errorf("a new volume over /etc holds %q, want the image's /etc", r.stdout)
+	}
+	e.must("run", "--rm", "-v", "etc:/etc", "busybox", "sh", "-c", "rm /etc/group; echo mine > /etc/passwd")
+	if r := e.must("run", "--rm", "-v", "etc:/x", "busybox", "sh", "-c", "cat /x/passwd; ls /x | grep -c group || true"); r.stdout != "mine\n0\n" {
+		t.Errorf("a volume with files was filled again: %q", r.stdout)
+	}
+	if r := e.must("run", "--rm", "-v", "empty:/etc:nocopy", "busybox", "ls", "/etc"); r.stdout != "" {
+		t.Errorf("a nocopy volume over /etc holds %q, want nothing", r.stdout)
+	}
+	e.must("volume", "rm", "etc", "empty")
 	e.must("volume", "create", "v2")
 	e.must("volume", "inspect", "v2")
 	if r := e.must("volume", "prune", "-f"); !strings.Contains(r.stdout, "v2") {

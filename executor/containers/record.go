@@ -66,6 +66,9 @@ type Mount struct {
 	Target   string   `json:"Destination"`
 	ReadOnly bool     `json:"ReadOnly,omitempty"`
 	Options  []string `json:"Options,omitempty"`
+	// NoCopy keeps an empty volume empty (-v NAME:PATH:nocopy) instead of
+	// filling it with what the image has at Target.
+	NoCopy bool `json:"NoCopy,omitempty"`
 }
 
 // Port is a published port (-p [IP:]HOST:CTR[/udp]).

@@ -29,9 +29,15 @@ type Layers struct {
 // Layers is the stack of the container's root filesystem: its upper dir,
 // then its image's layers, top first.
 func (r *Record) Layers() Layers {
-	dirs := []string{r.UpperDir()}
-	for i := len(r.Config.LowerDirs) - 1; i >= 0; i-- {
-		dirs = append(dirs, r.Config.LowerDirs[i])
+	return Layers{Dirs: append([]string{r.UpperDir()}, ImageLayers(r.Config.LowerDirs).Dirs...)}
+}
+
+// ImageLayers is the read-only view of an image's layer directories,
+// given bottom first (as Config.LowerDirs holds them).
+func ImageLayers(lowerDirs []string) Layers {
+	dirs := make([]string, 0, len(lowerDirs))
+	for i := len(lowerDirs) - 1; i >= 0; i-- {
+		dirs = append(dirs, lowerDirs[i])
 	}
 	return Layers{Dirs: dirs}
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // validVolume is docker's rule for volume names.
@@ -230,4 +233,38 @@ func (s *Store) Remove(ctx context.Context, id string, volumes bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PopulateVolume fills the volume directory dir, when it is empty, with
+// what the image (its layers l) has at the container path target, as
+// docker does when it mounts a volume over image content: the files with
+// their owners, modes and times, and the directory's own owner and mode.
+// Nothing is copied when the image has no directory there.
+func PopulateVolume(ctx context.Context, l Layers, target, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("fill volume for %s: %w", target, err)
+	}
+	if len(entries) > 0 {
+		return nil
+	}
+	rel, err := l.Resolve(target, true)
+	if err != nil {
+		return fmt.Errorf("fill volume for %s: %w", target, err)
+	}
+	fi, err := l.Stat(rel)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fill volume for %s: %w", target, err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(l.WriteTar(ctx, rel, ".", pw)) }()
+	err = ExtractTar(ctx, pr, func(name string) (string, error) { return securejoin.SecureJoin(dir, name) })
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("fill volume for %s from the image: %w", target, err)
+	}
+	return nil
 }

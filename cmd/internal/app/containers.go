@@ -251,6 +251,16 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if cfg.ImageChain, err = json.Marshal(img.Chain); err != nil {
 		return nil, err
 	}
+	// As docker does, an empty volume starts as a copy of what the image
+	// has where it is mounted.
+	for _, m := range cfg.Mounts {
+		if m.Type != containers.MountVolume || m.NoCopy {
+			continue
+		}
+		if err := containers.PopulateVolume(ctx, containers.ImageLayers(cfg.LowerDirs), m.Target, m.Source); err != nil {
+			return nil, err
+		}
+	}
 	rec, err := cs.Create(ctx, &cfg)
 	if err != nil {
 		return nil, err
@@ -325,11 +335,9 @@ func (a *App) mounts(ctx context.Context, cs *containers.Store, req ContainerReq
 		}
 		switch {
 		case m.Type == containers.MountBind:
-			fi, err := os.Stat(m.Source)
-			if err != nil {
+			if _, err := os.Stat(m.Source); err != nil {
 				return out, anon, fmt.Errorf("invalid mount config: bind source path does not exist: %s", m.Source)
 			}
-			_ = fi
 		case m.Name == "":
 			v, err := cs.CreateVolume(ctx, "", nil)
 			if err != nil {
@@ -418,7 +426,9 @@ func parseVolume(spec string) (containers.Mount, error) {
 				m.ReadOnly = true
 			case "rw":
 				m.ReadOnly = false
-			case "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy":
+			case "nocopy":
+				m.NoCopy = true
+			case "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave":
 			default:
 				return m, fmt.Errorf("invalid volume %q: unknown option %q", spec, o)
 			}

@@ -17,6 +17,7 @@ func TestParseVolume(t *testing.T) {
 		{"data:/data", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/data"}, false},
 		{"data:/data:ro,z", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/data", ReadOnly: true}, false},
 		{"/anon", containers.Mount{Type: containers.MountVolume, Target: "/anon"}, false},
+		{"data:/data:nocopy", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/data", NoCopy: true}, false},
 		{"data:rel", containers.Mount{}, true},
 		{"rel", containers.Mount{}, true},
 		{":/x", containers.Mount{}, true},
