@@ -200,10 +200,14 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	// A command docker exec cannot start exits 126 (20.10), a missing
 	// working directory included (exec does not make it, unlike run).
-	for _, args := range [][]string{{"exec", "pid1", "nosuch"}, {"exec", "-w", "/nonexist", "pid1", "pwd"}, {"exec", "-u", "nobody", "pid1", "id"}} {
+	for _, args := range [][]string{{"exec", "pid1", "nosuch"}, {"exec", "-w", "/nonexist", "pid1", "pwd"}, {"exec", "-u", "nobody", "pid1", "id"}, {"exec", "-w", "rel", "pid1", "pwd"}} {
 		if r := e.kiln(args...); r.code != 126 || r.stderr == "" {
 			t.Errorf("exec %q: exit %d, stderr %q; want 126 and a message", args, r.code, r.stderr)
 		}
+	}
+	// A relative -w is refused, as by docker run.
+	if r := e.kiln("run", "--rm", "-w", "rel", "busybox", "pwd"); r.code != 125 || !strings.Contains(r.stderr, "absolute path") {
+		t.Errorf("run -w rel: exit %d, stderr %q; want 125 asking for an absolute path", r.code, r.stderr)
 	}
 	start = time.Now()
 	e.must("stop", "-t", "1", "pid1")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"runtime"
 	"sync"
 	"time"
@@ -29,6 +30,9 @@ func (c *container) Exec(ctx context.Context, p executor.Process) (int, error) {
 	}
 	if len(p.Args) == 0 {
 		return -1, errors.New("exec in container: no command given")
+	}
+	if p.Cwd != "" && !path.IsAbs(p.Cwd) {
+		return 126, &execError{msg: fmt.Sprintf("exec in container: the working directory %q must be an absolute path", p.Cwd), exit: &executor.ExitError{Code: 126}}
 	}
 	select {
 	case <-c.done:

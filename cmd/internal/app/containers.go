@@ -191,6 +191,9 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		cfg.Env = append(cfg.Env, "TERM=xterm")
 	}
 	if req.Workdir != "" {
+		if !path.IsAbs(req.Workdir) {
+			return nil, fmt.Errorf("the working directory '%s' is invalid, it needs to be an absolute path", req.Workdir)
+		}
 		cfg.WorkingDir = req.Workdir
 	}
 	if req.User != "" {
