@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
@@ -85,13 +86,41 @@ func (c *cli) buildCommand() *cobra.Command {
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to RUN steps' /etc/hosts: NAME:IP")
 	fl.Bool("rm", true, "ignored, as by Docker's BuildKit builder (kept for scripts written for the classic builder)")
 	fl.Bool("force-rm", false, "ignored, as by Docker's BuildKit builder")
+	addIgnoredBuildFlags(fl)
+	fl.Bool("squash", false, "not supported (Docker 20.10 refuses it too, without experimental features)")
+	fl.StringArray("security-opt", nil, "not supported for builds (Docker 20.10 refuses it too)")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "an SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE...]] (default: $SSH_AUTH_SOCK)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone: the variable ID, else the file ID)")
 	return cmd
 }
 
+// addIgnoredBuildFlags adds the resource and isolation flags of docker
+// build's classic builder, which Docker 20.10 takes and its BuildKit
+// builder ignores: scripts that pass them keep working.
+func addIgnoredBuildFlags(fl *pflag.FlagSet) {
+	const ignored = "ignored, as by Docker's BuildKit builder"
+	fl.Bool("compress", false, ignored)
+	fl.Bool("disable-content-trust", true, ignored)
+	fl.StringP("memory", "m", "", ignored)
+	fl.String("memory-swap", "", ignored)
+	fl.String("shm-size", "", ignored)
+	fl.Int64P("cpu-shares", "c", 0, ignored)
+	fl.Int64("cpu-period", 0, ignored)
+	fl.Int64("cpu-quota", 0, ignored)
+	fl.String("cpuset-cpus", "", ignored)
+	fl.String("cpuset-mems", "", ignored)
+	fl.String("isolation", "", ignored)
+	fl.String("cgroup-parent", "", ignored)
+	fl.StringArray("ulimit", nil, ignored)
+}
+
 func (c *cli) build(cmd *cobra.Command, contextDir string, f *buildFlags) error {
 	ctx := cmd.Context()
+	if fl := cmd.Flags(); fl.Changed("squash") {
+		return errors.New("--squash is not supported: kiln keeps an image's layers (Docker 20.10 accepts it only with experimental features)")
+	} else if fl.Changed("security-opt") {
+		return errors.New("--security-opt: setting security options on build is not supported (RUN steps get Docker's default profile)")
+	}
 	if f.platform != "" && f.platform != "linux/amd64" {
 		return fmt.Errorf("--platform=%s: kiln builds for linux/amd64 only", f.platform)
 	}

@@ -52,3 +52,26 @@ func TestParseAddHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildClassicFlags checks that docker build's classic-builder flags,
+// which Docker 20.10's BuildKit builder takes and ignores, parse, and that
+// --squash and --security-opt are refused as there.
+func TestBuildClassicFlags(t *testing.T) {
+	c := &cli{}
+	cmd := c.buildCommand()
+	args := []string{"-m", "64m", "--memory-swap", "-1", "--shm-size", "64m", "-c", "512", "--cpu-period", "100000",
+		"--cpu-quota", "50000", "--cpuset-cpus", "0", "--cpuset-mems", "0", "--isolation", "default",
+		"--cgroup-parent", "p", "--ulimit", "nofile=1024:1024", "--compress", "--disable-content-trust=false", "--rm=false", "--force-rm"}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	for _, refused := range [][]string{{"--squash"}, {"--security-opt", "seccomp=unconfined"}} {
+		cmd := c.buildCommand()
+		if err := cmd.ParseFlags(refused); err != nil {
+			t.Fatalf("parse %q: %v", refused, err)
+		}
+		if err := cmd.RunE(cmd, []string{t.TempDir()}); err == nil || !strings.Contains(err.Error(), refused[0]) {
+			t.Errorf("build %q: %v, want an error naming the flag", refused, err)
+		}
+	}
+}
