@@ -105,7 +105,7 @@ func (c *cli) startCommand() *cobra.Command {
 			if err != nil {
 				return startErr(err)
 			}
-			code, err := c.stream(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin)
+			code, err := c.stream(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, true)
 			if err != nil {
 				return asKilnError(err)
 			}
@@ -546,7 +546,7 @@ func (c *cli) execCommand() *cobra.Command {
 				sess.Close()
 				return nil
 			}
-			code, err := c.stream(ctx, cs, args[0], sess, tty, interactive)
+			code, err := c.stream(ctx, cs, args[0], sess, tty, interactive, true)
 			var se *containers.StartError
 			if errors.As(err, &se) {
 				// A command that cannot be started: 126, as docker exec

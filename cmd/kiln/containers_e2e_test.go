@@ -205,6 +205,16 @@ func TestContainerLifecycle(t *testing.T) {
 			t.Errorf("exec %q: exit %d, stderr %q; want 126 and a message", args, r.code, r.stderr)
 		}
 	}
+	// --cidfile gets the ID, and a second run with the same file is
+	// refused before it creates anything.
+	cid := filepath.Join(t.TempDir(), "cid")
+	e.must("run", "--rm", "--cidfile", cid, "busybox", "true")
+	if b, err := os.ReadFile(cid); err != nil || len(b) != 64 {
+		t.Errorf("--cidfile holds %q (%v), want a 64-digit ID", b, err)
+	}
+	if r := e.kiln("run", "--rm", "--cidfile", cid, "busybox", "true"); r.code != 125 || !strings.Contains(r.stderr, "ID file found") {
+		t.Errorf("run with an existing --cidfile: exit %d, %q", r.code, r.stderr)
+	}
 	// A relative -w is refused, as by docker run.
 	if r := e.kiln("run", "--rm", "-w", "rel", "busybox", "pwd"); r.code != 125 || !strings.Contains(r.stderr, "absolute path") {
 		t.Errorf("run -w rel: exit %d, stderr %q; want 125 asking for an absolute path", r.code, r.stderr)

@@ -2,7 +2,10 @@ package main
 
 import (
 	"runtime/debug"
+	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/kiln-build/kiln/executor/containers"
 )
@@ -99,6 +102,51 @@ func TestBuildVersion(t *testing.T) {
 		v, c := buildVersion(tc.info, tc.ok)
 		if v != tc.version || c != tc.want {
 			t.Errorf("%s: buildVersion = %q, %q; want %q, %q", tc.name, v, c, tc.version, tc.want)
+		}
+	}
+}
+
+func TestParseExpose(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"80", []string{"80/tcp"}, false},
+		{"53/UDP", []string{"53/udp"}, false},
+		{"7000-7002/sctp", []string{"7000/sctp", "7001/sctp", "7002/sctp"}, false},
+		{"80/icmp", nil, true}, {"x", nil, true}, {"90-80", nil, true}, {"70000", nil, true}, {"", nil, true},
+	}
+	for _, tc := range tests {
+		got, err := parseExpose(tc.in)
+		if (err != nil) != tc.err || strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("parseExpose(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestHealthFlags(t *testing.T) {
+	parse := func(args ...string) (*containers.Healthcheck, error) {
+		var f containerFlags
+		fl := pflag.NewFlagSet("run", pflag.ContinueOnError)
+		addContainerFlags(fl, &f)
+		if err := fl.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return f.health.override(fl)
+	}
+	if hc, err := parse(); hc != nil || err != nil {
+		t.Errorf("no flags: %+v, %v; want the image's (nil)", hc, err)
+	}
+	if hc, err := parse("--no-healthcheck"); err != nil || hc == nil || strings.Join(hc.Test, " ") != "NONE" {
+		t.Errorf("--no-healthcheck: %+v, %v", hc, err)
+	}
+	if hc, err := parse("--health-cmd", "curl -f x", "--health-retries", "2"); err != nil || hc == nil || strings.Join(hc.Test, "|") != "CMD-SHELL|curl -f x" || hc.Retries != 2 {
+		t.Errorf("--health-cmd: %+v, %v", hc, err)
+	}
+	for _, bad := range [][]string{{"--no-healthcheck", "--health-retries", "1"}, {"--health-interval", "-1s"}, {"--health-retries", "-1"}} {
+		if _, err := parse(bad...); err == nil {
+			t.Errorf("%q: no error", bad)
 		}
 	}
 }

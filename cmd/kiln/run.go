@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +50,23 @@ type containerFlags struct {
 	interactive bool
 	tty         bool
 	labels      []string
+	labelFiles  []string
 	pull        string
+	cidfile     string
+	platform    string
+	expose      []string
+	sigProxy    bool
+	health      healthFlags
+}
+
+// healthFlags override the image's HEALTHCHECK, field by field.
+type healthFlags struct {
+	none        bool
+	cmd         string
+	interval    time.Duration
+	timeout     time.Duration
+	startPeriod time.Duration
+	retries     int
 }
 
 func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
@@ -81,6 +99,17 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo terminal")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label KEY=VALUE")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels KEY=VALUE from a file")
+	fl.StringVar(&f.cidfile, "cidfile", "", "write the container ID to this file")
+	fl.StringVar(&f.platform, "platform", "", "platform of the image (only linux/amd64)")
+	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
+	fl.BoolVar(&f.sigProxy, "sig-proxy", true, "pass the signals kiln gets on to the container (without -t)")
+	fl.BoolVar(&f.health.none, "no-healthcheck", false, "disable the image's HEALTHCHECK")
+	fl.StringVar(&f.health.cmd, "health-cmd", "", "command to check health (run by the shell)")
+	fl.DurationVar(&f.health.interval, "health-interval", 0, "time between health checks")
+	fl.DurationVar(&f.health.timeout, "health-timeout", 0, "time a health check may take")
+	fl.DurationVar(&f.health.startPeriod, "health-start-period", 0, "time to start before failed checks count")
+	fl.IntVar(&f.health.retries, "health-retries", 0, "consecutive failures that make the container unhealthy")
 	fl.Bool("help", false, "help for this command")
 }
 
@@ -138,31 +167,144 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		f.pidsLimit = 0
 	}
 	req.Resources.PidsLimit = f.pidsLimit
-	if len(f.labels) > 0 {
+	labels := slices.Clone(f.labels)
+	for _, file := range f.labelFiles {
+		l, err := readLines(file)
+		if err != nil {
+			return req, fmt.Errorf("--label-file: %w", err)
+		}
+		labels = append(l, labels...) // --label wins over a file
+	}
+	if len(labels) > 0 {
 		req.Labels = map[string]string{}
-		for _, l := range f.labels {
+		for _, l := range labels {
 			k, v, _ := strings.Cut(l, "=")
 			req.Labels[k] = v
 		}
 	}
+	switch f.platform {
+	case "", "linux/amd64", "linux/amd64/v1", "amd64":
+	default:
+		return req, fmt.Errorf("--platform=%s: kiln runs linux/amd64 images only", f.platform)
+	}
+	for _, e := range f.expose {
+		ports, err := parseExpose(e)
+		if err != nil {
+			return req, err
+		}
+		req.Expose = append(req.Expose, ports...)
+	}
+	hc, err := f.health.override(fl)
+	if err != nil {
+		return req, err
+	}
+	req.Healthcheck = hc
 	return req, nil
+}
+
+// override is the health check the flags ask for: nil when they leave the
+// image's as it is, Test NONE with --no-healthcheck, else the fields given
+// (the rest come from the image's, as docker merges them).
+func (h healthFlags) override(fl *pflag.FlagSet) (*containers.Healthcheck, error) {
+	set := false
+	for _, name := range []string{"health-cmd", "health-interval", "health-timeout", "health-start-period", "health-retries"} {
+		set = set || fl.Changed(name)
+	}
+	if h.none {
+		if set {
+			return nil, errors.New("--no-healthcheck conflicts with --health-* options")
+		}
+		return &containers.Healthcheck{Test: []string{"NONE"}}, nil
+	}
+	if !set {
+		return nil, nil
+	}
+	for name, d := range map[string]time.Duration{"--health-interval": h.interval, "--health-timeout": h.timeout, "--health-start-period": h.startPeriod} {
+		if d < 0 {
+			return nil, fmt.Errorf("%s cannot be negative", name)
+		}
+	}
+	if h.retries < 0 {
+		return nil, errors.New("--health-retries cannot be negative")
+	}
+	hc := &containers.Healthcheck{Interval: h.interval, Timeout: h.timeout, StartPeriod: h.startPeriod, Retries: h.retries}
+	if h.cmd != "" {
+		hc.Test = []string{"CMD-SHELL", h.cmd}
+	}
+	return hc, nil
+}
+
+// parseExpose reads an --expose value, PORT[-PORT][/PROTO], as docker run
+// does, into "PORT/PROTO" entries.
+func parseExpose(v string) ([]string, error) {
+	spec, proto, _ := strings.Cut(v, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return nil, fmt.Errorf("--expose %s: invalid protocol %q", v, proto)
+	}
+	lo, hi, isRange := strings.Cut(spec, "-")
+	if !isRange {
+		hi = lo
+	}
+	a, err1 := strconv.ParseUint(lo, 10, 16)
+	b, err2 := strconv.ParseUint(hi, 10, 16)
+	if err1 != nil || err2 != nil || b < a {
+		return nil, fmt.Errorf("--expose %s: invalid port or range", v)
+	}
+	var out []string
+	for p := a; p <= b; p++ {
+		out = append(out, fmt.Sprintf("%d/%s", p, proto))
+	}
+	return out, nil
+}
+
+// checkCidfile fails when the --cidfile file exists already, as docker run
+// does before it creates anything.
+func checkCidfile(file string) error {
+	if file == "" {
+		return nil
+	}
+	if _, err := os.Lstat(file); err == nil {
+		return fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", file)
+	}
+	return nil
+}
+
+// writeCidfile writes the container ID to file, which must not exist yet
+// (as docker run --cidfile).
+func writeCidfile(file, id string) error {
+	if file == "" {
+		return nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return checkCidfile(file)
+	}
+	if err != nil {
+		return fmt.Errorf("--cidfile: %w", err)
+	}
+	_, err = f.WriteString(id)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("--cidfile: %w", err)
+	}
+	return nil
 }
 
 // readEnvFile reads KEY=VALUE lines (KEY alone: from the environment);
 // blank lines and # comments are skipped.
 func readEnvFile(file string) ([]string, error) {
-	f, err := os.Open(file)
+	lines, err := readLines(file)
 	if err != nil {
 		return nil, fmt.Errorf("--env-file: %w", err)
 	}
-	defer f.Close()
 	var env []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
+	for _, line := range lines {
 		if !strings.Contains(line, "=") {
 			v, ok := os.LookupEnv(line)
 			if !ok {
@@ -172,10 +314,30 @@ func readEnvFile(file string) ([]string, error) {
 		}
 		env = append(env, line)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--env-file %s: %w", file, err)
-	}
 	return env, nil
+}
+
+// readLines returns the lines of file that are neither blank nor # comments,
+// trimmed: the format of --env-file and --label-file.
+func readLines(file string) ([]string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return out, nil
 }
 
 func (c *cli) createCommand() *cobra.Command {
@@ -195,8 +357,14 @@ func (c *cli) createCommand() *cobra.Command {
 				return asKilnError(err)
 			}
 			defer a.Close()
+			if err := checkCidfile(f.cidfile); err != nil {
+				return asKilnError(err)
+			}
 			r, err := a.CreateContainer(ctx, req)
 			if err != nil {
+				return asKilnError(err)
+			}
+			if err := writeCidfile(f.cidfile, r.Config.ID); err != nil {
 				return asKilnError(err)
 			}
 			fmt.Fprintln(c.stdout, r.Config.ID)
@@ -246,12 +414,20 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	if f.tty && f.interactive && !detach && !isTerminal(c.stdin) {
 		return asKilnError(errors.New("the input device is not a TTY; drop -t or run from a terminal"))
 	}
+	if err := checkCidfile(f.cidfile); err != nil {
+		return asKilnError(err)
+	}
 	a, err := c.open(ctx)
 	if err != nil {
 		return asKilnError(err)
 	}
 	r, err := a.CreateContainer(ctx, req)
 	if err != nil {
+		a.Close()
+		return asKilnError(err)
+	}
+	if err := writeCidfile(f.cidfile, r.Config.ID); err != nil {
+		_ = a.RemoveContainer(context.WithoutCancel(ctx), r.Config.ID, true, true)
 		a.Close()
 		return asKilnError(err)
 	}
@@ -273,14 +449,11 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 		fmt.Fprintln(c.stdout, id)
 		return nil
 	}
-	code, err := c.stream(ctx, cs, id, sess, f.tty, f.interactive)
+	code, err := c.stream(ctx, cs, id, sess, f.tty, f.interactive, f.sigProxy)
 	if err != nil {
 		return asKilnError(err)
 	}
-	if f.rm {
-		// The shim removes the container before it reports the exit.
-		return exitWith(code)
-	}
+	// With --rm the shim removed the container before it reported the exit.
 	return exitWith(code)
 }
 
@@ -298,7 +471,7 @@ func (c *cli) removeAfterFailedStart(ctx context.Context, id string) {
 
 // stream runs an attached session with the local terminal: raw mode and
 // resizes with a tty, signals forwarded without one.
-func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin bool) (int, error) {
+func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin, sigProxy bool) (int, error) {
 	st := containers.Streams{Stdout: c.stdout, Stderr: c.stderr}
 	if stdin {
 		st.Stdin = c.stdin
@@ -310,7 +483,7 @@ func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess 
 		restore, resize := c.terminal()
 		defer restore()
 		st.Resize = resize
-	} else {
+	} else if sigProxy {
 		sigs, stop := forwardSignals()
 		defer stop()
 		st.Signals = sigs

@@ -64,6 +64,11 @@ type ContainerRequest struct {
 	Restart     string
 	AutoRemove  bool
 	Labels      map[string]string
+	// Expose adds exposed ports ("80/tcp", --expose).
+	Expose []string
+	// Healthcheck, when not nil, overrides the image's field by field
+	// (docker run --health-*; Test NONE for --no-healthcheck).
+	Healthcheck *containers.Healthcheck
 	// Registry configures pulls of a missing image.
 	Registry RegistryOptions
 }
@@ -226,8 +231,13 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	for p := range ic.ExposedPorts {
 		cfg.ExposedPorts = append(cfg.ExposedPorts, p)
 	}
+	for _, p := range req.Expose {
+		if !slices.Contains(cfg.ExposedPorts, p) {
+			cfg.ExposedPorts = append(cfg.ExposedPorts, p)
+		}
+	}
 	sort.Strings(cfg.ExposedPorts)
-	cfg.Healthcheck = healthcheck(ic.Healthcheck)
+	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
 
 	// From here on, undo what was made when something fails.
 	var anon []string
@@ -454,6 +464,39 @@ func healthcheck(h *v1.HealthConfig) *containers.Healthcheck {
 		return nil
 	}
 	return &containers.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+}
+
+// mergeHealthcheck applies the run flags' health check over the image's,
+// as docker does: NONE disables it, unset fields come from the image.
+func mergeHealthcheck(img, flags *containers.Healthcheck) *containers.Healthcheck {
+	if flags == nil {
+		return img
+	}
+	if len(flags.Test) == 1 && flags.Test[0] == "NONE" {
+		return nil
+	}
+	out := *flags
+	if img != nil {
+		if len(out.Test) == 0 {
+			out.Test = img.Test
+		}
+		if out.Interval == 0 {
+			out.Interval = img.Interval
+		}
+		if out.Timeout == 0 {
+			out.Timeout = img.Timeout
+		}
+		if out.StartPeriod == 0 {
+			out.StartPeriod = img.StartPeriod
+		}
+		if out.Retries == 0 {
+			out.Retries = img.Retries
+		}
+	}
+	if len(out.Test) == 0 {
+		return nil // timing options and no command to run
+	}
+	return &out
 }
 
 // RemoveContainer removes a container: its network attachment, writable

@@ -1,7 +1,9 @@
 package app
 
 import (
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/executor/containers"
 )
@@ -36,5 +38,27 @@ func TestParseVolume(t *testing.T) {
 				t.Errorf("parseVolume(%q) = %+v, want %+v", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestMergeHealthcheck(t *testing.T) {
+	img := &containers.Healthcheck{Test: []string{"CMD", "check"}, Interval: time.Minute, Retries: 3}
+	tests := []struct {
+		name  string
+		flags *containers.Healthcheck
+		want  *containers.Healthcheck
+	}{
+		{"no flags", nil, img},
+		{"none", &containers.Healthcheck{Test: []string{"NONE"}}, nil},
+		{"interval only", &containers.Healthcheck{Interval: time.Second}, &containers.Healthcheck{Test: img.Test, Interval: time.Second, Retries: 3}},
+		{"new command", &containers.Healthcheck{Test: []string{"CMD-SHELL", "x"}}, &containers.Healthcheck{Test: []string{"CMD-SHELL", "x"}, Interval: time.Minute, Retries: 3}},
+	}
+	for _, tc := range tests {
+		if got := mergeHealthcheck(img, tc.flags); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if got := mergeHealthcheck(nil, &containers.Healthcheck{Interval: time.Second}); got != nil {
+		t.Errorf("timing flags on an image without a check: %+v, want none", got)
 	}
 }
