@@ -58,6 +58,12 @@ type Spec struct {
 	// EtcHostname binds a generated /etc/hostname into the container, as
 	// docker run does; build steps have none, as in BuildKit.
 	EtcHostname bool
+	// ShmSize is the size of /dev/shm in bytes; 0 means 64 MiB, Docker's
+	// default (docker run --shm-size).
+	ShmSize int64
+	// Ulimits are the resource limits of the container's process and of
+	// the processes Exec runs (docker run --ulimit); unset ones are kiln's.
+	Ulimits []Ulimit
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
 	// /run/kiln/netns/ID prepared by the network code) the container
 	// joins instead of NetworkHost/NetworkNone.
@@ -177,6 +183,13 @@ type Rootfs struct {
 	// (overlayfs "volatile"), which otherwise syncs the whole filesystem
 	// holding them when the container ends.
 	Once bool
+}
+
+// Ulimit is one resource limit (docker run --ulimit NAME=SOFT[:HARD]).
+type Ulimit struct {
+	// Resource is the Linux RLIMIT_* number.
+	Resource   int
+	Soft, Hard uint64
 }
 
 // Process is the command to run.

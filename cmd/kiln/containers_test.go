@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
 
@@ -147,6 +149,28 @@ func TestHealthFlags(t *testing.T) {
 	for _, bad := range [][]string{{"--no-healthcheck", "--health-retries", "1"}, {"--health-interval", "-1s"}, {"--health-retries", "-1"}} {
 		if _, err := parse(bad...); err == nil {
 			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestParseUlimit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want executor.Ulimit
+		err  bool
+	}{
+		{"nofile=1024", executor.Ulimit{Resource: unix.RLIMIT_NOFILE, Soft: 1024, Hard: 1024}, false},
+		{"nofile=512:1024", executor.Ulimit{Resource: unix.RLIMIT_NOFILE, Soft: 512, Hard: 1024}, false},
+		{"core=-1", executor.Ulimit{Resource: unix.RLIMIT_CORE, Soft: unix.RLIM_INFINITY, Hard: unix.RLIM_INFINITY}, false},
+		{"nofile=2048:1024", executor.Ulimit{}, true},
+		{"bogus=1", executor.Ulimit{}, true},
+		{"nofile", executor.Ulimit{}, true},
+		{"nofile=x", executor.Ulimit{}, true},
+	}
+	for _, tc := range tests {
+		got, err := parseUlimit(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("parseUlimit(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }

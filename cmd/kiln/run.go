@@ -15,9 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/cmd/internal/shim"
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
 
@@ -57,6 +59,8 @@ type containerFlags struct {
 	expose      []string
 	sigProxy    bool
 	health      healthFlags
+	shmSize     string
+	ulimits     []string
 }
 
 // healthFlags override the image's HEALTHCHECK, field by field.
@@ -103,6 +107,8 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVar(&f.cidfile, "cidfile", "", "write the container ID to this file")
 	fl.StringVar(&f.platform, "platform", "", "platform of the image (only linux/amd64)")
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
+	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
+	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...)")
 	fl.BoolVar(&f.sigProxy, "sig-proxy", true, "pass the signals kiln gets on to the container (without -t)")
 	fl.BoolVar(&f.health.none, "no-healthcheck", false, "disable the image's HEALTHCHECK")
 	fl.StringVar(&f.health.cmd, "health-cmd", "", "command to check health (run by the shell)")
@@ -199,7 +205,85 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		return req, err
 	}
 	req.Healthcheck = hc
+	if f.shmSize != "" {
+		if req.ShmSize, err = parseMemory(f.shmSize); err != nil || req.ShmSize == 0 {
+			return req, fmt.Errorf("--shm-size %s: want a size such as 64m", f.shmSize)
+		}
+	}
+	for _, u := range f.ulimits {
+		l, err := parseUlimit(u)
+		if err != nil {
+			return req, err
+		}
+		req.Ulimits = append(req.Ulimits, l)
+	}
 	return req, nil
+}
+
+// ulimitResource is the RLIMIT_* number of a docker run --ulimit name.
+func ulimitResource(name string) (int, bool) {
+	switch name {
+	case "core":
+		return unix.RLIMIT_CORE, true
+	case "cpu":
+		return unix.RLIMIT_CPU, true
+	case "data":
+		return unix.RLIMIT_DATA, true
+	case "fsize":
+		return unix.RLIMIT_FSIZE, true
+	case "locks":
+		return unix.RLIMIT_LOCKS, true
+	case "memlock":
+		return unix.RLIMIT_MEMLOCK, true
+	case "msgqueue":
+		return unix.RLIMIT_MSGQUEUE, true
+	case "nice":
+		return unix.RLIMIT_NICE, true
+	case "nofile":
+		return unix.RLIMIT_NOFILE, true
+	case "nproc":
+		return unix.RLIMIT_NPROC, true
+	case "rss":
+		return unix.RLIMIT_RSS, true
+	case "rtprio":
+		return unix.RLIMIT_RTPRIO, true
+	case "rttime":
+		return unix.RLIMIT_RTTIME, true
+	case "sigpending":
+		return unix.RLIMIT_SIGPENDING, true
+	case "stack":
+		return unix.RLIMIT_STACK, true
+	}
+	return 0, false
+}
+
+// parseUlimit reads a --ulimit value, NAME=SOFT[:HARD], as docker does: one
+// number sets both limits, -1 is unlimited, and soft may not exceed hard.
+func parseUlimit(v string) (executor.Ulimit, error) {
+	name, limits, ok := strings.Cut(v, "=")
+	res, known := ulimitResource(name)
+	if !ok || !known {
+		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: want NAME=SOFT[:HARD] with a NAME such as nofile or nproc", v)
+	}
+	num := func(s string) (uint64, error) {
+		if s == "-1" || s == "unlimited" {
+			return unix.RLIM_INFINITY, nil
+		}
+		return strconv.ParseUint(s, 10, 64)
+	}
+	softS, hardS, two := strings.Cut(limits, ":")
+	if !two {
+		hardS = softS
+	}
+	soft, err1 := num(softS)
+	hard, err2 := num(hardS)
+	if err1 != nil || err2 != nil {
+		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: the limits must be numbers (or -1 for none)", v)
+	}
+	if soft > hard {
+		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: the soft limit %d exceeds the hard limit %d", v, soft, hard)
+	}
+	return executor.Ulimit{Resource: res, Soft: soft, Hard: hard}, nil
 }
 
 // override is the health check the flags ask for: nil when they leave the

@@ -138,9 +138,13 @@ type Config struct {
 	// seccomp profile.
 	SecurityOpt []string `json:"SecurityOpt,omitempty"`
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
-	ExtraHosts []string      `json:"ExtraHosts,omitempty"`
-	Init       bool          `json:"Init"`
-	Restart    RestartPolicy `json:"RestartPolicy"`
+	ExtraHosts []string `json:"ExtraHosts,omitempty"`
+	// ShmSize is the size of /dev/shm in bytes (--shm-size; 0: 64 MiB).
+	ShmSize int64 `json:"ShmSize,omitempty"`
+	// Ulimits are --ulimit values.
+	Ulimits []executor.Ulimit `json:"Ulimits,omitempty"`
+	Init    bool              `json:"Init"`
+	Restart RestartPolicy     `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.

@@ -311,6 +311,8 @@ func (sh *shim) spec() executor.Spec {
 		CapDrop:           c.CapDrop,
 		SeccompUnconfined: slices.Contains(c.SecurityOpt, SeccompUnconfined),
 		ExtraHosts:        c.ExtraHosts,
+		ShmSize:           c.ShmSize,
+		Ulimits:           c.Ulimits,
 		// PID 1 is the container's process, as under docker run, or with
 		// --init kiln's init, which forwards signals and reaps orphans.
 		Init:        c.Init,

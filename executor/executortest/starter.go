@@ -41,6 +41,7 @@ func StarterSuite(t *testing.T, newStarter func(t *testing.T) executor.Starter) 
 		{"Exec", s.testExec},
 		{"ExecTty", s.testExecTty},
 		{"ExecWithoutInit", s.testExecWithoutInit},
+		{"ShmSizeUlimits", s.testShmSizeUlimits},
 		{"Tty", s.testTty},
 		{"TtyInit", s.testTtyInit},
 		{"TtyResize", s.testTtyResize},
@@ -384,6 +385,28 @@ func (s *starterSuite) testExecWithoutInit(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if err := c.Signal(0); err != nil {
 		t.Errorf("the container ended after the execs: %v", err)
+	}
+}
+
+// testShmSizeUlimits checks Spec.ShmSize and Spec.Ulimits, for the
+// container's process and for an exec'd one.
+func (s *starterSuite) testShmSizeUlimits(t *testing.T) {
+	var out, errOut lockedBuffer
+	spec := s.spec(t, "sh", "-c", "df -k /dev/shm | tail -1 | awk '{print $2}'; ulimit -Sn; ulimit -Hn; exec sleep 100")
+	spec.ShmSize = 8 << 20
+	spec.Ulimits = []executor.Ulimit{{Resource: syscall.RLIMIT_NOFILE, Soft: 300, Hard: 400}}
+	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	c := s.start(t, spec)
+	waitFor := time.Now().Add(10 * time.Second)
+	for !strings.HasSuffix(out.String(), "400\n") && time.Now().Before(waitFor) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out.String() != "8192\n300\n400\n" {
+		t.Errorf("shm size and nofile limits %q (%s), want 8192 300 400", out.String(), errOut.String())
+	}
+	var eout bytes.Buffer
+	if code, err := c.Exec(t.Context(), executor.Process{Args: []string{"sh", "-c", "ulimit -Sn; ulimit -Hn"}, Env: []string{"PATH=/bin"}, Stdout: &eout}); err != nil || code != 0 || eout.String() != "300\n400\n" {
+		t.Errorf("exec'd process: %q, %d, %v; want the container's limits 300 400", eout.String(), code, err)
 	}
 }
 

@@ -49,6 +49,10 @@ type initConfig struct {
 	// the process's capabilities, assembled by the parent (packed
 	// sock_filter instructions); empty without one.
 	Seccomp []byte `json:"seccomp,omitempty"`
+	// ShmSize is the size of /dev/shm in bytes (Spec.ShmSize; 0: 64 MiB).
+	ShmSize int64 `json:"shmSize,omitempty"`
+	// Ulimits are set before the process starts (Spec.Ulimits).
+	Ulimits []executor.Ulimit `json:"ulimits,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
+	"github.com/kiln-build/kiln/executor"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,7 +96,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}); err != nil {
 		return 0, err
 	}
-	if err := st.mountAt("/dev", true, setupDev); err != nil {
+	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize) }); err != nil {
 		return 0, err
 	}
 	if err := st.mountAt("/sys", true, func(t string) error {
@@ -153,6 +155,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 			return 0, fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
 	}
+	if err := setUlimits(0, cfg.Ulimits); err != nil {
+		return 0, err
+	}
 	if err := awaitParent(parent); err != nil {
 		return 0, err
 	}
@@ -196,6 +201,26 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		code = 127
 	}
 	return code, fmt.Errorf("exec %s: %w", proc.argv0, err)
+}
+
+// setUlimits sets the resource limits of process pid (0: this one),
+// before the privileges are dropped (raising a hard limit needs
+// CAP_SYS_RESOURCE).
+func setUlimits(pid int, limits []executor.Ulimit) error {
+	for _, l := range limits {
+		var err error
+		if pid == 0 {
+			// Through syscall, which then drops the RLIMIT_NOFILE it
+			// would otherwise put back in the processes it starts.
+			err = syscall.Setrlimit(l.Resource, &syscall.Rlimit{Cur: l.Soft, Max: l.Hard})
+		} else {
+			err = unix.Prlimit(pid, l.Resource, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("set resource limit %d to %d:%d: %w", l.Resource, l.Soft, l.Hard, err)
+		}
+	}
+	return nil
 }
 
 // execProcess is a process resolved inside the container, ready to run.
@@ -345,8 +370,9 @@ func sysMount() (int, error) {
 	return mfd, nil
 }
 
-// setupDev mounts a tmpfs on target and fills it like Docker's /dev.
-func setupDev(target string) error {
+// setupDev mounts a tmpfs on target and fills it like Docker's /dev, with
+// a /dev/shm of shmSize bytes (0: Docker's 64 MiB).
+func setupDev(target string, shmSize int64) error {
 	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -368,7 +394,10 @@ func setupDev(target string) error {
 	if err := unix.Mount("devpts", target+"/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"); err != nil {
 		return fmt.Errorf("mount /dev/pts: %w", err)
 	}
-	if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+	if shmSize <= 0 {
+		shmSize = 64 << 20
+	}
+	if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize)); err != nil {
 		return fmt.Errorf("mount /dev/shm: %w", err)
 	}
 	// POSIX message queues of the container's IPC namespace, as Docker

@@ -113,6 +113,33 @@ func onDiscardedThread(fn func()) {
 	<-done
 }
 
+// limitStoppedChild waits for the traced child pid to stop after its
+// execve, sets its resource limits and lets it run. The calling thread
+// must be the one that forked it.
+func limitStoppedChild(pid int, limits []executor.Ulimit) error {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for the exec'd process: %w", err)
+		}
+		break
+	}
+	if !ws.Stopped() {
+		return errors.New("the exec'd process ended before it started")
+	}
+	if err := setUlimits(pid, limits); err != nil {
+		return err
+	}
+	if err := unix.PtraceDetach(pid); err != nil {
+		return fmt.Errorf("let the exec'd process run: %w", err)
+	}
+	return nil
+}
+
 // execStart is the outcome of forkInside.
 type execStart struct {
 	pid    int
@@ -195,7 +222,11 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 		closeMaster()
 		return fail(err)
 	}
-	pid, err := forkExec(proc, files, p.Tty, cgroupFD)
+	// Resource limits belong to a process, and this thread's is kiln's:
+	// the child stops after its execve, gets the container's limits and
+	// only then runs (as under runc, which sets them before the exec).
+	limits := len(c.ulimits) > 0
+	pid, err := forkExec(proc, files, p.Tty, cgroupFD, limits)
 	if err != nil {
 		closeMaster()
 		code := 126
@@ -203,6 +234,15 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 			code = 127
 		}
 		return execStart{code: code, err: err}
+	}
+	if limits {
+		if err := limitStoppedChild(pid, c.ulimits); err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, 0, nil)
+			closeMaster()
+			return fail(err)
+		}
 	}
 	return execStart{pid: pid, master: master}
 }

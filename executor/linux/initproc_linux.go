@@ -70,7 +70,7 @@ func runInitProcess(ip *initProc, first execProcess, stubs []stub, statusW *os.F
 	if err := cloexecFrom(3); err != nil {
 		return 0, fmt.Errorf("close kiln's file descriptors: %w", err)
 	}
-	pid, err := forkExec(first, files, slave >= 0, -1)
+	pid, err := forkExec(first, files, slave >= 0, -1, false)
 	if err != nil {
 		code := 126
 		if errors.Is(err, unix.ENOENT) {
@@ -135,8 +135,10 @@ func (ip *initProc) reap() (unix.WaitStatus, bool) {
 // forkExec starts proc as its user with files as its stdio (a pty slave,
 // made the controlling terminal, with tty) from the calling thread, whose
 // namespaces, bounding and ambient sets and seccomp filter the child
-// inherits; with cgroupFD >= 0 the child is born in that cgroup (v2).
-func forkExec(proc execProcess, files []uintptr, tty bool, cgroupFD int) (int, error) {
+// inherits; with cgroupFD >= 0 the child is born in that cgroup (v2). With
+// trace the child stops after its execve, before its first instruction,
+// traced by the calling thread (see stoppedChild).
+func forkExec(proc execProcess, files []uintptr, tty bool, cgroupFD int, trace bool) (int, error) {
 	groups := make([]uint32, len(proc.u.groups))
 	for i, g := range proc.u.groups {
 		groups[i] = uint32(g)
@@ -155,6 +157,7 @@ func forkExec(proc execProcess, files []uintptr, tty bool, cgroupFD int) (int, e
 	if cgroupFD >= 0 {
 		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, cgroupFD
 	}
+	attr.Sys.Ptrace = trace
 	pid, err := syscall.ForkExec(proc.argv0, proc.args, attr)
 	if err != nil {
 		return 0, fmt.Errorf("exec %s: %w", proc.argv0, err)

@@ -42,10 +42,11 @@ type container struct {
 	init     bool
 	initSock string
 	cg       *cgroup
-	// caps and seccomp confine the container's process, and its Exec'd
-	// processes alike.
+	// caps, seccomp and ulimits confine the container's process, and its
+	// Exec'd processes alike.
 	caps    uint64
 	seccomp []byte
+	ulimits []executor.Ulimit
 	// tty is the pty master of a Tty process; ttyOut is closed when
 	// copying its output has finished.
 	tty    *os.File
@@ -83,6 +84,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		rootfs:  spec.Rootfs,
 		process: spec.Process != nil,
 		init:    spec.Init,
+		ulimits: spec.Ulimits,
 		started: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -109,6 +111,8 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,
+		ShmSize:       spec.ShmSize,
+		Ulimits:       spec.Ulimits,
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = defaultHostname
@@ -192,7 +196,9 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	// waiting (its config pipe is broken) is replaced by a new one.
 	var ip *initProcess
 	configured := false
-	if !tty && stdin == nil && spec.NetNSPath == "" && !spec.Init {
+	// A container from Start never does: it may get Exec'd processes, and
+	// its init must come from the fork thread (see forkThread).
+	if whole && !tty && stdin == nil && spec.NetNSPath == "" && !spec.Init {
 		if ip = e.warm.take(kind); ip != nil {
 			ip.stdout.set(stdout)
 			ip.stderr.set(stderr)

@@ -57,6 +57,10 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
+	// ShmSize is the size of /dev/shm in bytes (0: 64 MiB).
+	ShmSize int64
+	// Ulimits are --ulimit values.
+	Ulimits    []executor.Ulimit
 	Init       bool
 	StopSignal string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
@@ -168,6 +172,8 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		CapDrop:       req.CapDrop,
 		SecurityOpt:   secOpts,
 		ExtraHosts:    req.ExtraHosts,
+		ShmSize:       req.ShmSize,
+		Ulimits:       req.Ulimits,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
