@@ -404,6 +404,12 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("a nocopy volume over /etc holds %q, want nothing", r.stdout)
 	}
 	e.must("volume", "rm", "etc", "empty")
+	// --mount, docker's long form, for the same three kinds.
+	if r := e.must("run", "--rm", "--mount", "type=bind,source="+host+",target=/h,readonly", "--mount", "type=tmpfs,target=/t,tmpfs-mode=1770",
+		"--mount", "source=long,target=/v", "busybox", "sh", "-c", "cat /h/in.txt; stat -c %a /t; touch /h/x 2>/dev/null || echo ro; ls /v | head -1"); r.stdout != "from host\n1770\nro\n" {
+		t.Errorf("--mount: %q", r.stdout)
+	}
+	e.must("volume", "rm", "long")
 	e.must("volume", "create", "v2")
 	e.must("volume", "inspect", "v2")
 	if r := e.must("volume", "prune", "-f"); !strings.Contains(r.stdout, "v2") {

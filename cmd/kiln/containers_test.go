@@ -49,23 +49,6 @@ func TestPsFilter(t *testing.T) {
 	}
 }
 
-func TestParseMemory(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		err  bool
-	}{
-		{"256m", 256 << 20, false}, {"1g", 1 << 30, false}, {"512k", 512 << 10, false}, {"1000", 1000, false},
-		{"100b", 100, false}, {"1.5g", 3 << 29, false}, {"x", 0, true}, {"-1m", 0, true}, {"", 0, true},
-	}
-	for _, tc := range tests {
-		got, err := parseMemory(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("parseMemory(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
-		}
-	}
-}
-
 func TestSplitContainerPath(t *testing.T) {
 	tests := []struct {
 		in       string

@@ -34,6 +34,7 @@ type containerFlags struct {
 	hostname    string
 	volumes     []string
 	tmpfs       []string
+	mounts      []string
 	publish     []string
 	network     string
 	memory      string
@@ -84,6 +85,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CTR[:ro], named volume NAME:CTR[:ro] or anonymous volume CTR")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs CTR[:OPTIONS]")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=SRC,target=CTR[,readonly][,volume-nocopy][,tmpfs-size=S][,tmpfs-mode=M]")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host or a network name")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
@@ -123,7 +125,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.ContainerRequest, error) {
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
-		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Tmpfs: f.tmpfs, Publish: f.publish,
+		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, Publish: f.publish,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
@@ -159,7 +161,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		req.Env = append(req.Env, e)
 	}
 	if f.memory != "" {
-		n, err := parseMemory(f.memory)
+		n, err := app.ParseMemory(f.memory)
 		if err != nil {
 			return req, fmt.Errorf("--memory: %w", err)
 		}
@@ -206,7 +208,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	}
 	req.Healthcheck = hc
 	if f.shmSize != "" {
-		if req.ShmSize, err = parseMemory(f.shmSize); err != nil || req.ShmSize == 0 {
+		if req.ShmSize, err = app.ParseMemory(f.shmSize); err != nil || req.ShmSize == 0 {
 			return req, fmt.Errorf("--shm-size %s: want a size such as 64m", f.shmSize)
 		}
 	}
@@ -619,28 +621,4 @@ func (e *exitCodeErr) Unwrap() error { return e.err }
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && termIsTerminal(int(f.Fd()))
-}
-
-// parseMemory reads docker's memory sizes: a byte count with an optional
-// binary unit b, k, m or g ("256m" is 256 MiB).
-func parseMemory(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'b':
-			t = t[:n-1]
-		case 'k':
-			t, mult = t[:n-1], 1<<10
-		case 'm':
-			t, mult = t[:n-1], 1<<20
-		case 'g':
-			t, mult = t[:n-1], 1<<30
-		}
-	}
-	n, err := strconv.ParseFloat(t, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size like 256m", s)
-	}
-	return int64(n * float64(mult)), nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,8 @@ type ContainerRequest struct {
 	OpenStdin  bool
 	// Volumes are -v values: HOST:CTR[:ro], NAME:CTR[:ro] or CTR.
 	Volumes []string
+	// Mounts are --mount values: type=bind|volume|tmpfs,target=CTR,...
+	Mounts []string
 	// Tmpfs are --tmpfs values: CTR[:OPTIONS].
 	Tmpfs []string
 	// Publish are -p values: [IP:][HOST:]CTR[/udp].
@@ -347,10 +350,27 @@ func (a *App) mounts(ctx context.Context, cs *containers.Store, req ContainerReq
 		out = append(out, m)
 		return nil
 	}
+	specs := make([]containers.Mount, 0, len(req.Volumes)+len(req.Mounts))
 	for _, spec := range req.Volumes {
 		m, err := parseVolume(spec)
 		if err != nil {
 			return out, anon, err
+		}
+		specs = append(specs, m)
+	}
+	for _, spec := range req.Mounts {
+		m, err := parseMount(spec)
+		if err != nil {
+			return out, anon, err
+		}
+		specs = append(specs, m)
+	}
+	for _, m := range specs {
+		if m.Type == containers.MountTmpfs {
+			if err := add(m); err != nil {
+				return out, anon, err
+			}
+			continue
 		}
 		switch {
 		case m.Type == containers.MountBind:
@@ -454,6 +474,124 @@ func parseVolume(spec string) (containers.Mount, error) {
 		}
 	}
 	return m, nil
+}
+
+// parseMount reads a --mount value as docker run does: comma-separated
+// KEY=VALUE fields, type bind, volume (the default) or tmpfs. Bind
+// sources must be absolute; a volume without a source is anonymous; tmpfs
+// mounts are noexec like --tmpfs ones, with tmpfs-size and tmpfs-mode.
+func parseMount(spec string) (containers.Mount, error) {
+	m := containers.Mount{Type: containers.MountVolume}
+	bad := func(format string, a ...any) (containers.Mount, error) {
+		return containers.Mount{}, fmt.Errorf("invalid --mount %q: "+format, append([]any{spec}, a...)...)
+	}
+	var src string
+	var tmpfsOpts []string
+	for _, field := range strings.Split(spec, ",") {
+		key, val, hasVal := strings.Cut(field, "=")
+		flag := func() (bool, error) {
+			switch strings.ToLower(val) {
+			case "", "1", "true":
+				return true, nil
+			case "0", "false":
+				return false, nil
+			}
+			return false, fmt.Errorf("invalid --mount %q: %s=%s is no boolean", spec, key, val)
+		}
+		var err error
+		switch strings.ToLower(key) {
+		case "type":
+			m.Type = val
+		case "source", "src":
+			src = val
+		case "target", "destination", "dst":
+			m.Target = val
+		case "readonly", "ro":
+			if !hasVal {
+				val = "true"
+			}
+			m.ReadOnly, err = flag()
+		case "volume-nocopy":
+			m.NoCopy, err = flag()
+		case "tmpfs-size":
+			n, perr := ParseMemory(val)
+			if perr != nil {
+				return bad("tmpfs-size %q: %v", val, perr)
+			}
+			tmpfsOpts = append(tmpfsOpts, fmt.Sprintf("size=%d", n))
+		case "tmpfs-mode":
+			mode, perr := strconv.ParseUint(val, 8, 32)
+			if perr != nil {
+				return bad("tmpfs-mode %q is no octal mode", val)
+			}
+			tmpfsOpts = append(tmpfsOpts, fmt.Sprintf("mode=%o", mode))
+		case "bind-propagation", "consistency", "bind-nonrecursive":
+			// Accepted; kiln's binds are recursive and private.
+		default:
+			return bad("unknown field %q", key)
+		}
+		if err != nil {
+			return containers.Mount{}, err
+		}
+	}
+	if m.Target == "" {
+		return bad("target is required")
+	}
+	if !strings.HasPrefix(m.Target, "/") {
+		return bad("the target must be an absolute path")
+	}
+	switch m.Type {
+	case containers.MountBind:
+		if src == "" {
+			return bad("a bind mount needs a source")
+		}
+		if !strings.HasPrefix(src, "/") {
+			return bad("the bind source must be an absolute path")
+		}
+		m.Source = filepath.Clean(src)
+	case containers.MountVolume:
+		if src != "" && !containers.IsVolumeName(src) {
+			return bad("%q is no volume name", src)
+		}
+		m.Name = src
+	case containers.MountTmpfs:
+		if src != "" {
+			return bad("a tmpfs mount takes no source")
+		}
+		m.Source = "tmpfs"
+		m.Options = append([]string{"noexec"}, tmpfsOpts...)
+	default:
+		return bad("mount type %q unknown (want bind, volume or tmpfs)", m.Type)
+	}
+	if len(tmpfsOpts) > 0 && m.Type != containers.MountTmpfs {
+		return bad("tmpfs options on a %s mount", m.Type)
+	}
+	return m, nil
+}
+
+// ParseMemory reads docker's memory sizes (--memory, --shm-size,
+// tmpfs-size): a byte count with an optional
+// binary unit b, k, m or g ("256m" is 256 MiB).
+func ParseMemory(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'b':
+			t = t[:n-1]
+		case 'k':
+			t, mult = t[:n-1], 1<<10
+		case 'm':
+			t, mult = t[:n-1], 1<<20
+		case 'g':
+			t, mult = t[:n-1], 1<<30
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size like 256m", s)
+	}
+	return int64(n * float64(mult)), nil
 }
 
 func hasEnvKey(env []string, key string) bool {

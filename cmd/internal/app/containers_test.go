@@ -62,3 +62,49 @@ func TestMergeHealthcheck(t *testing.T) {
 		t.Errorf("timing flags on an image without a check: %+v, want none", got)
 	}
 }
+
+func TestParseMemory(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"256m", 256 << 20, false}, {"1g", 1 << 30, false}, {"512k", 512 << 10, false}, {"1000", 1000, false},
+		{"100b", 100, false}, {"1.5g", 3 << 29, false}, {"x", 0, true}, {"-1m", 0, true}, {"", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseMemory(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseMemory(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestParseMount(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    containers.Mount
+		wantErr bool
+	}{
+		{"type=bind,source=/h/../x,target=/c,readonly", containers.Mount{Type: containers.MountBind, Source: "/x", Target: "/c", ReadOnly: true}, false},
+		{"type=bind,src=/h,dst=/c,ro=false", containers.Mount{Type: containers.MountBind, Source: "/h", Target: "/c"}, false},
+		{"source=data,target=/d,volume-nocopy", containers.Mount{Type: containers.MountVolume, Name: "data", Target: "/d", NoCopy: true}, false},
+		{"target=/anon", containers.Mount{Type: containers.MountVolume, Target: "/anon"}, false},
+		{"type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770", containers.Mount{Type: containers.MountTmpfs, Source: "tmpfs", Target: "/t", Options: []string{"noexec", "size=1048576", "mode=1770"}}, false},
+		{"type=bind,src=/h", containers.Mount{}, true},
+		{"type=bind,src=rel,dst=/c", containers.Mount{}, true},
+		{"type=foo,dst=/c", containers.Mount{}, true},
+		{"type=volume,src=/abs,dst=/c", containers.Mount{}, true},
+		{"type=tmpfs,src=x,dst=/c", containers.Mount{}, true},
+		{"type=volume,dst=/c,tmpfs-size=1m", containers.Mount{}, true},
+		{"dst=rel", containers.Mount{}, true},
+		{"dst=/c,bogus=1", containers.Mount{}, true},
+		{"dst=/c,readonly=maybe", containers.Mount{}, true},
+	}
+	for _, tc := range tests {
+		got, err := parseMount(tc.in)
+		if (err != nil) != tc.wantErr || (err == nil && !reflect.DeepEqual(got, tc.want)) {
+			t.Errorf("parseMount(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
