@@ -64,6 +64,9 @@ type Spec struct {
 	// Ulimits are the resource limits of the container's process and of
 	// the processes Exec runs (docker run --ulimit); unset ones are kiln's.
 	Ulimits []Ulimit
+	// GroupAdd are supplementary groups, names or gids, of the container's
+	// process and of the processes Exec runs (docker run --group-add).
+	GroupAdd []string
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
 	// /run/kiln/netns/ID prepared by the network code) the container
 	// joins instead of NetworkHost/NetworkNone.

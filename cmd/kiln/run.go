@@ -62,6 +62,7 @@ type containerFlags struct {
 	health      healthFlags
 	shmSize     string
 	ulimits     []string
+	groupAdd    []string
 }
 
 // healthFlags override the image's HEALTHCHECK, field by field.
@@ -110,6 +111,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVar(&f.platform, "platform", "", "platform of the image (only linux/amd64)")
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
+	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...)")
 	fl.BoolVar(&f.sigProxy, "sig-proxy", true, "pass the signals kiln gets on to the container (without -t)")
 	fl.BoolVar(&f.health.none, "no-healthcheck", false, "disable the image's HEALTHCHECK")
@@ -125,7 +127,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.ContainerRequest, error) {
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
-		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, Publish: f.publish,
+		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

@@ -143,8 +143,10 @@ type Config struct {
 	ShmSize int64 `json:"ShmSize,omitempty"`
 	// Ulimits are --ulimit values.
 	Ulimits []executor.Ulimit `json:"Ulimits,omitempty"`
-	Init    bool              `json:"Init"`
-	Restart RestartPolicy     `json:"RestartPolicy"`
+	// GroupAdd are --group-add values.
+	GroupAdd []string      `json:"GroupAdd,omitempty"`
+	Init     bool          `json:"Init"`
+	Restart  RestartPolicy `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.

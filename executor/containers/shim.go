@@ -313,6 +313,7 @@ func (sh *shim) spec() executor.Spec {
 		ExtraHosts:        c.ExtraHosts,
 		ShmSize:           c.ShmSize,
 		Ulimits:           c.Ulimits,
+		GroupAdd:          c.GroupAdd,
 		// PID 1 is the container's process, as under docker run, or with
 		// --init kiln's init, which forwards signals and reaps orphans.
 		Init:        c.Init,

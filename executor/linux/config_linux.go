@@ -53,6 +53,8 @@ type initConfig struct {
 	ShmSize int64 `json:"shmSize,omitempty"`
 	// Ulimits are set before the process starts (Spec.Ulimits).
 	Ulimits []executor.Ulimit `json:"ulimits,omitempty"`
+	// GroupAdd are the process's extra groups (Spec.GroupAdd).
+	GroupAdd []string `json:"groupAdd,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`

@@ -150,6 +150,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	if err != nil {
 		return code, err
 	}
+	if proc.u, err = addGroups(proc.u, cfg.GroupAdd, "/etc/group"); err != nil {
+		return 0, err
+	}
 	if cfg.ReadOnly {
 		if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 			return 0, fmt.Errorf("make the root filesystem read-only: %w", err)

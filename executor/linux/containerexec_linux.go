@@ -184,6 +184,9 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 	if err != nil {
 		return execStart{code: code, err: err}
 	}
+	if proc.u, err = addGroups(proc.u, c.groupAdd, "/etc/group"); err != nil {
+		return execStart{code: 126, err: err}
+	}
 	var files []uintptr
 	var master *os.File
 	if p.Tty {

@@ -44,9 +44,10 @@ type container struct {
 	cg       *cgroup
 	// caps, seccomp and ulimits confine the container's process, and its
 	// Exec'd processes alike.
-	caps    uint64
-	seccomp []byte
-	ulimits []executor.Ulimit
+	caps     uint64
+	seccomp  []byte
+	ulimits  []executor.Ulimit
+	groupAdd []string
 	// tty is the pty master of a Tty process; ttyOut is closed when
 	// copying its output has finished.
 	tty    *os.File
@@ -80,13 +81,14 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		return nil, fmt.Errorf("create container state dir: %w", err)
 	}
 	c := &container{
-		runDir:  runDir,
-		rootfs:  spec.Rootfs,
-		process: spec.Process != nil,
-		init:    spec.Init,
-		ulimits: spec.Ulimits,
-		started: make(chan struct{}),
-		done:    make(chan struct{}),
+		runDir:   runDir,
+		rootfs:   spec.Rootfs,
+		process:  spec.Process != nil,
+		init:     spec.Init,
+		ulimits:  spec.Ulimits,
+		groupAdd: spec.GroupAdd,
+		started:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	ok := false
 	defer func() {
@@ -113,6 +115,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		Init:          spec.Init,
 		ShmSize:       spec.ShmSize,
 		Ulimits:       spec.Ulimits,
+		GroupAdd:      spec.GroupAdd,
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = defaultHostname

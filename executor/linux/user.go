@@ -110,6 +110,36 @@ func lookupUser(spec, passwdPath, groupPath string, runGroups bool) (execUser, e
 	return explicitGroup(u, runGroups), nil
 }
 
+// addGroups adds the supplementary groups extra (names or gids, docker run
+// --group-add) to u, names looked up in the group file at groupPath.
+func addGroups(u execUser, extra []string, groupPath string) (execUser, error) {
+	if len(extra) == 0 {
+		return u, nil
+	}
+	groups, err := readGroup(groupPath)
+	if err != nil {
+		return u, err
+	}
+	u.groups = slices.Clone(u.groups)
+	for _, name := range extra {
+		gid, numeric := parseID(name)
+		if numeric && gid < 0 {
+			return u, fmt.Errorf("invalid group %q: ids must be between 0 and 2147483647", name)
+		}
+		if !numeric {
+			i := slices.IndexFunc(groups, func(g groupEntry) bool { return g.name == name })
+			if i < 0 {
+				return u, fmt.Errorf("unable to find group %s: no matching entries in group file", name)
+			}
+			gid = groups[i].gid
+		}
+		if !slices.Contains(u.groups, gid) {
+			u.groups = append(u.groups, gid)
+		}
+	}
+	return u, nil
+}
+
 // explicitGroup gives u, whose group was named, docker run's supplementary
 // groups when runGroups: that group alone.
 func explicitGroup(u execUser, runGroups bool) execUser {

@@ -101,3 +101,25 @@ func FuzzLookupUser(f *testing.F) {
 		}
 	})
 }
+
+func TestAddGroups(t *testing.T) {
+	group := filepath.Join(t.TempDir(), "group")
+	os.WriteFile(group, []byte("root:x:0:\nwheel:x:10:\nstaff:x:50:\n"), 0o644)
+	base := execUser{uid: 1000, gid: 1000, groups: []int{1000}}
+	tests := []struct {
+		extra   []string
+		want    []int
+		wantErr bool
+	}{
+		{nil, []int{1000}, false},
+		{[]string{"wheel", "7", "1000", "staff"}, []int{1000, 10, 7, 50}, false},
+		{[]string{"nosuch"}, nil, true},
+		{[]string{"99999999999"}, nil, true},
+	}
+	for _, tc := range tests {
+		got, err := addGroups(base, tc.extra, group)
+		if (err != nil) != tc.wantErr || (err == nil && !reflect.DeepEqual(got.groups, tc.want)) {
+			t.Errorf("addGroups(%q) = %v, %v; want %v, error %v", tc.extra, got.groups, err, tc.want, tc.wantErr)
+		}
+	}
+}

@@ -63,7 +63,9 @@ type ContainerRequest struct {
 	// ShmSize is the size of /dev/shm in bytes (0: 64 MiB).
 	ShmSize int64
 	// Ulimits are --ulimit values.
-	Ulimits    []executor.Ulimit
+	Ulimits []executor.Ulimit
+	// GroupAdd are --group-add values (names or gids).
+	GroupAdd   []string
 	Init       bool
 	StopSignal string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
@@ -177,6 +179,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		ExtraHosts:    req.ExtraHosts,
 		ShmSize:       req.ShmSize,
 		Ulimits:       req.Ulimits,
+		GroupAdd:      req.GroupAdd,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
