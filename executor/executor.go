@@ -67,6 +67,10 @@ type Spec struct {
 	// GroupAdd are supplementary groups, names or gids, of the container's
 	// process and of the processes Exec runs (docker run --group-add).
 	GroupAdd []string
+	// DNS, DNSSearch and DNSOptions replace those parts of the host's
+	// resolv.conf (docker run --dns, --dns-search, --dns-option; see
+	// ResolvConf).
+	DNS, DNSSearch, DNSOptions []string
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
 	// /run/kiln/netns/ID prepared by the network code) the container
 	// joins instead of NetworkHost/NetworkNone.

@@ -31,3 +31,51 @@ func ParseExtraHost(s string) (name string, ip netip.Addr, err error) {
 	}
 	return name, ip, nil
 }
+
+// ResolvConf is the resolv.conf of a container given the host's and
+// docker run's --dns, --dns-search and --dns-option values: with none of
+// them, the host's file as it is; else a file of search, nameserver and
+// options lines, each from the values given or else from the host's
+// file. A --dns-search of "." means no search domains.
+func ResolvConf(host []byte, dns, search, options []string) []byte {
+	if len(dns) == 0 && len(search) == 0 && len(options) == 0 {
+		return host
+	}
+	var hostDNS, hostSearch, hostOptions []string
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			hostDNS = append(hostDNS, f[1])
+		case "search", "domain":
+			hostSearch = f[1:]
+		case "options":
+			hostOptions = append(hostOptions, f[1:]...)
+		}
+	}
+	if len(dns) == 0 {
+		dns = hostDNS
+	}
+	if len(search) == 0 {
+		search = hostSearch
+	} else if len(search) == 1 && search[0] == "." {
+		search = nil
+	}
+	if len(options) == 0 {
+		options = hostOptions
+	}
+	var b strings.Builder
+	if len(search) > 0 {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	for _, ns := range dns {
+		b.WriteString("nameserver " + ns + "\n")
+	}
+	if len(options) > 0 {
+		b.WriteString("options " + strings.Join(options, " ") + "\n")
+	}
+	return []byte(b.String())
+}

@@ -21,3 +21,22 @@ func TestParseExtraHost(t *testing.T) {
 		}
 	}
 }
+
+func TestResolvConf(t *testing.T) {
+	host := []byte("# generated\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch corp.example lan\noptions ndots:1\n")
+	tests := []struct {
+		name                 string
+		dns, search, options []string
+		want                 string
+	}{
+		{"none given", nil, nil, nil, string(host)},
+		{"dns", []string{"1.1.1.1"}, nil, nil, "search corp.example lan\nnameserver 1.1.1.1\noptions ndots:1\n"},
+		{"search and options", nil, []string{"a.example"}, []string{"ndots:2", "timeout:1"}, "search a.example\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2 timeout:1\n"},
+		{"no search", nil, []string{"."}, nil, "nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:1\n"},
+	}
+	for _, tc := range tests {
+		if got := string(ResolvConf(host, tc.dns, tc.search, tc.options)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -215,6 +215,11 @@ func TestContainerLifecycle(t *testing.T) {
 	if r := e.kiln("run", "--rm", "--cidfile", cid, "busybox", "true"); r.code != 125 || !strings.Contains(r.stderr, "ID file found") {
 		t.Errorf("run with an existing --cidfile: exit %d, %q", r.code, r.stderr)
 	}
+	// --dns, --dns-search and --dns-option write the container's
+	// resolv.conf, as docker run does.
+	if r := e.must("run", "--rm", "--network", "none", "--dns", "192.0.2.1", "--dns-search", "a.example", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf"); r.stdout != "search a.example\nnameserver 192.0.2.1\noptions ndots:2\n" {
+		t.Errorf("resolv.conf with --dns: %q", r.stdout)
+	}
 	// A relative -w is refused, as by docker run.
 	if r := e.kiln("run", "--rm", "-w", "rel", "busybox", "pwd"); r.code != 125 || !strings.Contains(r.stderr, "absolute path") {
 		t.Errorf("run -w rel: exit %d, stderr %q; want 125 asking for an absolute path", r.code, r.stderr)

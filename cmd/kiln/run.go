@@ -63,6 +63,9 @@ type containerFlags struct {
 	shmSize     string
 	ulimits     []string
 	groupAdd    []string
+	dns         []string
+	dnsSearch   []string
+	dnsOptions  []string
 }
 
 // healthFlags override the image's HEALTHCHECK, field by field.
@@ -112,6 +115,9 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
 	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
+	fl.StringArrayVar(&f.dns, "dns", nil, "a DNS server for the container's /etc/resolv.conf")
+	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "a DNS search domain (. for none)")
+	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "a resolver option (resolv.conf options line)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...)")
 	fl.BoolVar(&f.sigProxy, "sig-proxy", true, "pass the signals kiln gets on to the container (without -t)")
 	fl.BoolVar(&f.health.none, "no-healthcheck", false, "disable the image's HEALTHCHECK")
@@ -128,6 +134,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
+		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

@@ -144,9 +144,14 @@ type Config struct {
 	// Ulimits are --ulimit values.
 	Ulimits []executor.Ulimit `json:"Ulimits,omitempty"`
 	// GroupAdd are --group-add values.
-	GroupAdd []string      `json:"GroupAdd,omitempty"`
-	Init     bool          `json:"Init"`
-	Restart  RestartPolicy `json:"RestartPolicy"`
+	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
+	// --dns-option values.
+	DNS        []string      `json:"Dns,omitempty"`
+	DNSSearch  []string      `json:"DnsSearch,omitempty"`
+	DNSOptions []string      `json:"DnsOptions,omitempty"`
+	Init       bool          `json:"Init"`
+	Restart    RestartPolicy `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.

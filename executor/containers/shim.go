@@ -290,6 +290,22 @@ func (sh *shim) finish(ctx context.Context) {
 	}
 }
 
+// applyDNS rewrites the resolv.conf the network made for the container
+// with its --dns, --dns-search and --dns-option values, if any.
+func applyDNS(path string, c Config) error {
+	if len(c.DNS) == 0 && len(c.DNSSearch) == 0 && len(c.DNSOptions) == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("container resolv.conf: %w", err)
+	}
+	if err := os.WriteFile(path, executor.ResolvConf(data, c.DNS, c.DNSSearch, c.DNSOptions), 0o644); err != nil {
+		return fmt.Errorf("container resolv.conf: %w", err)
+	}
+	return nil
+}
+
 // saveLocked writes the state; sh.mu is held.
 func (sh *shim) saveLocked() {
 	if err := sh.s.SaveState(sh.cfg.ID, &sh.state); err != nil {
@@ -314,6 +330,9 @@ func (sh *shim) spec() executor.Spec {
 		ShmSize:           c.ShmSize,
 		Ulimits:           c.Ulimits,
 		GroupAdd:          c.GroupAdd,
+		DNS:               c.DNS,
+		DNSSearch:         c.DNSSearch,
+		DNSOptions:        c.DNSOptions,
 		// PID 1 is the container's process, as under docker run, or with
 		// --init kiln's init, which forwards signals and reaps orphans.
 		Init:        c.Init,
@@ -395,6 +414,9 @@ func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
 			etc = append(etc, executor.Mount{Type: "bind", Source: ep.HostsPath, Target: "/etc/hosts"})
 		}
 		if ep.ResolvConfPath != "" {
+			if err := applyDNS(ep.ResolvConfPath, sh.cfg); err != nil {
+				return err
+			}
 			etc = append(etc, executor.Mount{Type: "bind", Source: ep.ResolvConfPath, Target: "/etc/resolv.conf"})
 		}
 		spec.Mounts = append(etc, spec.Mounts...)

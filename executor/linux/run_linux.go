@@ -123,6 +123,7 @@ func writeEtcFiles(runDir, hostname string, spec executor.Spec) error {
 	if err != nil {
 		resolv = []byte("# kiln: the host has no /etc/resolv.conf\n")
 	}
+	resolv = executor.ResolvConf(resolv, spec.DNS, spec.DNSSearch, spec.DNSOptions)
 	files := []struct {
 		name string
 		data []byte

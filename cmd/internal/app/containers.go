@@ -65,9 +65,12 @@ type ContainerRequest struct {
 	// Ulimits are --ulimit values.
 	Ulimits []executor.Ulimit
 	// GroupAdd are --group-add values (names or gids).
-	GroupAdd   []string
-	Init       bool
-	StopSignal string
+	GroupAdd []string
+	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
+	// --dns-option values.
+	DNS, DNSSearch, DNSOptions []string
+	Init                       bool
+	StopSignal                 string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
 	StopTimeout time.Duration
 	Restart     string
@@ -180,6 +183,9 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		ShmSize:       req.ShmSize,
 		Ulimits:       req.Ulimits,
 		GroupAdd:      req.GroupAdd,
+		DNS:           req.DNS,
+		DNSSearch:     req.DNSSearch,
+		DNSOptions:    req.DNSOptions,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
