@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
@@ -154,6 +155,27 @@ func TestParseUlimit(t *testing.T) {
 		got, err := parseUlimit(tc.in)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("parseUlimit(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestLogFlags(t *testing.T) {
+	req := func(args ...string) (app.ContainerRequest, error) {
+		var f containerFlags
+		fl := pflag.NewFlagSet("run", pflag.ContinueOnError)
+		addContainerFlags(fl, &f)
+		if err := fl.Parse(append(args, "busybox")); err != nil {
+			t.Fatal(err)
+		}
+		return f.request(fl, fl.Args())
+	}
+	r, err := req("--log-driver", "json-file", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "--log-opt", "compress=true")
+	if err != nil || r.LogMaxSize != 1024 || r.LogMaxFiles != 2 {
+		t.Errorf("log options: %d, %d, %v; want 1024, 2", r.LogMaxSize, r.LogMaxFiles, err)
+	}
+	for _, bad := range [][]string{{"--log-driver", "syslog"}, {"--log-opt", "max-file=0"}, {"--log-opt", "max-size=x"}, {"--log-opt", "bogus=1"}} {
+		if _, err := req(bad...); err == nil {
+			t.Errorf("%q: no error", bad)
 		}
 	}
 }

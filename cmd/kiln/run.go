@@ -66,6 +66,8 @@ type containerFlags struct {
 	dns         []string
 	dnsSearch   []string
 	dnsOptions  []string
+	logDriver   string
+	logOpts     []string
 }
 
 // healthFlags override the image's HEALTHCHECK, field by field.
@@ -115,6 +117,8 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
 	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
+	fl.StringVar(&f.logDriver, "log-driver", "", "logging driver: json-file or local (kiln's own log file, rotated)")
+	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option: max-size=SIZE or max-file=N")
 	fl.StringArrayVar(&f.dns, "dns", nil, "a DNS server for the container's /etc/resolv.conf")
 	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "a DNS search domain (. for none)")
 	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "a resolver option (resolv.conf options line)")
@@ -219,6 +223,33 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	if f.shmSize != "" {
 		if req.ShmSize, err = app.ParseMemory(f.shmSize); err != nil || req.ShmSize == 0 {
 			return req, fmt.Errorf("--shm-size %s: want a size such as 64m", f.shmSize)
+		}
+	}
+	switch f.logDriver {
+	case "", "json-file", "local":
+	default:
+		return req, fmt.Errorf("--log-driver %s: kiln keeps its own log file (json-file or local)", f.logDriver)
+	}
+	for _, o := range f.logOpts {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "max-size":
+			n, err := app.ParseMemory(v)
+			if err != nil {
+				return req, fmt.Errorf("--log-opt %s: %w", o, err)
+			}
+			req.LogMaxSize = n
+		case "max-file":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return req, fmt.Errorf("--log-opt %s: want a count of at least 1", o)
+			}
+			req.LogMaxFiles = n
+		case "compress", "labels", "env", "env-regex", "tag", "mode", "max-buffer-size":
+			// Accepted, as docker's json-file driver takes them; kiln's
+			// log does not use them.
+		default:
+			return req, fmt.Errorf("--log-opt %s: unknown log option (kiln knows max-size and max-file)", o)
 		}
 	}
 	for _, u := range f.ulimits {

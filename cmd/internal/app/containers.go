@@ -69,8 +69,12 @@ type ContainerRequest struct {
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS, DNSSearch, DNSOptions []string
-	Init                       bool
-	StopSignal                 string
+	// LogMaxSize and LogMaxFiles rotate the log (--log-opt max-size,
+	// max-file); 0 means the defaults.
+	LogMaxSize  int64
+	LogMaxFiles int
+	Init        bool
+	StopSignal  string
 	// StopTimeout is the stop grace period; < 0: the default (10s).
 	StopTimeout time.Duration
 	Restart     string
@@ -186,6 +190,8 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		DNS:           req.DNS,
 		DNSSearch:     req.DNSSearch,
 		DNSOptions:    req.DNSOptions,
+		LogMaxSize:    req.LogMaxSize,
+		LogMaxFiles:   req.LogMaxFiles,
 		Init:          req.Init,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
