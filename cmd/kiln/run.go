@@ -188,20 +188,8 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		f.pidsLimit = 0
 	}
 	req.Resources.PidsLimit = f.pidsLimit
-	labels := slices.Clone(f.labels)
-	for _, file := range f.labelFiles {
-		l, err := readLines(file)
-		if err != nil {
-			return req, fmt.Errorf("--label-file: %w", err)
-		}
-		labels = append(l, labels...) // --label wins over a file
-	}
-	if len(labels) > 0 {
-		req.Labels = map[string]string{}
-		for _, l := range labels {
-			k, v, _ := strings.Cut(l, "=")
-			req.Labels[k] = v
-		}
+	if req.Labels, err = f.labelMap(); err != nil {
+		return req, err
 	}
 	switch f.platform {
 	case "", "linux/amd64", "linux/amd64/v1", "amd64":
@@ -225,32 +213,8 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 			return req, fmt.Errorf("--shm-size %s: want a size such as 64m", f.shmSize)
 		}
 	}
-	switch f.logDriver {
-	case "", "json-file", "local":
-	default:
-		return req, fmt.Errorf("--log-driver %s: kiln keeps its own log file (json-file or local)", f.logDriver)
-	}
-	for _, o := range f.logOpts {
-		k, v, _ := strings.Cut(o, "=")
-		switch k {
-		case "max-size":
-			n, err := app.ParseMemory(v)
-			if err != nil {
-				return req, fmt.Errorf("--log-opt %s: %w", o, err)
-			}
-			req.LogMaxSize = n
-		case "max-file":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return req, fmt.Errorf("--log-opt %s: want a count of at least 1", o)
-			}
-			req.LogMaxFiles = n
-		case "compress", "labels", "env", "env-regex", "tag", "mode", "max-buffer-size":
-			// Accepted, as docker's json-file driver takes them; kiln's
-			// log does not use them.
-		default:
-			return req, fmt.Errorf("--log-opt %s: unknown log option (kiln knows max-size and max-file)", o)
-		}
+	if req.LogMaxSize, req.LogMaxFiles, err = f.logOptions(); err != nil {
+		return req, err
 	}
 	for _, u := range f.ulimits {
 		l, err := parseUlimit(u)
@@ -326,6 +290,57 @@ func parseUlimit(v string) (executor.Ulimit, error) {
 		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: the soft limit %d exceeds the hard limit %d", v, soft, hard)
 	}
 	return executor.Ulimit{Resource: res, Soft: soft, Hard: hard}, nil
+}
+
+// labelMap is --label-file and --label (which wins) as a map; nil for none.
+func (f *containerFlags) labelMap() (map[string]string, error) {
+	labels := slices.Clone(f.labels)
+	for _, file := range f.labelFiles {
+		l, err := readLines(file)
+		if err != nil {
+			return nil, fmt.Errorf("--label-file: %w", err)
+		}
+		labels = append(l, labels...)
+	}
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, l := range labels {
+		k, v, _ := strings.Cut(l, "=")
+		m[k] = v
+	}
+	return m, nil
+}
+
+// logOptions reads --log-driver and --log-opt: kiln keeps its own log file,
+// as docker's json-file and local drivers do, rotated at maxSize bytes
+// into maxFiles files (0: the defaults).
+func (f *containerFlags) logOptions() (maxSize int64, maxFiles int, err error) {
+	switch f.logDriver {
+	case "", "json-file", "local":
+	default:
+		return 0, 0, fmt.Errorf("--log-driver %s: kiln keeps its own log file (json-file or local)", f.logDriver)
+	}
+	for _, o := range f.logOpts {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "max-size":
+			if maxSize, err = app.ParseMemory(v); err != nil {
+				return 0, 0, fmt.Errorf("--log-opt %s: %w", o, err)
+			}
+		case "max-file":
+			if maxFiles, err = strconv.Atoi(v); err != nil || maxFiles < 1 {
+				return 0, 0, fmt.Errorf("--log-opt %s: want a count of at least 1", o)
+			}
+		case "compress", "labels", "env", "env-regex", "tag", "mode", "max-buffer-size":
+			// Accepted, as docker's json-file driver takes them; kiln's
+			// log does not use them.
+		default:
+			return 0, 0, fmt.Errorf("--log-opt %s: unknown log option (kiln knows max-size and max-file)", o)
+		}
+	}
+	return maxSize, maxFiles, nil
 }
 
 // override is the health check the flags ask for: nil when they leave the

@@ -55,7 +55,7 @@ type initConfig struct {
 	Ulimits []executor.Ulimit `json:"ulimits,omitempty"`
 	// GroupAdd are the process's extra groups (Spec.GroupAdd).
 	GroupAdd []string `json:"groupAdd,omitempty"`
-	// Init keeps the init as PID 1 (Spec.Init); it listens for exec
+	// Init keeps the init as PID 1 (Spec.Init); it listens for signal
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`
 	InitSocket string `json:"initSocket,omitempty"`

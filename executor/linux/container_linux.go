@@ -82,7 +82,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		// The socket lives in the run dir on the host, which the
 		// container cannot reach after pivot_root.
 		if ln, err = listenSeq(cfg.InitSocket); err != nil {
-			return 0, fmt.Errorf("listen for exec requests: %w", err)
+			return 0, fmt.Errorf("listen for signal requests: %w", err)
 		}
 	}
 	if err := pivotRoot(rootfs); err != nil {
