@@ -1,8 +1,7 @@
 package linux
 
 import (
-	"bytes"
-	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,8 +35,8 @@ import (
 const (
 	// copyDirName is the scratch dir in the work dir that holds the copy.
 	copyDirName = "kiln-copy"
-	// copyRootName and copyRecordName are the copied tree and the gob
-	// encoded copyRecord in the copy dir.
+	// copyRootName and copyRecordName are the copied tree and the JSON
+	// copyRecord in the copy dir.
 	copyRootName   = "root"
 	copyRecordName = "record"
 	// opaqueXattr marks an opaque directory in overlayfs' format, and
@@ -169,11 +168,11 @@ func buildCopy(dir string, lowers []string, upper string) error {
 	}); err != nil {
 		return fmt.Errorf("list the copy: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&rec); err != nil {
+	data, err := json.Marshal(&rec)
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, copyRecordName), buf.Bytes(), 0o600)
+	return os.WriteFile(filepath.Join(dir, copyRecordName), data, 0o600)
 }
 
 // mergeLayers copies the overlay stack lowers (bottom first) into dst, an

@@ -1,8 +1,7 @@
 package linux
 
 import (
-	"bytes"
-	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,7 +29,7 @@ func writeChanges(copyDir, upperDir string) error {
 		return err
 	}
 	var rec copyRecord
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&rec); err != nil {
+	if err := json.Unmarshal(data, &rec); err != nil {
 		return fmt.Errorf("decode the copy record: %w", err)
 	}
 	d := &differ{
