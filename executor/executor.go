@@ -67,6 +67,11 @@ type Spec struct {
 	// GroupAdd are supplementary groups, names or gids, of the container's
 	// process and of the processes Exec runs (docker run --group-add).
 	GroupAdd []string
+	// Privileged gives the container every capability, no seccomp
+	// profile, /proc without masked or read-only paths, a writable /sys
+	// and cgroups, and the host's devices in /dev (docker run
+	// --privileged).
+	Privileged bool
 	// DNS, DNSSearch and DNSOptions replace those parts of the host's
 	// resolv.conf (docker run --dns, --dns-search, --dns-option; see
 	// ResolvConf).

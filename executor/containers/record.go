@@ -145,6 +145,8 @@ type Config struct {
 	Ulimits []executor.Ulimit `json:"Ulimits,omitempty"`
 	// GroupAdd are --group-add values.
 	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// Privileged is --privileged.
+	Privileged bool `json:"Privileged,omitempty"`
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS        []string      `json:"Dns,omitempty"`

@@ -330,6 +330,7 @@ func (sh *shim) spec() executor.Spec {
 		ShmSize:           c.ShmSize,
 		Ulimits:           c.Ulimits,
 		GroupAdd:          c.GroupAdd,
+		Privileged:        c.Privileged,
 		DNS:               c.DNS,
 		DNSSearch:         c.DNSSearch,
 		DNSOptions:        c.DNSOptions,

@@ -42,6 +42,7 @@ func StarterSuite(t *testing.T, newStarter func(t *testing.T) executor.Starter) 
 		{"ExecTty", s.testExecTty},
 		{"ExecWithoutInit", s.testExecWithoutInit},
 		{"ShmSizeUlimits", s.testShmSizeUlimits},
+		{"Privileged", s.testPrivileged},
 		{"Tty", s.testTty},
 		{"TtyInit", s.testTtyInit},
 		{"TtyResize", s.testTtyResize},
@@ -407,6 +408,27 @@ func (s *starterSuite) testShmSizeUlimits(t *testing.T) {
 	var eout bytes.Buffer
 	if code, err := c.Exec(t.Context(), executor.Process{Args: []string{"sh", "-c", "ulimit -Sn; ulimit -Hn"}, Env: []string{"PATH=/bin"}, Stdout: &eout}); err != nil || code != 0 || eout.String() != "300\n400\n" {
 		t.Errorf("exec'd process: %q, %d, %v; want the container's limits 300 400", eout.String(), code, err)
+	}
+}
+
+// testPrivileged checks Spec.Privileged: no seccomp profile, mounts
+// allowed, /proc unmasked, /sys writable and more devices than the default
+// /dev holds (the host's).
+func (s *starterSuite) testPrivileged(t *testing.T) {
+	var out, errOut lockedBuffer
+	spec := s.spec(t, "sh", "-c", `grep ^Seccomp: /proc/self/status
+mkdir -p /m && mount -t tmpfs none /m && echo mounted
+grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1
+mount | grep -c ' /proc/timer_list '
+[ $(ls /dev | wc -l) -gt 20 ] && echo devices`)
+	spec.Privileged = true
+	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	c := s.start(t, spec)
+	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
+		t.Fatalf("Wait = %d, %v: %s%s", code, err, out.String(), errOut.String())
+	}
+	if want := "Seccomp:\t0\nmounted\nrw\n0\ndevices\n"; out.String() != want {
+		t.Errorf("privileged container: %q (%s), want %q", out.String(), errOut.String(), want)
 	}
 }
 

@@ -76,7 +76,8 @@ func capMask(add, drop []string) (uint64, error) {
 	return (set | addMask) &^ dropMask, nil
 }
 
-// allCaps is every capability the kernel knows.
+// allCaps is every capability the kernel knows that kiln's bounding set
+// holds.
 func allCaps() uint64 {
 	last := uint64(unix.CAP_LAST_CAP)
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
@@ -84,5 +85,14 @@ func allCaps() uint64 {
 			last = n
 		}
 	}
-	return 1<<(last+1) - 1
+	all := uint64(1)<<(last+1) - 1
+	// Only what kiln's own bounding set holds can be given (some hosts
+	// run everything without CAP_SYS_RESOURCE, say); asking for more fails
+	// the start.
+	for c := uint64(0); c <= last; c++ {
+		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && r == 0 {
+			all &^= 1 << c
+		}
+	}
+	return all
 }

@@ -53,6 +53,10 @@ type initConfig struct {
 	ShmSize int64 `json:"shmSize,omitempty"`
 	// Ulimits are set before the process starts (Spec.Ulimits).
 	Ulimits []executor.Ulimit `json:"ulimits,omitempty"`
+	// Privileged: no masked paths, /sys and cgroups writable, the host's
+	// devices in /dev (Spec.Privileged; the parent gives all caps and no
+	// seccomp program).
+	Privileged bool `json:"privileged,omitempty"`
 	// GroupAdd are the process's extra groups (Spec.GroupAdd).
 	GroupAdd []string `json:"groupAdd,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for signal

@@ -61,13 +61,19 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		}
 		etc[i] = fd
 	}
-	sysFD, err := sysMount()
+	sysFD, err := sysMount(!cfg.Privileged)
 	if err != nil {
 		return 0, fmt.Errorf("prepare /sys: %w", err)
 	}
 	cgroupFDs, err := openCgroupDirs(cfg.CgroupDirs)
 	if err != nil {
 		return 0, err
+	}
+	var hostDevs []hostDevice
+	if cfg.Privileged {
+		if hostDevs, err = listHostDevices("/dev"); err != nil {
+			return 0, err
+		}
 	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -104,7 +110,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}); err != nil {
 		return 0, err
 	}
-	if err := mountCgroups(cgroupFDs); err != nil {
+	if err := mountCgroups(cgroupFDs, !cfg.Privileged); err != nil {
 		return 0, err
 	}
 	for i, name := range etcFiles {
@@ -130,7 +136,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	closeMounts(mounts)
 	unix.Close(sysFD)
 	unix.Close(upperFD)
-	if err := maskPaths(); err != nil {
+	if cfg.Privileged {
+		if err := makeHostDevices(hostDevs); err != nil {
+			return 0, err
+		}
+	} else if err := maskPaths(); err != nil {
 		return 0, err
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
@@ -342,10 +352,14 @@ func enterDir(dir string) error {
 	return nil
 }
 
-// sysMount returns a detached read-only sysfs mount, or, where a new sysfs
-// cannot be mounted, a read-only recursive bind of the host's /sys.
-func sysMount() (int, error) {
-	const attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+// sysMount returns a detached sysfs mount, read-only unless !readOnly
+// (privileged), or, where a new sysfs cannot be mounted, a recursive bind
+// of the host's /sys.
+func sysMount(readOnly bool) (int, error) {
+	var attrs uint64 = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	if readOnly {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
 	if fsfd, err := unix.Fsopen("sysfs", unix.FSOPEN_CLOEXEC); err == nil {
 		// Named "sysfs" in /proc/mounts, as under Docker (not "none").
 		err = unix.FsconfigSetString(fsfd, "source", "sysfs")
@@ -353,7 +367,7 @@ func sysMount() (int, error) {
 			err = unix.FsconfigCreate(fsfd)
 		}
 		if err == nil {
-			mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
+			mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
 			if err == nil {
 				unix.Close(fsfd)
 				return mfd, nil
@@ -439,6 +453,69 @@ func maskPaths() error {
 		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// hostDevice is a device node of the host's /dev, for a privileged
+// container.
+type hostDevice struct {
+	rel  string // path below /dev
+	mode uint32 // st_mode: type and permissions
+	rdev uint64
+	uid  int
+	gid  int
+}
+
+// listHostDevices lists the character and block devices below dir (the
+// host's /dev, read before pivot_root), leaving out the pty, shm and
+// mqueue trees the container has of its own.
+func listHostDevices(dir string) ([]hostDevice, error) {
+	var out []hostDevice
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a device that went away, an unreadable dir
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			switch rel {
+			case "pts", "shm", "mqueue":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&(fs.ModeDevice|fs.ModeCharDevice) == 0 {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		out = append(out, hostDevice{rel: rel, mode: st.Mode, rdev: st.Rdev, uid: int(st.Uid), gid: int(st.Gid)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the host's devices: %w", err)
+	}
+	return out, nil
+}
+
+// makeHostDevices creates devs in the container's /dev, as docker run
+// --privileged does; nodes the container has already are kept.
+func makeHostDevices(devs []hostDevice) error {
+	for _, d := range devs {
+		p := filepath.Join("/dev", d.rel)
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
+		}
+		if err := unix.Mknod(p, d.mode, int(d.rdev)); err != nil {
+			return fmt.Errorf("create device %s: %w", p, err)
+		}
+		_ = unix.Chmod(p, d.mode&0o7777)
+		_ = unix.Lchown(p, d.uid, d.gid)
 	}
 	return nil
 }
@@ -623,7 +700,7 @@ func openCgroupDirs(dirs map[string]string) (map[string]int, error) {
 // /sys/fs/cgroup, as Docker does, so a program can read its limits there:
 // on cgroup v2 its directory is /sys/fs/cgroup; on v1 a tmpfs there holds
 // one directory per controller. It closes the fds.
-func mountCgroups(fds map[string]int) error {
+func mountCgroups(fds map[string]int, readOnly bool) error {
 	if len(fds) == 0 {
 		return nil
 	}
@@ -637,6 +714,9 @@ func mountCgroups(fds map[string]int) error {
 	bind := func(fd int, target string) error {
 		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("mount %s: %w", target, err)
+		}
+		if !readOnly {
+			return nil
 		}
 		if err := unix.Mount("", target, "", ro, ""); err != nil {
 			return fmt.Errorf("mount %s read-only: %w", target, err)

@@ -137,12 +137,17 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			cfg.Mounts = append(cfg.Mounts, newMountConfig(m))
 		}
 		caps := defaultCapMask()
-		if len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0 {
-			caps, _ = capMask(spec.CapAdd, spec.CapDrop) // checked by checkSpec
+		if len(spec.CapAdd) > 0 || len(spec.CapDrop) > 0 || spec.Privileged {
+			add := spec.CapAdd
+			if spec.Privileged {
+				add = append([]string{"ALL"}, add...)
+			}
+			caps, _ = capMask(add, spec.CapDrop) // checked by checkSpec
 			cfg.Caps = &caps
 		}
 		c.caps = caps
-		if !spec.SeccompUnconfined {
+		cfg.Privileged = spec.Privileged
+		if !spec.SeccompUnconfined && !spec.Privileged {
 			if cfg.Seccomp, err = e.seccomp.program(caps); err != nil {
 				return nil, err
 			}

@@ -69,6 +69,8 @@ type ContainerRequest struct {
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS, DNSSearch, DNSOptions []string
+	// Privileged is --privileged.
+	Privileged bool
 	// LogMaxSize and LogMaxFiles rotate the log (--log-opt max-size,
 	// max-file); 0 means the defaults.
 	LogMaxSize  int64
@@ -187,6 +189,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		ShmSize:       req.ShmSize,
 		Ulimits:       req.Ulimits,
 		GroupAdd:      req.GroupAdd,
+		Privileged:    req.Privileged,
 		DNS:           req.DNS,
 		DNSSearch:     req.DNSSearch,
 		DNSOptions:    req.DNSOptions,
