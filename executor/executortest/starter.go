@@ -43,6 +43,7 @@ func StarterSuite(t *testing.T, newStarter func(t *testing.T) executor.Starter) 
 		{"ExecWithoutInit", s.testExecWithoutInit},
 		{"ShmSizeUlimits", s.testShmSizeUlimits},
 		{"Privileged", s.testPrivileged},
+		{"DeviceNodes", s.testDeviceNodes},
 		{"Tty", s.testTty},
 		{"TtyInit", s.testTtyInit},
 		{"TtyResize", s.testTtyResize},
@@ -429,6 +430,26 @@ mount | grep -c ' /proc/timer_list '
 	}
 	if want := "Seccomp:\t0\nmounted\nrw\n0\ndevices\n"; out.String() != want {
 		t.Errorf("privileged container: %q (%s), want %q", out.String(), errOut.String(), want)
+	}
+}
+
+// testDeviceNodes checks that a device node the container makes (it has
+// CAP_MKNOD, as under Docker) cannot be opened, in /dev or in the root
+// filesystem, while /dev/null and friends work: where Docker's device
+// cgroup refuses such nodes, kiln mounts everything nodev and binds the
+// host's standard nodes in.
+func (s *starterSuite) testDeviceNodes(t *testing.T) {
+	var out, errOut lockedBuffer
+	spec := s.spec(t, "sh", "-c", `mknod /dev/mynull c 1 3 && { echo x > /dev/mynull && echo dev-open || echo dev-refused; }
+mkdir -p /d && mknod /d/mynull c 1 3 && { echo x > /d/mynull && echo root-open || echo root-refused; }
+echo x > /dev/null && head -c 3 /dev/zero | wc -c`)
+	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	c := s.start(t, spec)
+	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
+		t.Fatalf("Wait = %d, %v: %s%s", code, err, out.String(), errOut.String())
+	}
+	if want := "dev-refused\nroot-refused\n3\n"; out.String() != want {
+		t.Errorf("device nodes: %q (%s), want %q", out.String(), errOut.String(), want)
 	}
 }
 

@@ -70,10 +70,13 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		return 0, err
 	}
 	var hostDevs []hostDevice
+	var devNodes map[string]int
 	if cfg.Privileged {
 		if hostDevs, err = listHostDevices("/dev"); err != nil {
 			return 0, err
 		}
+	} else {
+		devNodes = openDevNodes()
 	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -102,7 +105,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}); err != nil {
 		return 0, err
 	}
-	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize) }); err != nil {
+	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize, devNodes) }); err != nil {
 		return 0, err
 	}
 	if err := st.mountAt("/sys", true, func(t string) error {
@@ -387,14 +390,53 @@ func sysMount(readOnly bool) (int, error) {
 	return mfd, nil
 }
 
+// openDevNodes opens the host's device nodes of devices (null, zero, ...)
+// as detached bind mounts, before pivot_root, by name; a node the host
+// lacks is left out (setupDev then makes it).
+func openDevNodes() map[string]int {
+	fds := map[string]int{}
+	for _, d := range devices {
+		p := "/dev/" + d.name
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(d.major, d.minor) {
+			continue
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err == nil {
+			fds[d.name] = fd
+		}
+	}
+	return fds
+}
+
 // setupDev mounts a tmpfs on target and fills it like Docker's /dev, with
-// a /dev/shm of shmSize bytes (0: Docker's 64 MiB).
-func setupDev(target string, shmSize int64) error {
-	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+// a /dev/shm of shmSize bytes (0: Docker's 64 MiB). With nodes (the
+// host's, from openDevNodes) the tmpfs is nodev and the standard devices
+// are those nodes bound in: a device node the container makes itself (it
+// has CAP_MKNOD, as under Docker) cannot be opened, where Docker's device
+// cgroup refuses it. Without (privileged), the nodes are made.
+func setupDev(target string, shmSize int64, nodes map[string]int) error {
+	flags := uintptr(unix.MS_NOSUID | unix.MS_STRICTATIME)
+	if nodes != nil {
+		flags |= unix.MS_NODEV
+	}
+	if err := unix.Mount("tmpfs", target, "tmpfs", flags, "mode=755,size=65536k"); err != nil {
 		return err
 	}
 	for _, d := range devices {
-		if err := unix.Mknod(target+"/"+d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+		p := target + "/" + d.name
+		if fd, ok := nodes[d.name]; ok {
+			err := os.WriteFile(p, nil, 0o666)
+			if err == nil {
+				err = unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			}
+			unix.Close(fd)
+			if err != nil {
+				return fmt.Errorf("bind /dev/%s: %w", d.name, err)
+			}
+			continue
+		}
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", d.name, err)
 		}
 	}

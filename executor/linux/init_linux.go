@@ -90,6 +90,14 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 			return 0, fmt.Errorf("copy the root filesystem: %w", err)
 		}
 	}
+	if !cfg.Privileged {
+		// Device nodes in the root filesystem (an image's, or one a
+		// process makes) cannot be opened; see setupDev.
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+		if err := unix.MountSetattr(unix.AT_FDCWD, rootfs, 0, &attr); err != nil {
+			return 0, fmt.Errorf("mount the root filesystem nodev: %w", err)
+		}
+	}
 	if cfg.Func != nil {
 		if err := awaitParent(parent); err != nil {
 			return 0, err

@@ -161,6 +161,11 @@ func openMounts(cfg *initConfig) ([]openedMount, error) {
 				return nil, fmt.Errorf("mount %s: %w", p.Target, err)
 			}
 			om.tree = fd
+			if !cfg.Privileged {
+				// As the root filesystem: no usable device nodes.
+				p.attrs |= unix.MOUNT_ATTR_NODEV
+				om.parsedMount = p
+			}
 			var st unix.Stat_t
 			if err := unix.Fstat(fd, &st); err == nil {
 				om.dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
