@@ -67,6 +67,9 @@ type Spec struct {
 	// GroupAdd are supplementary groups, names or gids, of the container's
 	// process and of the processes Exec runs (docker run --group-add).
 	GroupAdd []string
+	// Devices are host device nodes bound into the container (docker run
+	// --device), usable although made device nodes are not.
+	Devices []Device
 	// Privileged gives the container every capability, no seccomp
 	// profile, /proc without masked or read-only paths, a writable /sys
 	// and cgroups, and the host's devices in /dev (docker run
@@ -195,6 +198,13 @@ type Rootfs struct {
 	// (overlayfs "volatile"), which otherwise syncs the whole filesystem
 	// holding them when the container ends.
 	Once bool
+}
+
+// Device is a host device node and where it shows in the container.
+type Device struct {
+	// HostPath is the node on the host; ContainerPath an absolute path
+	// in the container (default HostPath).
+	HostPath, ContainerPath string
 }
 
 // Ulimit is one resource limit (docker run --ulimit NAME=SOFT[:HARD]).

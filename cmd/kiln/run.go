@@ -67,6 +67,7 @@ type containerFlags struct {
 	dnsSearch   []string
 	dnsOptions  []string
 	privileged  bool
+	devices     []string
 	logDriver   string
 	logOpts     []string
 }
@@ -118,6 +119,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
 	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
+	fl.StringArrayVar(&f.devices, "device", nil, "add a host device HOST[:CONTAINER[:PERMISSIONS]]")
 	fl.BoolVar(&f.privileged, "privileged", false, "give the container every capability, no seccomp profile, writable /sys and the host's devices")
 	fl.StringVar(&f.logDriver, "log-driver", "", "logging driver: json-file or local (kiln's own log file, rotated)")
 	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option: max-size=SIZE or max-file=N")
@@ -140,7 +142,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
-		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged,
+		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged, Devices: f.devices,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

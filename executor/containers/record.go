@@ -147,6 +147,8 @@ type Config struct {
 	GroupAdd []string `json:"GroupAdd,omitempty"`
 	// Privileged is --privileged.
 	Privileged bool `json:"Privileged,omitempty"`
+	// Devices are --device values.
+	Devices []executor.Device `json:"Devices,omitempty"`
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS        []string      `json:"Dns,omitempty"`

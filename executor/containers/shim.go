@@ -331,6 +331,7 @@ func (sh *shim) spec() executor.Spec {
 		Ulimits:           c.Ulimits,
 		GroupAdd:          c.GroupAdd,
 		Privileged:        c.Privileged,
+		Devices:           c.Devices,
 		DNS:               c.DNS,
 		DNSSearch:         c.DNSSearch,
 		DNSOptions:        c.DNSOptions,

@@ -451,6 +451,15 @@ echo x > /dev/null && head -c 3 /dev/zero | wc -c`)
 	if want := "dev-refused\nroot-refused\n3\n"; out.String() != want {
 		t.Errorf("device nodes: %q (%s), want %q", out.String(), errOut.String(), want)
 	}
+	// A host device given in Spec.Devices works, at the path asked for.
+	var out2, errOut2 lockedBuffer
+	spec = s.spec(t, "sh", "-c", "echo x > /dev/sub/mynull && echo bound")
+	spec.Devices = []executor.Device{{HostPath: "/dev/null", ContainerPath: "/dev/sub/mynull"}}
+	spec.Process.Stdout, spec.Process.Stderr = &out2, &errOut2
+	c = s.start(t, spec)
+	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil || out2.String() != "bound\n" {
+		t.Errorf("Spec.Devices: %d, %v, %q %s", code, err, out2.String(), errOut2.String())
+	}
 }
 
 // ttyRun runs sh on a terminal, feeding it input, and returns its output.

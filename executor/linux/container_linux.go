@@ -78,6 +78,10 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	} else {
 		devNodes = openDevNodes()
 	}
+	devBinds, err := openDevices(cfg.Devices)
+	if err != nil {
+		return 0, err
+	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open upper dir: %w", err)
@@ -139,6 +143,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	closeMounts(mounts)
 	unix.Close(sysFD)
 	unix.Close(upperFD)
+	if err := bindDevices(cfg.Devices, devBinds); err != nil {
+		return 0, err
+	}
 	if cfg.Privileged {
 		if err := makeHostDevices(hostDevs); err != nil {
 			return 0, err
@@ -494,6 +501,54 @@ func maskPaths() error {
 		}
 		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// openDevices opens the host nodes of devs (--device) as detached bind
+// mounts, before pivot_root; they keep working on the nodev /dev.
+func openDevices(devs []executor.Device) ([]int, error) {
+	fds := make([]int, 0, len(devs))
+	for _, d := range devs {
+		var st unix.Stat_t
+		if err := unix.Stat(d.HostPath, &st); err != nil {
+			closeFDs(fds)
+			return nil, fmt.Errorf("device %s: %w", d.HostPath, err)
+		}
+		if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK {
+			closeFDs(fds)
+			return nil, fmt.Errorf("device %s: not a device node", d.HostPath)
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, d.HostPath, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			closeFDs(fds)
+			return nil, fmt.Errorf("device %s: %w", d.HostPath, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+// bindDevices binds the opened nodes fds at their container paths (inside
+// the container now), making the parent directories.
+func bindDevices(devs []executor.Device, fds []int) error {
+	defer closeFDs(fds)
+	for i, d := range devs {
+		p := d.ContainerPath
+		if p == "" {
+			p = d.HostPath
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("device %s: %w", p, err)
+		}
+		if _, err := os.Lstat(p); err != nil {
+			if err := os.WriteFile(p, nil, 0o666); err != nil {
+				return fmt.Errorf("device %s: %w", p, err)
+			}
+		}
+		if err := unix.MoveMount(fds[i], "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("device %s: %w", p, err)
 		}
 	}
 	return nil

@@ -116,6 +116,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		ShmSize:       spec.ShmSize,
 		Ulimits:       spec.Ulimits,
 		GroupAdd:      spec.GroupAdd,
+		Devices:       spec.Devices,
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = defaultHostname

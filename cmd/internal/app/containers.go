@@ -71,6 +71,8 @@ type ContainerRequest struct {
 	DNS, DNSSearch, DNSOptions []string
 	// Privileged is --privileged.
 	Privileged bool
+	// Devices are --device values: HOST[:CONTAINER[:PERMISSIONS]].
+	Devices []string
 	// LogMaxSize and LogMaxFiles rotate the log (--log-opt max-size,
 	// max-file); 0 means the defaults.
 	LogMaxSize  int64
@@ -265,6 +267,13 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	sort.Strings(cfg.ExposedPorts)
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
+	for _, d := range req.Devices {
+		dev, err := parseDevice(d)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Devices = append(cfg.Devices, dev)
+	}
 
 	// From here on, undo what was made when something fails.
 	var anon []string
@@ -492,6 +501,39 @@ func parseVolume(spec string) (containers.Mount, error) {
 		}
 	}
 	return m, nil
+}
+
+// parseDevice reads a --device value, HOST[:CONTAINER[:PERMISSIONS]], as
+// docker run does: the host path must be a device node; PERMISSIONS (rwm,
+// for Docker's device cgroup) are checked and otherwise not used.
+func parseDevice(v string) (executor.Device, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) > 3 || parts[0] == "" {
+		return executor.Device{}, fmt.Errorf("--device %s: want HOST[:CONTAINER[:PERMISSIONS]]", v)
+	}
+	d := executor.Device{HostPath: parts[0], ContainerPath: parts[0]}
+	if len(parts) >= 2 && parts[1] != "" {
+		if strings.Trim(parts[1], "rwm") == "" && len(parts) == 2 {
+			parts = []string{parts[0], parts[0], parts[1]} // HOST:PERMISSIONS
+		} else {
+			d.ContainerPath = parts[1]
+		}
+	}
+	if len(parts) == 3 && (parts[2] == "" || strings.Trim(parts[2], "rwm") != "") {
+		return executor.Device{}, fmt.Errorf("--device %s: permissions %q are not r, w and m", v, parts[2])
+	}
+	if !path.IsAbs(d.HostPath) || !path.IsAbs(d.ContainerPath) {
+		return executor.Device{}, fmt.Errorf("--device %s: paths must be absolute", v)
+	}
+	fi, err := os.Stat(d.HostPath)
+	if err != nil {
+		return executor.Device{}, fmt.Errorf("--device %s: %w", v, err)
+	}
+	if fi.Mode()&fs.ModeDevice == 0 {
+		return executor.Device{}, fmt.Errorf("--device %s: %s is not a device", v, d.HostPath)
+	}
+	d.ContainerPath = path.Clean(d.ContainerPath)
+	return d, nil
 }
 
 // parseMount reads a --mount value as docker run does: comma-separated

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
 )
 
@@ -105,6 +106,31 @@ func TestParseMount(t *testing.T) {
 		got, err := parseMount(tc.in)
 		if (err != nil) != tc.wantErr || (err == nil && !reflect.DeepEqual(got, tc.want)) {
 			t.Errorf("parseMount(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    executor.Device
+		wantErr bool
+	}{
+		{"/dev/null", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/null"}, false},
+		{"/dev/null:/dev/mynull", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/mynull"}, false},
+		{"/dev/null:rw", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/null"}, false},
+		{"/dev/null:/dev/n:rwm", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/n"}, false},
+		{"/dev/null:/dev/n:x", executor.Device{}, true},
+		{"/etc/hostname", executor.Device{}, true},
+		{"/dev/no-such-device", executor.Device{}, true},
+		{"dev/null", executor.Device{}, true},
+		{"/dev/null:rel", executor.Device{}, true},
+		{"", executor.Device{}, true},
+	}
+	for _, tc := range tests {
+		got, err := parseDevice(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("parseDevice(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
 	}
 }
