@@ -67,6 +67,10 @@ type Spec struct {
 	// GroupAdd are supplementary groups, names or gids, of the container's
 	// process and of the processes Exec runs (docker run --group-add).
 	GroupAdd []string
+	// HostPID and HostIPC keep the container in kiln's PID or IPC
+	// namespace (docker run --pid host, --ipc host; with HostIPC the
+	// host's /dev/shm is bound in).
+	HostPID, HostIPC bool
 	// Devices are host device nodes bound into the container (docker run
 	// --device), usable although made device nodes are not.
 	Devices []Device

@@ -68,6 +68,7 @@ type containerFlags struct {
 	dnsOptions  []string
 	privileged  bool
 	devices     []string
+	pid, ipc    string
 	logDriver   string
 	logOpts     []string
 }
@@ -119,6 +120,8 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports PORT[-PORT][/PROTO]")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
 	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
+	fl.StringVar(&f.pid, "pid", "", "PID namespace: host shares kiln's (the host's)")
+	fl.StringVar(&f.ipc, "ipc", "", "IPC namespace: host shares the host's, with its /dev/shm")
 	fl.StringArrayVar(&f.devices, "device", nil, "add a host device HOST[:CONTAINER[:PERMISSIONS]]")
 	fl.BoolVar(&f.privileged, "privileged", false, "give the container every capability, no seccomp profile, writable /sys and the host's devices")
 	fl.StringVar(&f.logDriver, "log-driver", "", "logging driver: json-file or local (kiln's own log file, rotated)")
@@ -143,6 +146,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
 		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged, Devices: f.devices,
+		PID: f.pid, IPC: f.ipc,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

@@ -149,6 +149,9 @@ type Config struct {
 	Privileged bool `json:"Privileged,omitempty"`
 	// Devices are --device values.
 	Devices []executor.Device `json:"Devices,omitempty"`
+	// HostPID and HostIPC are --pid host and --ipc host.
+	HostPID bool `json:"HostPID,omitempty"`
+	HostIPC bool `json:"HostIPC,omitempty"`
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS        []string      `json:"Dns,omitempty"`

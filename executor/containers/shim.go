@@ -332,6 +332,8 @@ func (sh *shim) spec() executor.Spec {
 		GroupAdd:          c.GroupAdd,
 		Privileged:        c.Privileged,
 		Devices:           c.Devices,
+		HostPID:           c.HostPID,
+		HostIPC:           c.HostIPC,
 		DNS:               c.DNS,
 		DNSSearch:         c.DNSSearch,
 		DNSOptions:        c.DNSOptions,

@@ -82,6 +82,16 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	if err != nil {
 		return 0, err
 	}
+	if cfg.HostIPC {
+		// The host's /dev/shm replaces the container's, as under
+		// docker run --ipc host.
+		cfg.Devices = append(cfg.Devices, executor.Device{HostPath: "/dev/shm", ContainerPath: "/dev/shm"})
+		fd, err := unix.OpenTree(unix.AT_FDCWD, "/dev/shm", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return 0, fmt.Errorf("open the host's /dev/shm: %w", err)
+		}
+		devBinds = append(devBinds, fd)
+	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open upper dir: %w", err)

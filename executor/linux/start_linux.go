@@ -117,6 +117,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		Ulimits:       spec.Ulimits,
 		GroupAdd:      spec.GroupAdd,
 		Devices:       spec.Devices,
+		HostIPC:       spec.HostIPC,
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = defaultHostname
@@ -199,6 +200,12 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	}
 	if cfg.NewNetwork {
 		kind.flags |= unix.CLONE_NEWNET
+	}
+	if spec.HostPID {
+		kind.flags &^= unix.CLONE_NEWPID
+	}
+	if spec.HostIPC {
+		kind.flags &^= unix.CLONE_NEWIPC
 	}
 	// A build's RUN and COPY steps (no stdin, no terminal, no joined
 	// network) can take an init started ahead of them. One that died

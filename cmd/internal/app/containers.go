@@ -73,6 +73,8 @@ type ContainerRequest struct {
 	Privileged bool
 	// Devices are --device values: HOST[:CONTAINER[:PERMISSIONS]].
 	Devices []string
+	// PID and IPC are --pid and --ipc: "" (the container's own) or host.
+	PID, IPC string
 	// LogMaxSize and LogMaxFiles rotate the log (--log-opt max-size,
 	// max-file); 0 means the defaults.
 	LogMaxSize  int64
@@ -267,6 +269,14 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	sort.Strings(cfg.ExposedPorts)
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
+	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC} {
+		switch v {
+		case "", "host", "private":
+		default:
+			return nil, fmt.Errorf("%s %s: kiln knows host and private", flag, v)
+		}
+	}
+	cfg.HostPID, cfg.HostIPC = req.PID == "host", req.IPC == "host"
 	for _, d := range req.Devices {
 		dev, err := parseDevice(d)
 		if err != nil {
