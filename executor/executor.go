@@ -67,6 +67,10 @@ type Spec struct {
 	// GroupAdd are supplementary groups, names or gids, of the container's
 	// process and of the processes Exec runs (docker run --group-add).
 	GroupAdd []string
+	// DisableIPv6 turns IPv6 off in the container's own network namespace
+	// (none, or a network kiln made), as docker run does on networks
+	// without IPv6; kiln's networks are IPv4 only.
+	DisableIPv6 bool
 	// HostPID and HostIPC keep the container in kiln's PID or IPC
 	// namespace (docker run --pid host, --ipc host; with HostIPC the
 	// host's /dev/shm is bound in).

@@ -45,6 +45,7 @@ func StarterSuite(t *testing.T, newStarter func(t *testing.T) executor.Starter) 
 		{"Privileged", s.testPrivileged},
 		{"DeviceNodes", s.testDeviceNodes},
 		{"HostPIDIPC", s.testHostPIDIPC},
+		{"DisableIPv6", s.testDisableIPv6},
 		{"Tty", s.testTty},
 		{"TtyInit", s.testTtyInit},
 		{"TtyResize", s.testTtyResize},
@@ -483,6 +484,28 @@ func (s *starterSuite) testHostPIDIPC(t *testing.T) {
 	}
 	if b, err := os.ReadFile("/dev/shm/" + name); err != nil || string(b) != "shared\n" {
 		t.Errorf("with HostIPC the host's /dev/shm holds %q, %v", b, err)
+	}
+}
+
+// testDisableIPv6 checks Spec.DisableIPv6 in a network namespace of the
+// container's own: IPv6 is off there and stays as it was on the host.
+func (s *starterSuite) testDisableIPv6(t *testing.T) {
+	const f = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
+	host, err := os.ReadFile(f)
+	if err != nil {
+		t.Skipf("no IPv6 in this kernel: %v", err)
+	}
+	var out, errOut lockedBuffer
+	spec := s.spec(t, "cat", f)
+	spec.Network = executor.NetworkNone
+	spec.DisableIPv6 = true
+	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+	c := s.start(t, spec)
+	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil || out.String() != "1\n" {
+		t.Errorf("disable_ipv6 in the container: %q, %d, %v %s; want 1", out.String(), code, err, errOut.String())
+	}
+	if after, _ := os.ReadFile(f); string(after) != string(host) {
+		t.Errorf("the host's disable_ipv6 went from %q to %q", host, after)
 	}
 }
 

@@ -57,6 +57,8 @@ type initConfig struct {
 	// devices in /dev (Spec.Privileged; the parent gives all caps and no
 	// seccomp program).
 	Privileged bool `json:"privileged,omitempty"`
+	// DisableIPv6 (Spec.DisableIPv6) applies to a new or joined network.
+	DisableIPv6 bool `json:"disableIPv6,omitempty"`
 	// HostIPC binds the host's /dev/shm (Spec.HostIPC).
 	HostIPC bool `json:"hostIPC,omitempty"`
 	// Devices are bound in after /dev is set up (Spec.Devices).

@@ -156,6 +156,13 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	if err := bindDevices(cfg.Devices, devBinds); err != nil {
 		return 0, err
 	}
+	if cfg.DisableIPv6 && (cfg.NewNetwork || cfg.JoinedNetwork) {
+		// Before /proc/sys turns read-only; a kernel without IPv6 has
+		// no such files.
+		for _, conf := range []string{"all", "default", "lo"} {
+			_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/disable_ipv6", []byte("1"), 0)
+		}
+	}
 	if cfg.Privileged {
 		if err := makeHostDevices(hostDevs); err != nil {
 			return 0, err

@@ -118,6 +118,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		GroupAdd:      spec.GroupAdd,
 		Devices:       spec.Devices,
 		HostIPC:       spec.HostIPC,
+		DisableIPv6:   spec.DisableIPv6,
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = defaultHostname
