@@ -69,28 +69,9 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	if err != nil {
 		return 0, err
 	}
-	var hostDevs []hostDevice
-	var devNodes map[string]int
-	if cfg.Privileged {
-		if hostDevs, err = listHostDevices("/dev"); err != nil {
-			return 0, err
-		}
-	} else {
-		devNodes = openDevNodes()
-	}
-	devBinds, err := openDevices(cfg.Devices)
+	devs, err := openHostDev(cfg)
 	if err != nil {
 		return 0, err
-	}
-	if cfg.HostIPC {
-		// The host's /dev/shm replaces the container's, as under
-		// docker run --ipc host.
-		cfg.Devices = append(cfg.Devices, executor.Device{HostPath: "/dev/shm", ContainerPath: "/dev/shm"})
-		fd, err := unix.OpenTree(unix.AT_FDCWD, "/dev/shm", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-		if err != nil {
-			return 0, fmt.Errorf("open the host's /dev/shm: %w", err)
-		}
-		devBinds = append(devBinds, fd)
 	}
 	upperFD, err := unix.Open(cfg.UpperDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -119,7 +100,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}); err != nil {
 		return 0, err
 	}
-	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize, devNodes) }); err != nil {
+	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize, devs.nodes) }); err != nil {
 		return 0, err
 	}
 	if err := st.mountAt("/sys", true, func(t string) error {
@@ -153,7 +134,7 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	closeMounts(mounts)
 	unix.Close(sysFD)
 	unix.Close(upperFD)
-	if err := bindDevices(cfg.Devices, devBinds); err != nil {
+	if err := devs.finish(); err != nil {
 		return 0, err
 	}
 	if cfg.DisableIPv6 && (cfg.NewNetwork || cfg.JoinedNetwork) {
@@ -163,12 +144,10 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 			_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/disable_ipv6", []byte("1"), 0)
 		}
 	}
-	if cfg.Privileged {
-		if err := makeHostDevices(hostDevs); err != nil {
+	if !cfg.Privileged {
+		if err := maskPaths(); err != nil {
 			return 0, err
 		}
-	} else if err := maskPaths(); err != nil {
-		return 0, err
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
@@ -521,6 +500,51 @@ func maskPaths() error {
 		}
 	}
 	return nil
+}
+
+// hostDev is what a container takes from the host's /dev, opened before
+// pivot_root (openHostDev) and put in place after /dev is set up (finish).
+type hostDev struct {
+	nodes map[string]int    // the standard nodes, bound in (nil: privileged)
+	all   []hostDevice      // privileged: every host device, made
+	binds []executor.Device // Spec.Devices, and /dev/shm with HostIPC
+	fds   []int             // the opened nodes of binds
+}
+
+func openHostDev(cfg *initConfig) (hostDev, error) {
+	var d hostDev
+	var err error
+	if cfg.Privileged {
+		if d.all, err = listHostDevices("/dev"); err != nil {
+			return d, err
+		}
+	} else {
+		d.nodes = openDevNodes()
+	}
+	if d.fds, err = openDevices(cfg.Devices); err != nil {
+		return d, err
+	}
+	d.binds = cfg.Devices
+	if cfg.HostIPC {
+		// The host's /dev/shm replaces the container's, as under
+		// docker run --ipc host.
+		fd, err := unix.OpenTree(unix.AT_FDCWD, "/dev/shm", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			closeFDs(d.fds)
+			return d, fmt.Errorf("open the host's /dev/shm: %w", err)
+		}
+		d.binds = append(slices.Clone(d.binds), executor.Device{HostPath: "/dev/shm", ContainerPath: "/dev/shm"})
+		d.fds = append(d.fds, fd)
+	}
+	return d, nil
+}
+
+// finish binds the opened devices in and, privileged, makes the host's.
+func (d hostDev) finish() error {
+	if err := bindDevices(d.binds, d.fds); err != nil {
+		return err
+	}
+	return makeHostDevices(d.all)
 }
 
 // openDevices opens the host nodes of devs (--device) as detached bind
