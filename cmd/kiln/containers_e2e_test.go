@@ -415,6 +415,14 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("--mount: %q", r.stdout)
 	}
 	e.must("volume", "rm", "long")
+	// --volumes-from borrows another container's volumes; --rm of the
+	// borrower leaves them, :ro makes them read-only.
+	e.must("create", "--name", "vsrc", "-v", "/anon", "busybox", "true")
+	e.must("run", "--rm", "--volumes-from", "vsrc", "busybox", "sh", "-c", "echo kept > /anon/f")
+	if r := e.must("run", "--rm", "--volumes-from", "vsrc:ro", "busybox", "sh", "-c", "cat /anon/f; touch /anon/g 2>/dev/null || echo ro"); r.stdout != "kept\nro\n" {
+		t.Errorf("--volumes-from: %q", r.stdout)
+	}
+	e.must("rm", "-v", "vsrc")
 	e.must("volume", "create", "v2")
 	e.must("volume", "inspect", "v2")
 	if r := e.must("volume", "prune", "-f"); !strings.Contains(r.stdout, "v2") {

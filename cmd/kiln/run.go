@@ -35,6 +35,7 @@ type containerFlags struct {
 	volumes     []string
 	tmpfs       []string
 	mounts      []string
+	volumesFrom []string
 	publish     []string
 	network     string
 	memory      string
@@ -94,6 +95,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CTR[:ro], named volume NAME:CTR[:ro] or anonymous volume CTR")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs CTR[:OPTIONS]")
+	fl.StringArrayVar(&f.volumesFrom, "volumes-from", nil, "mount the volumes of another container CONTAINER[:ro|rw]")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=SRC,target=CTR[,readonly][,volume-nocopy][,tmpfs-size=S][,tmpfs-mode=M]")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host or a network name")
@@ -144,7 +146,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.ContainerRequest, error) {
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
-		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
+		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
 		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged, Devices: f.devices,
 		PID: f.pid, IPC: f.ipc,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,

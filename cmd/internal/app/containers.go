@@ -45,6 +45,8 @@ type ContainerRequest struct {
 	Volumes []string
 	// Mounts are --mount values: type=bind|volume|tmpfs,target=CTR,...
 	Mounts []string
+	// VolumesFrom are --volumes-from values: CONTAINER[:ro|rw].
+	VolumesFrom []string
 	// Tmpfs are --tmpfs values: CTR[:OPTIONS].
 	Tmpfs []string
 	// Publish are -p values: [IP:][HOST:]CTR[/udp].
@@ -442,6 +444,32 @@ func (a *App) mounts(ctx context.Context, cs *containers.Store, req ContainerReq
 		}
 		if err := add(m); err != nil {
 			return out, anon, err
+		}
+	}
+	// --volumes-from: another container's volumes and binds, at the same
+	// paths, after the user's own mounts (which win) and before the
+	// image's VOLUMEs; never removed with this container.
+	for _, spec := range req.VolumesFrom {
+		ref, mode, _ := strings.Cut(spec, ":")
+		if mode != "" && mode != "ro" && mode != "rw" {
+			return out, anon, fmt.Errorf("--volumes-from %s: the mode must be ro or rw", spec)
+		}
+		src, err := cs.Get(ctx, ref)
+		if err != nil {
+			return out, anon, fmt.Errorf("--volumes-from %s: %w", spec, err)
+		}
+		for _, m := range src.Config.Mounts {
+			if m.Type == containers.MountTmpfs || targets[path.Clean(m.Target)] {
+				continue
+			}
+			m.Anonymous = false
+			m.NoCopy = true
+			if mode != "" {
+				m.ReadOnly = mode == "ro"
+			}
+			if err := add(m); err != nil {
+				return out, anon, err
+			}
 		}
 	}
 	var vols []string
