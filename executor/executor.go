@@ -71,10 +71,11 @@ type Spec struct {
 	// (none, or a network kiln made), as docker run does on networks
 	// without IPv6; kiln's networks are IPv4 only.
 	DisableIPv6 bool
-	// HostPID and HostIPC keep the container in kiln's PID or IPC
-	// namespace (docker run --pid host, --ipc host; with HostIPC the
-	// host's /dev/shm is bound in).
-	HostPID, HostIPC bool
+	// HostPID, HostIPC and HostUTS keep the container in kiln's PID, IPC
+	// or UTS namespace (docker run --pid host, --ipc host, --uts host;
+	// with HostIPC the host's /dev/shm is bound in, with HostUTS the host
+	// name is left alone and Hostname should be the host's).
+	HostPID, HostIPC, HostUTS bool
 	// Devices are host device nodes bound into the container (docker run
 	// --device), usable although made device nodes are not.
 	Devices []Device

@@ -70,6 +70,7 @@ type containerFlags struct {
 	privileged  bool
 	devices     []string
 	pid, ipc    string
+	uts         string
 	logDriver   string
 	logOpts     []string
 }
@@ -123,6 +124,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (default 64m)")
 	fl.StringArrayVar(&f.groupAdd, "group-add", nil, "add a supplementary group (name or gid)")
 	fl.StringVar(&f.pid, "pid", "", "PID namespace: host shares kiln's (the host's)")
+	fl.StringVar(&f.uts, "uts", "", "UTS namespace: host shares the host's (its host name)")
 	fl.StringVar(&f.ipc, "ipc", "", "IPC namespace: host shares the host's, with its /dev/shm")
 	fl.StringArrayVar(&f.devices, "device", nil, "add a host device HOST[:CONTAINER[:PERMISSIONS]]")
 	fl.BoolVar(&f.privileged, "privileged", false, "give the container every capability, no seccomp profile, writable /sys and the host's devices")
@@ -148,7 +150,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
 		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged, Devices: f.devices,
-		PID: f.pid, IPC: f.ipc,
+		PID: f.pid, IPC: f.ipc, UTS: f.uts,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

@@ -149,9 +149,11 @@ type Config struct {
 	Privileged bool `json:"Privileged,omitempty"`
 	// Devices are --device values.
 	Devices []executor.Device `json:"Devices,omitempty"`
-	// HostPID and HostIPC are --pid host and --ipc host.
+	// HostPID, HostIPC and HostUTS are --pid host, --ipc host and --uts
+	// host.
 	HostPID bool `json:"HostPID,omitempty"`
 	HostIPC bool `json:"HostIPC,omitempty"`
+	HostUTS bool `json:"HostUTS,omitempty"`
 	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
 	// --dns-option values.
 	DNS        []string      `json:"Dns,omitempty"`

@@ -334,6 +334,7 @@ func (sh *shim) spec() executor.Spec {
 		Devices:           c.Devices,
 		HostPID:           c.HostPID,
 		HostIPC:           c.HostIPC,
+		HostUTS:           c.HostUTS,
 		DisableIPv6:       true,
 		DNS:               c.DNS,
 		DNSSearch:         c.DNSSearch,

@@ -465,25 +465,31 @@ echo x > /dev/null && head -c 3 /dev/zero | wc -c`)
 }
 
 // testHostPIDIPC checks Spec.HostPID (the process sees the host's PID 1,
-// and is not PID 1 itself) and Spec.HostIPC (the host's /dev/shm).
+// and is not PID 1 itself), Spec.HostIPC (the host's /dev/shm) and
+// Spec.HostUTS (the host's name, which stays as it is).
 func (s *starterSuite) testHostPIDIPC(t *testing.T) {
 	name := fmt.Sprintf("kiln-test-%d", os.Getpid())
 	defer os.Remove("/dev/shm/" + name)
 	host1, _ := os.ReadFile("/proc/1/cmdline")
 	var out, errOut lockedBuffer
-	spec := s.spec(t, "sh", "-c", "[ $$ != 1 ] && echo not-pid1; tr '\\0' ' ' < /proc/1/cmdline; echo; echo shared > /dev/shm/"+name)
-	spec.HostPID, spec.HostIPC = true, true
+	hostName, _ := os.Hostname()
+	spec := s.spec(t, "sh", "-c", "[ $$ != 1 ] && echo not-pid1; tr '\\0' ' ' < /proc/1/cmdline; echo; echo shared > /dev/shm/"+name+"; hostname")
+	spec.HostPID, spec.HostIPC, spec.HostUTS = true, true, true
+	spec.Hostname = "kiln-must-not-rename-the-host"
 	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
 	c := s.start(t, spec)
 	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
 		t.Fatalf("Wait = %d, %v: %s%s", code, err, out.String(), errOut.String())
 	}
-	want := "not-pid1\n" + strings.ReplaceAll(string(host1), "\x00", " ") + "\n"
+	want := "not-pid1\n" + strings.ReplaceAll(string(host1), "\x00", " ") + "\n" + hostName + "\n"
 	if out.String() != want {
 		t.Errorf("with HostPID: %q (%s), want %q", out.String(), errOut.String(), want)
 	}
 	if b, err := os.ReadFile("/dev/shm/" + name); err != nil || string(b) != "shared\n" {
 		t.Errorf("with HostIPC the host's /dev/shm holds %q, %v", b, err)
+	}
+	if h, _ := os.Hostname(); h != hostName {
+		t.Errorf("with HostUTS the host was renamed %q (was %q)", h, hostName)
 	}
 }
 

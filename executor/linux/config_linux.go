@@ -61,6 +61,9 @@ type initConfig struct {
 	DisableIPv6 bool `json:"disableIPv6,omitempty"`
 	// HostIPC binds the host's /dev/shm (Spec.HostIPC).
 	HostIPC bool `json:"hostIPC,omitempty"`
+	// HostUTS: the init is in the host's UTS namespace and must not set
+	// the host name (Spec.HostUTS).
+	HostUTS bool `json:"hostUTS,omitempty"`
 	// Devices are bound in after /dev is set up (Spec.Devices).
 	Devices []executor.Device `json:"devices,omitempty"`
 	// GroupAdd are the process's extra groups (Spec.GroupAdd).

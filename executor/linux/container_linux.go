@@ -149,8 +149,10 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 			return 0, err
 		}
 	}
-	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-		return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
+	if !cfg.HostUTS { // in the host's UTS namespace this would rename the host
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
+		}
 	}
 	if cfg.NewNetwork || cfg.JoinedNetwork {
 		if err := loopbackUp(); err != nil {

@@ -118,6 +118,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		GroupAdd:      spec.GroupAdd,
 		Devices:       spec.Devices,
 		HostIPC:       spec.HostIPC,
+		HostUTS:       spec.HostUTS,
 		DisableIPv6:   spec.DisableIPv6,
 	}
 	if cfg.Hostname == "" {
@@ -207,6 +208,9 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	}
 	if spec.HostIPC {
 		kind.flags &^= unix.CLONE_NEWIPC
+	}
+	if spec.HostUTS {
+		kind.flags &^= unix.CLONE_NEWUTS
 	}
 	// A build's RUN and COPY steps (no stdin, no terminal, no joined
 	// network) can take an init started ahead of them. One that died

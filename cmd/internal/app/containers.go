@@ -75,8 +75,9 @@ type ContainerRequest struct {
 	Privileged bool
 	// Devices are --device values: HOST[:CONTAINER[:PERMISSIONS]].
 	Devices []string
-	// PID and IPC are --pid and --ipc: "" (the container's own) or host.
-	PID, IPC string
+	// PID, IPC and UTS are --pid, --ipc and --uts: "" (the container's
+	// own) or host.
+	PID, IPC, UTS string
 	// LogMaxSize and LogMaxFiles rotate the log (--log-opt max-size,
 	// max-file); 0 means the defaults.
 	LogMaxSize  int64
@@ -271,14 +272,22 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	sort.Strings(cfg.ExposedPorts)
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
-	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC} {
+	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
 		switch v {
 		case "", "host", "private":
 		default:
 			return nil, fmt.Errorf("%s %s: kiln knows host and private", flag, v)
 		}
 	}
-	cfg.HostPID, cfg.HostIPC = req.PID == "host", req.IPC == "host"
+	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
+	if cfg.HostUTS {
+		if req.Hostname != "" {
+			return nil, errors.New("--hostname and --uts host cannot be used together")
+		}
+		if h, err := os.Hostname(); err == nil {
+			cfg.Hostname = h
+		}
+	}
 	for _, d := range req.Devices {
 		dev, err := parseDevice(d)
 		if err != nil {
