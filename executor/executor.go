@@ -58,36 +58,12 @@ type Spec struct {
 	// EtcHostname binds a generated /etc/hostname into the container, as
 	// docker run does; build steps have none, as in BuildKit.
 	EtcHostname bool
-	// ShmSize is the size of /dev/shm in bytes; 0 means 64 MiB, Docker's
-	// default (docker run --shm-size).
-	ShmSize int64
-	// Ulimits are the resource limits of the container's process and of
-	// the processes Exec runs (docker run --ulimit); unset ones are kiln's.
-	Ulimits []Ulimit
-	// GroupAdd are supplementary groups, names or gids, of the container's
-	// process and of the processes Exec runs (docker run --group-add).
-	GroupAdd []string
+	// RunOptions are docker run's per-container options.
+	RunOptions
 	// DisableIPv6 turns IPv6 off in the container's own network namespace
 	// (none, or a network kiln made), as docker run does on networks
 	// without IPv6; kiln's networks are IPv4 only.
 	DisableIPv6 bool
-	// HostPID, HostIPC and HostUTS keep the container in kiln's PID, IPC
-	// or UTS namespace (docker run --pid host, --ipc host, --uts host;
-	// with HostIPC the host's /dev/shm is bound in, with HostUTS the host
-	// name is left alone and Hostname should be the host's).
-	HostPID, HostIPC, HostUTS bool
-	// Devices are host device nodes bound into the container (docker run
-	// --device), usable although made device nodes are not.
-	Devices []Device
-	// Privileged gives the container every capability, no seccomp
-	// profile, /proc without masked or read-only paths, a writable /sys
-	// and cgroups, and the host's devices in /dev (docker run
-	// --privileged).
-	Privileged bool
-	// DNS, DNSSearch and DNSOptions replace those parts of the host's
-	// resolv.conf (docker run --dns, --dns-search, --dns-option; see
-	// ResolvConf).
-	DNS, DNSSearch, DNSOptions []string
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
 	// /run/kiln/netns/ID prepared by the network code) the container
 	// joins instead of NetworkHost/NetworkNone.
@@ -207,6 +183,41 @@ type Rootfs struct {
 	// (overlayfs "volatile"), which otherwise syncs the whole filesystem
 	// holding them when the container ends.
 	Once bool
+}
+
+// RunOptions are the options docker run gives a container beyond its
+// process and mounts. kiln run records them with the container
+// (containers.Config) and the executor hands them to the init as they
+// are, so each one is named once.
+type RunOptions struct {
+	// ShmSize is the size of /dev/shm in bytes; 0 means 64 MiB, Docker's
+	// default (--shm-size).
+	ShmSize int64 `json:"ShmSize,omitempty"`
+	// Ulimits are the resource limits of the container's process and of
+	// the processes Exec runs (--ulimit); unset ones are kiln's.
+	Ulimits []Ulimit `json:"Ulimits,omitempty"`
+	// GroupAdd are supplementary groups, names or gids, of the container's
+	// process and of the processes Exec runs (--group-add).
+	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// HostPID, HostIPC and HostUTS keep the container in kiln's PID, IPC
+	// or UTS namespace (--pid host, --ipc host, --uts host; with HostIPC
+	// the host's /dev/shm is bound in, with HostUTS the host name is left
+	// alone and Spec.Hostname should be the host's).
+	HostPID bool `json:"HostPID,omitempty"`
+	HostIPC bool `json:"HostIPC,omitempty"`
+	HostUTS bool `json:"HostUTS,omitempty"`
+	// Devices are host device nodes bound into the container (--device),
+	// usable although made device nodes are not.
+	Devices []Device `json:"Devices,omitempty"`
+	// Privileged gives the container every capability, no seccomp
+	// profile, /proc without masked or read-only paths, a writable /sys
+	// and cgroups, and the host's devices in /dev (--privileged).
+	Privileged bool `json:"Privileged,omitempty"`
+	// DNS, DNSSearch and DNSOptions replace those parts of the host's
+	// resolv.conf (--dns, --dns-search, --dns-option; see ResolvConf).
+	DNS        []string `json:"Dns,omitempty"`
+	DNSSearch  []string `json:"DnsSearch,omitempty"`
+	DNSOptions []string `json:"DnsOptions,omitempty"`
 }
 
 // Device is a host device node and where it shows in the container.

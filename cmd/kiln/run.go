@@ -148,9 +148,9 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.ContainerRequest, error) {
 	req := app.ContainerRequest{
 		Image: args[0], Args: args[1:], Name: f.name, Workdir: f.workdir, User: f.user, Hostname: f.hostname,
-		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, GroupAdd: f.groupAdd, Publish: f.publish,
-		DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged, Devices: f.devices,
-		PID: f.pid, IPC: f.ipc, UTS: f.uts,
+		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
+		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
+		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
 		Network: f.network, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}

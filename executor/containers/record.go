@@ -139,28 +139,11 @@ type Config struct {
 	SecurityOpt []string `json:"SecurityOpt,omitempty"`
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string `json:"ExtraHosts,omitempty"`
-	// ShmSize is the size of /dev/shm in bytes (--shm-size; 0: 64 MiB).
-	ShmSize int64 `json:"ShmSize,omitempty"`
-	// Ulimits are --ulimit values.
-	Ulimits []executor.Ulimit `json:"Ulimits,omitempty"`
-	// GroupAdd are --group-add values.
-	GroupAdd []string `json:"GroupAdd,omitempty"`
-	// Privileged is --privileged.
-	Privileged bool `json:"Privileged,omitempty"`
-	// Devices are --device values.
-	Devices []executor.Device `json:"Devices,omitempty"`
-	// HostPID, HostIPC and HostUTS are --pid host, --ipc host and --uts
-	// host.
-	HostPID bool `json:"HostPID,omitempty"`
-	HostIPC bool `json:"HostIPC,omitempty"`
-	HostUTS bool `json:"HostUTS,omitempty"`
-	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
-	// --dns-option values.
-	DNS        []string      `json:"Dns,omitempty"`
-	DNSSearch  []string      `json:"DnsSearch,omitempty"`
-	DNSOptions []string      `json:"DnsOptions,omitempty"`
-	Init       bool          `json:"Init"`
-	Restart    RestartPolicy `json:"RestartPolicy"`
+	// RunOptions are --shm-size, --ulimit, --group-add, --pid, --ipc,
+	// --uts, --device, --privileged and the --dns flags.
+	executor.RunOptions
+	Init    bool          `json:"Init"`
+	Restart RestartPolicy `json:"RestartPolicy"`
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool `json:"AutoRemove"`
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.

@@ -49,25 +49,12 @@ type initConfig struct {
 	// the process's capabilities, assembled by the parent (packed
 	// sock_filter instructions); empty without one.
 	Seccomp []byte `json:"seccomp,omitempty"`
-	// ShmSize is the size of /dev/shm in bytes (Spec.ShmSize; 0: 64 MiB).
-	ShmSize int64 `json:"shmSize,omitempty"`
-	// Ulimits are set before the process starts (Spec.Ulimits).
-	Ulimits []executor.Ulimit `json:"ulimits,omitempty"`
-	// Privileged: no masked paths, /sys and cgroups writable, the host's
-	// devices in /dev (Spec.Privileged; the parent gives all caps and no
-	// seccomp program).
-	Privileged bool `json:"privileged,omitempty"`
+	// RunOptions are Spec.RunOptions (the init uses ShmSize, Ulimits,
+	// GroupAdd, HostIPC, HostUTS, Devices and Privileged; Privileged
+	// also means the parent sent all caps and no seccomp program).
+	executor.RunOptions
 	// DisableIPv6 (Spec.DisableIPv6) applies to a new or joined network.
 	DisableIPv6 bool `json:"disableIPv6,omitempty"`
-	// HostIPC binds the host's /dev/shm (Spec.HostIPC).
-	HostIPC bool `json:"hostIPC,omitempty"`
-	// HostUTS: the init is in the host's UTS namespace and must not set
-	// the host name (Spec.HostUTS).
-	HostUTS bool `json:"hostUTS,omitempty"`
-	// Devices are bound in after /dev is set up (Spec.Devices).
-	Devices []executor.Device `json:"devices,omitempty"`
-	// GroupAdd are the process's extra groups (Spec.GroupAdd).
-	GroupAdd []string `json:"groupAdd,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for signal
 	// requests on InitSocket, a path in RunDir.
 	Init       bool   `json:"init,omitempty"`

@@ -113,12 +113,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		NewNetwork:    spec.Network == executor.NetworkNone && spec.NetNSPath == "",
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,
-		ShmSize:       spec.ShmSize,
-		Ulimits:       spec.Ulimits,
-		GroupAdd:      spec.GroupAdd,
-		Devices:       spec.Devices,
-		HostIPC:       spec.HostIPC,
-		HostUTS:       spec.HostUTS,
+		RunOptions:    spec.RunOptions,
 		DisableIPv6:   spec.DisableIPv6,
 	}
 	if cfg.Hostname == "" {
@@ -150,7 +145,6 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			cfg.Caps = &caps
 		}
 		c.caps = caps
-		cfg.Privileged = spec.Privileged
 		if !spec.SeccompUnconfined && !spec.Privileged {
 			if cfg.Seccomp, err = e.seccomp.program(caps); err != nil {
 				return nil, err

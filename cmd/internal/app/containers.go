@@ -62,19 +62,13 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
-	// ShmSize is the size of /dev/shm in bytes (0: 64 MiB).
-	ShmSize int64
-	// Ulimits are --ulimit values.
-	Ulimits []executor.Ulimit
-	// GroupAdd are --group-add values (names or gids).
-	GroupAdd []string
-	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
-	// --dns-option values.
-	DNS, DNSSearch, DNSOptions []string
-	// Privileged is --privileged.
-	Privileged bool
-	// Devices are --device values: HOST[:CONTAINER[:PERMISSIONS]].
-	Devices []string
+	// RunOptions are docker run's container options the flags give as
+	// they are (--shm-size, --ulimit, --group-add, --privileged, --dns*);
+	// Devices, HostPID, HostIPC and HostUTS come from DeviceSpecs, PID,
+	// IPC and UTS.
+	executor.RunOptions
+	// DeviceSpecs are --device values: HOST[:CONTAINER[:PERMISSIONS]].
+	DeviceSpecs []string
 	// PID, IPC and UTS are --pid, --ipc and --uts: "" (the container's
 	// own) or host.
 	PID, IPC, UTS string
@@ -193,16 +187,10 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		CapDrop:       req.CapDrop,
 		SecurityOpt:   secOpts,
 		ExtraHosts:    req.ExtraHosts,
-		ShmSize:       req.ShmSize,
-		Ulimits:       req.Ulimits,
-		GroupAdd:      req.GroupAdd,
-		Privileged:    req.Privileged,
-		DNS:           req.DNS,
-		DNSSearch:     req.DNSSearch,
-		DNSOptions:    req.DNSOptions,
 		LogMaxSize:    req.LogMaxSize,
 		LogMaxFiles:   req.LogMaxFiles,
 		Init:          req.Init,
+		RunOptions:    req.RunOptions,
 		Restart:       policy,
 		AutoRemove:    req.AutoRemove,
 	}
@@ -288,7 +276,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 			cfg.Hostname = h
 		}
 	}
-	for _, d := range req.Devices {
+	for _, d := range req.DeviceSpecs {
 		dev, err := parseDevice(d)
 		if err != nil {
 			return nil, err
