@@ -207,7 +207,7 @@ type RunOptions struct {
 	HostIPC bool `json:"HostIPC,omitempty"`
 	HostUTS bool `json:"HostUTS,omitempty"`
 	// Devices are host device nodes bound into the container (--device),
-	// usable although made device nodes are not.
+	// with the access their Permissions allow.
 	Devices []Device `json:"Devices,omitempty"`
 	// Privileged gives the container every capability, no seccomp
 	// profile, /proc without masked or read-only paths, a writable /sys
@@ -225,6 +225,9 @@ type Device struct {
 	// HostPath is the node on the host; ContainerPath an absolute path
 	// in the container (default HostPath).
 	HostPath, ContainerPath string
+	// Permissions are what the container may do with the node: letters
+	// of "rwm" (read, write, mknod); "" means all three.
+	Permissions string `json:",omitempty"`
 }
 
 // Ulimit is one resource limit (docker run --ulimit NAME=SOFT[:HARD]).

@@ -435,32 +435,77 @@ mount | grep -c ' /proc/timer_list '
 	}
 }
 
-// testDeviceNodes checks that a device node the container makes (it has
-// CAP_MKNOD, as under Docker) cannot be opened, in /dev or in the root
-// filesystem, while /dev/null and friends work: where Docker's device
-// cgroup refuses such nodes, kiln mounts everything nodev and binds the
-// host's standard nodes in.
+// testDeviceNodes checks the device nodes a container may use. With a
+// cgroup of its own (kiln run), as under docker run: the standard nodes,
+// and nodes the container makes for them (it has CAP_MKNOD), also in a
+// process Exec adds; a node of another device cannot be opened, unless
+// Spec.Devices gives it, with the access its permissions allow. Without a
+// cgroup, every node the container makes is refused (nodev mounts) while
+// /dev/null and friends work.
 func (s *starterSuite) testDeviceNodes(t *testing.T) {
-	var out, errOut lockedBuffer
-	spec := s.spec(t, "sh", "-c", `mknod /dev/mynull c 1 3 && { echo x > /dev/mynull && echo dev-open || echo dev-refused; }
-mkdir -p /d && mknod /d/mynull c 1 3 && { echo x > /d/mynull && echo root-open || echo root-refused; }
-echo x > /dev/null && head -c 3 /dev/zero | wc -c`)
-	spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
-	c := s.start(t, spec)
-	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil {
-		t.Fatalf("Wait = %d, %v: %s%s", code, err, out.String(), errOut.String())
+	script := `mknod /dev/mynull c 1 3 && { (echo x > /dev/mynull) && echo dev-open || echo dev-refused; }
+mkdir -p /d && mknod /d/mynull c 1 3 && { (echo x > /d/mynull) && echo root-open || echo root-refused; }
+mknod /d/kvm c 10 232 && { (: > /d/kvm) && echo kvm-open || echo kvm-refused; }
+echo x > /dev/null && head -c 3 /dev/zero | wc -c`
+	for _, tc := range []struct {
+		cgroup         bool
+		want, wantExec string
+	}{
+		{true, "dev-open\nroot-open\nkvm-refused\n3\n", "exec-open\nexec-kvm-refused\n"},
+		{false, "dev-refused\nroot-refused\nkvm-refused\n3\n", "exec-refused\nexec-kvm-refused\n"},
+	} {
+		var out, errOut lockedBuffer
+		spec := s.spec(t, "sh", "-c", script+"; exec sleep 60")
+		if tc.cgroup {
+			spec.CgroupPath = cgroupPath()
+		}
+		spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+		c := s.start(t, spec)
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.HasSuffix(out.String(), "3\n") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if out.String() != tc.want {
+			t.Errorf("cgroup %v: device nodes: %q (%s), want %q", tc.cgroup, out.String(), errOut.String(), tc.want)
+		}
+		var execOut lockedBuffer
+		args := []string{"sh", "-c", `{ (echo x > /d/mynull) && echo exec-open || echo exec-refused; } 2>/dev/null
+{ (: > /d/kvm) && echo exec-kvm-open || echo exec-kvm-refused; } 2>/dev/null`}
+		code, err := c.Exec(t.Context(), executor.Process{Args: args, Env: []string{"PATH=/bin"}, Stdout: &execOut, Stderr: &execOut})
+		if code != 0 || err != nil || execOut.String() != tc.wantExec {
+			t.Errorf("cgroup %v: exec: %d, %v, %q, want %q", tc.cgroup, code, err, execOut.String(), tc.wantExec)
+		}
+		_ = c.Signal(syscall.SIGKILL)
+		_, _ = c.Wait()
 	}
-	if want := "dev-refused\nroot-refused\n3\n"; out.String() != want {
-		t.Errorf("device nodes: %q (%s), want %q", out.String(), errOut.String(), want)
+	// A host device given in Spec.Devices works, at the path asked for,
+	// with the access its permissions give (a node that is not one of the
+	// standard devices and opens without capabilities; opened only).
+	node := ""
+	for _, p := range []string{"/dev/fuse", "/dev/loop-control", "/dev/loop0"} {
+		if _, err := os.Stat(p); err == nil {
+			node = p
+			break
+		}
 	}
-	// A host device given in Spec.Devices works, at the path asked for.
-	var out2, errOut2 lockedBuffer
-	spec = s.spec(t, "sh", "-c", "echo x > /dev/sub/mynull && echo bound")
-	spec.Devices = []executor.Device{{HostPath: "/dev/null", ContainerPath: "/dev/sub/mynull"}}
-	spec.Process.Stdout, spec.Process.Stderr = &out2, &errOut2
-	c = s.start(t, spec)
-	if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil || out2.String() != "bound\n" {
-		t.Errorf("Spec.Devices: %d, %v, %q %s", code, err, out2.String(), errOut2.String())
+	if node == "" {
+		t.Skip("Spec.Devices: no /dev/fuse, /dev/loop-control or /dev/loop0 on this host to give the container")
+	}
+	for _, tc := range []struct {
+		perms, want string
+	}{
+		{"", "read\nwrite\n"},
+		{"r", "read\nwrite-refused\n"},
+	} {
+		var out, errOut lockedBuffer
+		spec := s.spec(t, "sh", "-c", "{ (: < /dev/sub/k) && echo read; (: > /dev/sub/k) && echo write || echo write-refused; } 2>/dev/null")
+		spec.CgroupPath = cgroupPath()
+		spec.Devices = []executor.Device{{HostPath: node, ContainerPath: "/dev/sub/k", Permissions: tc.perms}}
+		spec.Process.Stdout, spec.Process.Stderr = &out, &errOut
+		c := s.start(t, spec)
+		if code, err := wait(t, c, 30*time.Second); code != 0 || err != nil || out.String() != tc.want {
+			t.Errorf("Spec.Devices %q: %d, %v, %q %s, want %q", tc.perms, code, err, out.String(), errOut.String(), tc.want)
+		}
 	}
 }
 

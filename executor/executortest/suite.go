@@ -61,6 +61,7 @@ func Suite(t *testing.T, newExec func(t *testing.T) executor.Executor) {
 		{"Privileges", s.testPrivileges},
 		{"ProcReadOnly", s.testProcReadOnly},
 		{"Seccomp", s.testSeccomp},
+		{"DeviceNodes", s.testDeviceNodes},
 		{"ManyLayers", s.testManyLayers},
 		{"ReadOnly", s.testReadOnly},
 		{"Func", s.testFunc},
@@ -577,6 +578,25 @@ func (s *suite) testSeccomp(t *testing.T) {
 	r := s.mustRun(t, script, func(sp *executor.Spec) { sp.SeccompUnconfined = true })
 	if !strings.HasPrefix(r.stdout, "Seccomp:\t0\n") {
 		t.Errorf("unconfined: %q, want no filter", r.stdout)
+	}
+}
+
+// testDeviceNodes checks what device nodes a run may use, as BuildKit's
+// device cgroup allows them: /dev's own, and nodes the process makes for
+// the standard devices (mknod of any node works), in /dev or in the root
+// filesystem; a node of another device, such as /dev/kvm or a loop
+// device, cannot be opened.
+func (s *suite) testDeviceNodes(t *testing.T) {
+	r := s.mustRun(t, sh(`echo x > /dev/null && head -c 3 /dev/zero | wc -c
+mknod /dev/mynull c 1 3 && echo x > /dev/mynull && echo dev-null-open
+mkdir -p /d && mknod /d/zero c 1 5 && head -c 2 /d/zero | wc -c
+mknod /d/kvm c 10 232 && { (: > /d/kvm) && echo kvm-open || echo kvm-refused; }
+mknod /d/loop b 7 0 && { (: < /d/loop) && echo loop-open || echo loop-refused; }`), nil)
+	if want := "3\ndev-null-open\n2\nkvm-refused\nloop-refused\n"; r.stdout != want {
+		t.Errorf("device nodes: %q (%s), want %q", r.stdout, r.stderr, want)
+	}
+	if !strings.Contains(r.stderr, "Operation not permitted") {
+		t.Errorf("refused opens said %q, want EPERM as under Docker's device cgroup", r.stderr)
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 const cpuPeriod = 100000
 
 // v1Controllers are the cgroup v1 hierarchies a container gets a cgroup in.
-var v1Controllers = []string{"memory", "cpu", "pids", "freezer"}
+var v1Controllers = []string{"memory", "cpu", "pids", "freezer", "devices"}
 
 // cgroup is a container's cgroup: one directory on cgroup v2, one per
 // controller on v1.
@@ -31,6 +31,9 @@ type cgroup struct {
 	v2   bool
 	dir  string            // v2
 	dirs map[string]string // v1: controller → directory
+	// devicesFiltered: the cgroup allows the devices newCgroup was given
+	// and no others (v1's devices controller, or a BPF program on v2).
+	devicesFiltered bool
 }
 
 // checkCgroupPath rejects cgroup paths that are not clean relative paths.
@@ -101,8 +104,10 @@ func (m cgroupMounts) useV2() bool {
 	return false
 }
 
-// newCgroup creates the cgroup at rel with the limits of r (may be nil).
-func newCgroup(rel string, r *executor.Resources) (*cgroup, error) {
+// newCgroup creates the cgroup at rel with the limits of r (may be nil)
+// and, when devices is not nil, allowing those devices only where the
+// system can filter them (see cgroup.devicesFiltered).
+func newCgroup(rel string, r *executor.Resources, devices []deviceRule) (*cgroup, error) {
 	if r == nil {
 		r = &executor.Resources{}
 	}
@@ -121,11 +126,38 @@ func newCgroup(rel string, r *executor.Resources) (*cgroup, error) {
 	} else {
 		return nil, errors.New("create cgroup: no cgroup filesystem is mounted")
 	}
+	if err == nil && devices != nil {
+		err = cg.filterDevices(devices)
+	}
 	if err != nil {
 		_ = cg.remove()
 		return nil, fmt.Errorf("create cgroup %s: %w", rel, err)
 	}
 	return cg, nil
+}
+
+// filterDevices makes the cgroup allow rules only: through the devices
+// controller on v1, a BPF program on v2. Without either (no devices
+// hierarchy, no BPF) the cgroup is left as it is, and not devicesFiltered.
+func (cg *cgroup) filterDevices(rules []deviceRule) error {
+	if !cg.v2 {
+		dir, ok := cg.dirs["devices"]
+		if !ok {
+			return nil
+		}
+		if err := setV1DeviceRules(dir, rules); err != nil {
+			return err
+		}
+		cg.devicesFiltered = true
+		return nil
+	}
+	fd, err := unix.Open(cg.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	cg.devicesFiltered = attachDeviceFilter(fd, rules) == nil
+	return nil
 }
 
 func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {

@@ -53,6 +53,11 @@ type initConfig struct {
 	// GroupAdd, HostIPC, HostUTS, Devices and Privileged; Privileged
 	// also means the parent sent all caps and no seccomp program).
 	executor.RunOptions
+	// DevicesFiltered: the init was cloned into a cgroup whose device
+	// filter refuses every node but the standard ones (see deviceCgroup),
+	// so the root filesystem and /dev need not be nodev, and /dev gets
+	// nodes of its own instead of the host's bound in.
+	DevicesFiltered bool `json:"devicesFiltered,omitempty"`
 	// DisableIPv6 (Spec.DisableIPv6) applies to a new or joined network.
 	DisableIPv6 bool `json:"disableIPv6,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for signal

@@ -419,7 +419,8 @@ func openDevNodes() map[string]int {
 // host's, from openDevNodes) the tmpfs is nodev and the standard devices
 // are those nodes bound in: a device node the container makes itself (it
 // has CAP_MKNOD, as under Docker) cannot be opened, where Docker's device
-// cgroup refuses it. Without (privileged), the nodes are made.
+// cgroup refuses it. Without (privileged, or confined by a device filter),
+// the nodes are made.
 func setupDev(target string, shmSize int64, nodes map[string]int) error {
 	flags := uintptr(unix.MS_NOSUID | unix.MS_STRICTATIME)
 	if nodes != nil {
@@ -507,7 +508,7 @@ func maskPaths() error {
 // hostDev is what a container takes from the host's /dev, opened before
 // pivot_root (openHostDev) and put in place after /dev is set up (finish).
 type hostDev struct {
-	nodes map[string]int    // the standard nodes, bound in (nil: privileged)
+	nodes map[string]int    // the standard nodes, bound in (nil: made)
 	all   []hostDevice      // privileged: every host device, made
 	binds []executor.Device // Spec.Devices, and /dev/shm with HostIPC
 	fds   []int             // the opened nodes of binds
@@ -516,11 +517,12 @@ type hostDev struct {
 func openHostDev(cfg *initConfig) (hostDev, error) {
 	var d hostDev
 	var err error
-	if cfg.Privileged {
+	switch {
+	case cfg.Privileged:
 		if d.all, err = listHostDevices("/dev"); err != nil {
 			return d, err
 		}
-	} else {
+	case !cfg.DevicesFiltered:
 		d.nodes = openDevNodes()
 	}
 	if d.fds, err = openDevices(cfg.Devices); err != nil {

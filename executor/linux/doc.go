@@ -59,14 +59,21 @@
 //   - NetNSPath: the parent forks the init from a thread that joined the
 //     namespace, so the whole init (and the sysfs it mounts) lives there.
 //   - CgroupPath and Resources: cgroup v2, or v1 (memory, cpu, pids,
-//     freezer) on hybrid hosts whose v2 hierarchy lacks the controllers.
-//     The parent moves the init into it before sending its config. Memory
-//     limits include swap (no swap beyond the limit). Pause and Resume use
-//     the freezer.
+//     freezer, devices) on hybrid hosts whose v2 hierarchy lacks the
+//     controllers. The parent moves the init into it while it sets up its
+//     mounts. Memory limits include swap (no swap beyond the limit). Pause
+//     and Resume use the freezer. The cgroup allows the devices docker
+//     run allows, and Devices with their permissions (devices.allow on v1,
+//     a BPF device program on v2).
 //   - CapAdd and CapDrop adjust Docker's default capability set.
 //
 // A build run (Process or Func without those fields) creates no cgroup,
-// socket or pty.
+// socket or pty of its own: its init is cloned (CLONE_INTO_CGROUP) into
+// one cgroup v2 per Executor, below kiln's own, whose BPF device program
+// allows what BuildKit's containers may open (see deviceCgroup). Without
+// it, and for a container from Start without CgroupPath, the root
+// filesystem and /dev are mounted nodev, the host's standard nodes bound
+// in.
 //
 // Not supported yet: user namespaces (rootless).
 package linux

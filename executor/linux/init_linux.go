@@ -90,7 +90,7 @@ func initMain(handlers map[string]Handler, statusW *os.File) (code int, err erro
 			return 0, fmt.Errorf("copy the root filesystem: %w", err)
 		}
 	}
-	if !cfg.Privileged {
+	if !cfg.Privileged && !cfg.DevicesFiltered {
 		// Device nodes in the root filesystem (an image's, or one a
 		// process makes) cannot be opened; see setupDev.
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}

@@ -65,6 +65,9 @@ type Executor struct {
 	seccomp seccompPrograms
 	// forker starts the inits of Start's containers.
 	forker forkThread
+	// devices is the cgroup the inits of containers without a cgroup of
+	// their own (build steps) are cloned into, for its device filter.
+	devices deviceCgroup
 }
 
 // New returns an Executor. It creates Options.StateDir when missing.
@@ -118,10 +121,12 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Cont
 }
 
 // Close kills the inits the Executor started ahead of runs that never
-// came. Runs in progress are not affected; the Executor stays usable,
-// without starting inits ahead any more.
+// came and removes the cgroup of build steps. Runs in progress are not
+// affected; the Executor stays usable, without starting inits ahead any
+// more.
 func (e *Executor) Close() error {
 	e.warm.close()
+	e.devices.close()
 	return nil
 }
 

@@ -163,13 +163,46 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		stdout, stderr = spec.Func.Stdout, spec.Func.Stderr
 	}
 	if spec.CgroupPath != "" {
-		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources); err != nil {
+		var devices []deviceRule
+		if !spec.Privileged {
+			if devices, err = runDeviceRules(spec.Devices); err != nil {
+				return nil, fmt.Errorf("start container: %w", err)
+			}
+		}
+		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources, devices); err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
 		}
+		cfg.DevicesFiltered = c.cg.devicesFiltered
 		if c.cg.v2 {
 			cfg.CgroupDirs = map[string]string{"": c.cg.dir}
 		} else {
 			cfg.CgroupDirs = c.cg.dirs
+		}
+	}
+	kind := initKind{exe: e.initExe(), flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
+	if cfg.Func != nil {
+		kind.exe = selfExe
+	}
+	if cfg.NewNetwork {
+		kind.flags |= unix.CLONE_NEWNET
+	}
+	if spec.HostPID {
+		kind.flags &^= unix.CLONE_NEWPID
+	}
+	if spec.HostIPC {
+		kind.flags &^= unix.CLONE_NEWIPC
+	}
+	if spec.HostUTS {
+		kind.flags &^= unix.CLONE_NEWUTS
+	}
+	if whole && spec.CgroupPath == "" && !spec.Privileged {
+		// A build step: its init is cloned into the cgroup whose
+		// device filter allows what BuildKit's containers may open.
+		// (A container from Start without a cgroup of its own keeps
+		// nodev mounts: the processes Exec adds would not be in it.)
+		if fd := e.devices.get(); fd >= 0 {
+			kind.intoCgroup, kind.cgroupFD = true, fd
+			cfg.DevicesFiltered = true
 		}
 	}
 	cfgData, err := json.Marshal(cfg)
@@ -189,22 +222,6 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		defer consoleParent.Close()
 		defer consoleChild.Close()
 		extra = append(extra, consoleChild) // fd 5
-	}
-	kind := initKind{exe: e.initExe(), flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
-	if cfg.Func != nil {
-		kind.exe = selfExe
-	}
-	if cfg.NewNetwork {
-		kind.flags |= unix.CLONE_NEWNET
-	}
-	if spec.HostPID {
-		kind.flags &^= unix.CLONE_NEWPID
-	}
-	if spec.HostIPC {
-		kind.flags &^= unix.CLONE_NEWIPC
-	}
-	if spec.HostUTS {
-		kind.flags &^= unix.CLONE_NEWUTS
 	}
 	// A build's RUN and COPY steps (no stdin, no terminal, no joined
 	// network) can take an init started ahead of them. One that died
@@ -238,6 +255,15 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			e.initGone.Store(true)
 			kind.exe = selfExe
 			ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
+		}
+		if err != nil && kind.intoCgroup {
+			// Not into the build cgroup (removed under us?): the
+			// container falls back to nodev mounts.
+			kind.intoCgroup = false
+			cfg.DevicesFiltered = false
+			if cfgData, err = json.Marshal(cfg); err == nil {
+				ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("start container: %w", err)

@@ -26,10 +26,13 @@ type initProcess struct {
 // run a function and, by default, of all.
 const selfExe = "/proc/self/exe"
 
-// initKind is what tells inits apart: the binary and the namespaces.
+// initKind is what tells inits apart: the binary, the namespaces and the
+// cgroup (v2) the init is cloned into, if any.
 type initKind struct {
-	exe   string
-	flags uintptr
+	exe        string
+	flags      uintptr
+	intoCgroup bool
+	cgroupFD   int
 }
 
 // spawnInit starts k.exe as a container init in new namespaces (k.flags),
@@ -53,7 +56,7 @@ func spawnInit(k initKind, netns string, start func(netns string, cmd *exec.Cmd)
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = ip.extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, Pdeathsig: syscall.SIGKILL, UseCgroupFD: k.intoCgroup, CgroupFD: k.cgroupFD}
 	cmd.WaitDelay = waitDelay
 	if err := start(netns, cmd); err != nil {
 		ip.release()

@@ -540,7 +540,7 @@ func parseVolume(spec string) (containers.Mount, error) {
 
 // parseDevice reads a --device value, HOST[:CONTAINER[:PERMISSIONS]], as
 // docker run does: the host path must be a device node; PERMISSIONS (rwm,
-// for Docker's device cgroup) are checked and otherwise not used.
+// the default) are what the container's device filter allows on it.
 func parseDevice(v string) (executor.Device, error) {
 	parts := strings.Split(v, ":")
 	if len(parts) > 3 || parts[0] == "" {
@@ -554,8 +554,11 @@ func parseDevice(v string) (executor.Device, error) {
 			d.ContainerPath = parts[1]
 		}
 	}
-	if len(parts) == 3 && (parts[2] == "" || strings.Trim(parts[2], "rwm") != "") {
-		return executor.Device{}, fmt.Errorf("--device %s: permissions %q are not r, w and m", v, parts[2])
+	if len(parts) == 3 {
+		if parts[2] == "" || strings.Trim(parts[2], "rwm") != "" {
+			return executor.Device{}, fmt.Errorf("--device %s: permissions %q are not r, w and m", v, parts[2])
+		}
+		d.Permissions = parts[2]
 	}
 	if !path.IsAbs(d.HostPath) || !path.IsAbs(d.ContainerPath) {
 		return executor.Device{}, fmt.Errorf("--device %s: paths must be absolute", v)

@@ -118,8 +118,9 @@ func TestParseDevice(t *testing.T) {
 	}{
 		{"/dev/null", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/null"}, false},
 		{"/dev/null:/dev/mynull", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/mynull"}, false},
-		{"/dev/null:rw", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/null"}, false},
-		{"/dev/null:/dev/n:rwm", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/n"}, false},
+		{"/dev/null:rw", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/null", Permissions: "rw"}, false},
+		{"/dev/null:/dev/n:rwm", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/n", Permissions: "rwm"}, false},
+		{"/dev/null:/dev/n:r", executor.Device{HostPath: "/dev/null", ContainerPath: "/dev/n", Permissions: "r"}, false},
 		{"/dev/null:/dev/n:x", executor.Device{}, true},
 		{"/etc/hostname", executor.Device{}, true},
 		{"/dev/no-such-device", executor.Device{}, true},
