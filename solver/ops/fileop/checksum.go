@@ -88,7 +88,7 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 	var recs []*record
 	walkErr := func() error {
 		for _, m := range matches {
-			recs = append(recs, &record{match: true, name: m.name, real: m.real})
+			recs = append(recs, &record{match: &sourceMatch{name: m.name, real: m.real}})
 			r := new(record)
 			err := pool.record(r, m.real, m.fi, func() (string, error) { return src.Readlink(m.real) })
 			if err != nil {
@@ -120,25 +120,48 @@ func ChecksumWith(ctx context.Context, src *os.Root, c *Copy, opts ChecksumOptio
 }
 
 // record is one entry of a checksum: a matched source, or a file, dir,
-// symlink or device with its metadata.
+// symlink or device with its metadata. A no-op rebuild of a 20,000-file
+// context holds one per file until the sum, so it is kept small: its
+// fields are ordered to pack, and the type is an index into typeNames.
 type record struct {
-	match      bool
-	name, real string
+	// match is set on the record of a matched source, which has no
+	// other fields.
+	match *sourceMatch
 
-	rel          string
-	typ          string
-	perm         uint32
-	uid, gid     uint64
+	rel  string
+	link string
+	// pending is a regular file waiting in the hash pool; sum holds the
+	// content digest the lookup found instead (hasSum).
+	pending      *pending
 	size         int64
-	link         string
+	sum          [sha256.Size]byte
+	perm         uint32
+	uid, gid     uint32
 	major, minor uint32
-
-	// sum is the content digest of a regular file found by the lookup;
-	// otherwise the file waits in the hash pool as pending.
-	sum     [sha256.Size]byte
-	hasSum  bool
-	pending *pending
+	typ          fileKind
+	hasSum       bool
 }
+
+// sourceMatch is a source of the copy: the name it was given as and the
+// path it resolved to.
+type sourceMatch struct{ name, real string }
+
+// fileKind is the type of a file, as the checksum names it (typeNames).
+type fileKind uint8
+
+const (
+	kindFile fileKind = iota
+	kindDir
+	kindSymlink
+	kindChar
+	kindBlock
+	kindFIFO
+	kindSocket
+	kindOther
+)
+
+// typeNames are the fileKinds' names in the checksum.
+var typeNames = [...]string{kindFile: "file", kindDir: "dir", kindSymlink: "symlink", kindChar: "char", kindBlock: "block", kindFIFO: "fifo", kindSocket: "socket", kindOther: "other"}
 
 // pending is a regular file queued for hashing: done is closed when
 // digest (or err) is set.
@@ -190,10 +213,10 @@ func (p *hashPool) record(r *record, rel string, fi fs.FileInfo, readlink func()
 	*r = record{rel: rel, typ: fileType(mode), perm: unixPerm(mode)}
 	if p.s.owners {
 		o := statOwner(fi)
-		r.uid, r.gid = uint64(o.uid), uint64(o.gid)
+		r.uid, r.gid = uint32(o.uid), uint32(o.gid)
 	}
 	switch r.typ {
-	case "file":
+	case kindFile:
 		r.size = fi.Size()
 		if p.s.lookup != nil {
 			if r.sum, r.hasSum = p.s.lookup(rel, fi); r.hasSum {
@@ -206,36 +229,36 @@ func (p *hashPool) record(r *record, rel string, fi fs.FileInfo, readlink func()
 		case <-p.ctx.Done():
 			return p.ctx.Err()
 		}
-	case "symlink":
+	case kindSymlink:
 		link, err := readlink()
 		if err != nil {
 			return fmt.Errorf("read symlink %s: %w", rel, err)
 		}
 		r.link = link
-	case "char", "block":
+	case kindChar, kindBlock:
 		r.major, r.minor = devMajorMinor(statRdev(fi))
 	}
 	return nil
 }
 
-func fileType(mode fs.FileMode) string {
+func fileType(mode fs.FileMode) fileKind {
 	switch {
 	case mode.IsRegular():
-		return "file"
+		return kindFile
 	case mode.IsDir():
-		return "dir"
+		return kindDir
 	case mode&fs.ModeSymlink != 0:
-		return "symlink"
+		return kindSymlink
 	case mode&fs.ModeCharDevice != 0:
-		return "char"
+		return kindChar
 	case mode&fs.ModeDevice != 0:
-		return "block"
+		return kindBlock
 	case mode&fs.ModeNamedPipe != 0:
-		return "fifo"
+		return kindFIFO
 	case mode&fs.ModeSocket != 0:
-		return "socket"
+		return kindSocket
 	}
-	return "other"
+	return kindOther
 }
 
 // summer accumulates the checksum of a copy's sources.
@@ -285,21 +308,21 @@ func (s *summer) flag(b bool) {
 
 // add feeds one record into the checksum, waiting for its content digest.
 func (s *summer) add(r *record) error {
-	if r.match {
+	if m := r.match; m != nil {
 		s.str("match")
-		s.str(r.name)
-		s.str(r.real)
+		s.str(m.name)
+		s.str(m.real)
 		return nil
 	}
 	s.str(r.rel)
-	s.str(r.typ)
+	s.str(typeNames[r.typ])
 	s.num(uint64(r.perm))
 	if s.owners {
-		s.num(r.uid)
-		s.num(r.gid)
+		s.num(uint64(r.uid))
+		s.num(uint64(r.gid))
 	}
 	switch r.typ {
-	case "file":
+	case kindFile:
 		s.num(uint64(r.size))
 		if r.hasSum {
 			// The bytes of s.str(digest.String()), without the strings.
@@ -316,9 +339,9 @@ func (s *summer) add(r *record) error {
 			return r.pending.err
 		}
 		s.str(r.pending.digest.String())
-	case "symlink":
+	case kindSymlink:
 		s.str(r.link)
-	case "char", "block":
+	case kindChar, kindBlock:
 		s.num(uint64(r.major))
 		s.num(uint64(r.minor))
 	}

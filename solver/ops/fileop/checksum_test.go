@@ -405,7 +405,7 @@ func TestCollectMatchesWalk(t *testing.T) {
 		}
 		var want []string
 		err = tree.walkDir(t.Context(), ".", nil, func(e *entry) error {
-			want = append(want, e.rel+" "+fileType(e.fi.Mode()))
+			want = append(want, e.rel+" "+typeNames[fileType(e.fi.Mode())])
 			return nil
 		}, nil)
 		if err != nil {
@@ -420,7 +420,7 @@ func TestCollectMatchesWalk(t *testing.T) {
 		}
 		var got []string
 		for _, r := range recs {
-			got = append(got, r.rel+" "+r.typ)
+			got = append(got, r.rel+" "+typeNames[r.typ])
 		}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("excludes %q: parallel walk differs from the sequential one:\n%s", excludes, diffLines(got, want))
