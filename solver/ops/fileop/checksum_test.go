@@ -464,3 +464,26 @@ func TestDigestFileSize(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksumStable pins the checksum of a small tree: the digests are
+// cache keys, so a change of their bytes must come with a new
+// checksumVersion. (Owners are pinned when running as root, who can set
+// them.)
+func TestChecksumStable(t *testing.T) {
+	root := t.TempDir()
+	mkTree(t, root, file("a.txt", "A", 0o644), dir("d", 0o750), file("d/x", "xx", 0o600), symlink("d/l", "../a.txt"))
+	if got, want := checksumOf(t, root, Copy{Sources: []string{"."}}), digest.Digest("sha256:216ce48985f7baa1f2057459a3e4631224d23b31d1147727757c732492ac90ca"); got != want {
+		t.Errorf("checksum = %s, want %s", got, want)
+	}
+	if !isRoot() {
+		return
+	}
+	for _, p := range []string{"a.txt", "d", "d/x", "d/l"} {
+		if err := os.Lchown(filepath.Join(root, p), 1000, 2000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := checksumOf(t, root, Copy{Sources: []string{"*.txt", "d"}, PreserveOwner: true}), digest.Digest("sha256:8c8b11093d066e951750bc2f58d2886da35e65e6608aa319453d53fe501b305b"); got != want {
+		t.Errorf("checksum with owners = %s, want %s", got, want)
+	}
+}
