@@ -106,8 +106,9 @@ func (m cgroupMounts) useV2() bool {
 
 // newCgroup creates the cgroup at rel with the limits of r (may be nil)
 // and, when devices is not nil, allowing those devices only where the
-// system can filter them (see cgroup.devicesFiltered).
-func newCgroup(rel string, r *executor.Resources, devices []deviceRule) (*cgroup, error) {
+// system can filter them (see cgroup.devicesFiltered). forceV2 uses the v2
+// hierarchy even on a hybrid host (tests).
+func newCgroup(rel string, r *executor.Resources, devices []deviceRule, forceV2 bool) (*cgroup, error) {
 	if r == nil {
 		r = &executor.Resources{}
 	}
@@ -116,7 +117,7 @@ func newCgroup(rel string, r *executor.Resources, devices []deviceRule) (*cgroup
 		return nil, fmt.Errorf("find cgroup mounts: %w", err)
 	}
 	cg := &cgroup{}
-	if mounts.useV2() {
+	if mounts.useV2() || forceV2 && mounts.v2 != "" {
 		cg.v2 = true
 		cg.dir = filepath.Join(mounts.v2, filepath.FromSlash(rel))
 		err = cg.createV2(mounts.v2, rel, r)
@@ -260,9 +261,16 @@ func cpuQuota(cpus float64) int64 {
 }
 
 // writeLimit writes a limit file, saying which controller is missing when
-// the file is not there.
+// the file is not there (opened without O_CREAT: creating a file in a
+// cgroup directory fails with EACCES, which would hide that).
 func writeLimit(dir, name, val, controller string) error {
-	err := os.WriteFile(filepath.Join(dir, name), []byte(val), 0)
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.WriteString(val)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("set %s: the %s controller is not available (%w)", name, controller, errors.ErrUnsupported)
 	}

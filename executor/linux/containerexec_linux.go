@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -113,10 +114,11 @@ func onDiscardedThread(fn func()) {
 	<-done
 }
 
-// limitStoppedChild waits for the traced child pid to stop after its
-// execve, sets its resource limits and lets it run. The calling thread
-// must be the one that forked it.
-func limitStoppedChild(pid int, limits []executor.Ulimit) error {
+// finishStoppedChild waits for the traced child pid to stop after its
+// execve, calls finish (which sets what the child could not be given
+// before) and lets it run. The calling thread must be the one that forked
+// it.
+func finishStoppedChild(pid int, finish func() error) error {
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
@@ -131,11 +133,25 @@ func limitStoppedChild(pid int, limits []executor.Ulimit) error {
 	if !ws.Stopped() {
 		return errors.New("the exec'd process ended before it started")
 	}
-	if err := setUlimits(pid, limits); err != nil {
+	if err := finish(); err != nil {
 		return err
 	}
 	if err := unix.PtraceDetach(pid); err != nil {
 		return fmt.Errorf("let the exec'd process run: %w", err)
+	}
+	return nil
+}
+
+// addToCgroupFD moves process pid into the cgroup (v2) whose directory is
+// open as dirfd.
+func addToCgroupFD(dirfd, pid int) error {
+	fd, err := unix.Openat(dirfd, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_, err = unix.Write(fd, []byte(strconv.Itoa(pid)))
+		unix.Close(fd)
+	}
+	if err != nil {
+		return fmt.Errorf("move the exec'd process into the container's cgroup: %w", err)
 	}
 	return nil
 }
@@ -228,8 +244,16 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 	// Resource limits belong to a process, and this thread's is kiln's:
 	// the child stops after its execve, gets the container's limits and
 	// only then runs (as under runc, which sets them before the exec).
+	// The same stop puts it into a v2 cgroup when the seccomp filter
+	// refuses clone3 (Docker's profile does), which CLONE_INTO_CGROUP
+	// needs.
 	limits := len(c.ulimits) > 0
-	pid, err := forkExec(proc, files, p.Tty, cgroupFD, limits)
+	moveLater := cgroupFD >= 0 && len(c.seccomp) > 0
+	cloneInto := cgroupFD
+	if moveLater {
+		cloneInto = -1
+	}
+	pid, err := forkExec(proc, files, p.Tty, cloneInto, limits || moveLater)
 	if err != nil {
 		closeMaster()
 		code := 126
@@ -238,8 +262,18 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 		}
 		return execStart{code: code, err: err}
 	}
-	if limits {
-		if err := limitStoppedChild(pid, c.ulimits); err != nil {
+	if limits || moveLater {
+		err := finishStoppedChild(pid, func() error {
+			if moveLater {
+				// Through the fd: this thread is in the container's
+				// mount namespace now.
+				if err := addToCgroupFD(cgroupFD, pid); err != nil {
+					return err
+				}
+			}
+			return setUlimits(pid, c.ulimits)
+		})
+		if err != nil {
 			_ = unix.Kill(pid, unix.SIGKILL)
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, 0, nil)

@@ -38,3 +38,16 @@ func NewLinkMount(opts Options) (*Executor, error) {
 	opts.linkMount = true
 	return New(opts)
 }
+
+// NewCgroupV2 is New with containers' cgroups on the v2 hierarchy even on
+// a hybrid host.
+func NewCgroupV2(opts Options) (*Executor, error) {
+	opts.forceCgroupV2 = true
+	return New(opts)
+}
+
+// HasCgroupV2 reports whether a cgroup v2 hierarchy is mounted.
+func HasCgroupV2() bool {
+	m, err := findCgroupMounts()
+	return err == nil && m.v2 != ""
+}

@@ -38,6 +38,10 @@ type Options struct {
 	// linkMount mounts overlays the way kernels before 6.8 need (see
 	// initConfig.LinkMount); set by tests.
 	linkMount bool
+	// forceCgroupV2 puts containers' cgroups on the v2 hierarchy even on
+	// a hybrid host, whose v2 hierarchy lacks the limit controllers; set
+	// by tests, to run v2's paths (freezing, device filters) there.
+	forceCgroupV2 bool
 }
 
 // SnapshotterEnv names the environment variable New reads as a debugging

@@ -38,6 +38,24 @@ func TestStarterConformance(t *testing.T) {
 	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newExecutor(t) })
 }
 
+// TestStarterCgroupV2 runs the Starter suite with containers' cgroups on
+// the v2 hierarchy, also on a hybrid host (where the tests of memory,
+// pids and CPU limits then skip: its v2 hierarchy has no such
+// controllers).
+func TestStarterCgroupV2(t *testing.T) {
+	if !linux.HasCgroupV2() {
+		t.Skip("no cgroup v2 hierarchy mounted")
+	}
+	executortest.StarterSuite(t, func(t *testing.T) executor.Starter {
+		e, err := linux.NewCgroupV2(linux.Options{StateDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	})
+}
+
 // TestStarterCopyMode runs the Starter suite with a copied root filesystem.
 func TestStarterCopyMode(t *testing.T) {
 	executortest.StarterSuite(t, func(t *testing.T) executor.Starter { return newCopyExecutor(t) })

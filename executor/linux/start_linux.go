@@ -169,7 +169,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 				return nil, fmt.Errorf("start container: %w", err)
 			}
 		}
-		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources, devices); err != nil {
+		if c.cg, err = newCgroup(spec.CgroupPath, spec.Resources, devices, e.opts.forceCgroupV2); err != nil {
 			return nil, fmt.Errorf("start container: %w", err)
 		}
 		cfg.DevicesFiltered = c.cg.devicesFiltered
