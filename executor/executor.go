@@ -65,9 +65,14 @@ type Spec struct {
 	// without IPv6; kiln's networks are IPv4 only.
 	DisableIPv6 bool
 	// NetNSPath, when set, is a network namespace (e.g. a bind-mounted
-	// /run/kiln/netns/ID prepared by the network code) the container
-	// joins instead of NetworkHost/NetworkNone.
+	// /run/kiln/netns/ID prepared by the network code, or another
+	// container's /proc/PID/ns/net) the container joins instead of
+	// NetworkHost/NetworkNone.
 	NetNSPath string
+	// PIDNSPath, when set, is a PID namespace (another container's
+	// /proc/PID/ns/pid: docker run --pid container:NAME) the container's
+	// processes are born in instead of a new one; none is PID 1 then.
+	PIDNSPath string
 	// Mounts are extra mounts inside the container, in order.
 	Mounts []Mount
 	// Resources are cgroup limits; nil means none beyond a cgroup of

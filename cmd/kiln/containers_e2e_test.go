@@ -514,6 +514,49 @@ func TestUserNetworkByName(t *testing.T) {
 	checkNoLeaks(t, before, "a user network")
 }
 
+// TestJoinContainerNamespaces checks --network container:NAME (the other
+// container's network namespace, host name and /etc/hosts: a server it
+// runs on 127.0.0.1 answers) and --pid container:NAME (its processes are
+// visible, the new one is not PID 1, and it dies with the other's PID 1),
+// and the errors docker run gives.
+func TestJoinContainerNamespaces(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "donor", "--hostname", "donorhost", "--network", "none", "busybox", "sh", "-c", "echo hello-from-donor | nc -l -p 7000; exec sleep 60")
+	r := e.kiln("run", "--rm", "--network", "container:donor", "busybox", "sh", "-c",
+		"hostname; grep -c localhost /etc/hosts; ip -o link | wc -l; for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 7000 && exit 0; sleep 0.2; done; exit 1")
+	if r.code != 0 || r.stdout != "donorhost\n2\n1\nhello-from-donor\n" {
+		t.Errorf("--network container:donor: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	r = e.kiln("run", "--rm", "--pid", "container:donor", "busybox", "sh", "-c", "[ $$ != 1 ] && echo not-pid1; cat /proc/1/comm")
+	if r.code != 0 || r.stdout != "not-pid1\nsleep\n" {
+		t.Errorf("--pid container:donor: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"--network", "container:donor", "--hostname", "x"},
+		{"--network", "container:donor", "-p", "8080:80"},
+		{"--network", "container:donor", "--dns", "10.0.0.1"},
+		{"--network", "container:no-such-container"},
+		{"--pid", "container:no-such-container"},
+	} {
+		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
+			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+	// A joiner dies with the PID 1 of the namespace it joined.
+	e.must("run", "-d", "--name", "joiner", "--pid", "container:donor", "busybox", "sleep", "60")
+	e.must("stop", "-t", "1", "donor")
+	if r := e.must("wait", "joiner"); r.stdout != "137\n" {
+		t.Errorf("joiner after the donor stopped: wait %q", r.stdout)
+	}
+	// Neither joins a container that is not running.
+	for _, flag := range []string{"--network", "--pid"} {
+		r := e.kiln("run", "--rm", flag, "container:donor", "busybox", "true")
+		if r.code != 125 || !strings.Contains(r.stderr, "non running container") {
+			t.Errorf("%s container:donor (stopped): exit %d %s", flag, r.code, r.stderr)
+		}
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

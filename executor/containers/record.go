@@ -126,9 +126,11 @@ type Config struct {
 
 	// LowerDirs are the image's snapshot dirs, bottom first; the writable
 	// layer is UpperDir and WorkDir in the container's directory.
-	LowerDirs []string           `json:"LowerDirs"`
-	ReadOnly  bool               `json:"ReadonlyRootfs"`
-	Mounts    []Mount            `json:"Mounts"`
+	LowerDirs []string `json:"LowerDirs"`
+	ReadOnly  bool     `json:"ReadonlyRootfs"`
+	Mounts    []Mount  `json:"Mounts"`
+	// Network is host, none, a kiln network's name, or container:ID to
+	// share that container's network namespace (NetworkContainer).
 	Network   string             `json:"NetworkMode"`
 	Ports     []Port             `json:"Ports,omitempty"`
 	Resources executor.Resources `json:"Resources"`
@@ -139,6 +141,9 @@ type Config struct {
 	SecurityOpt []string `json:"SecurityOpt,omitempty"`
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string `json:"ExtraHosts,omitempty"`
+	// PIDContainer is the ID of the container whose PID namespace this
+	// one shares (--pid container:NAME).
+	PIDContainer string `json:"PidContainer,omitempty"`
 	// RunOptions are --shm-size, --ulimit, --group-add, --pid, --ipc,
 	// --uts, --device, --privileged and the --dns flags.
 	executor.RunOptions
@@ -149,6 +154,20 @@ type Config struct {
 	// LogMaxSize and LogMaxFiles rotate the log; 0 means 10 MiB and 3.
 	LogMaxSize  int64 `json:"LogMaxSize,omitempty"`
 	LogMaxFiles int   `json:"LogMaxFiles,omitempty"`
+}
+
+// NetworkContainerPrefix starts Config.Network when the container shares
+// another's network namespace: container:ID.
+const NetworkContainerPrefix = "container:"
+
+// NetworkContainer is the ID of the container whose network namespace
+// this one shares, or "".
+func (c *Config) NetworkContainer() string {
+	id, _ := strings.CutPrefix(c.Network, NetworkContainerPrefix)
+	if id == c.Network {
+		return ""
+	}
+	return id
 }
 
 // Health is the health check's record.

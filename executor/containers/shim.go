@@ -349,73 +349,132 @@ func (sh *shim) spec() executor.Spec {
 	return spec
 }
 
+// attachNetwork attaches the container to its kiln network (once per
+// shim) and points spec at the endpoint's namespace and files.
+func (sh *shim) attachNetwork(ctx context.Context, spec *executor.Spec) error {
+	sh.mu.Lock()
+	attached := sh.attached
+	sh.mu.Unlock()
+	if !attached {
+		if sh.opts.Network == nil {
+			return fmt.Errorf("network %s: kiln has no network manager here", sh.cfg.Network)
+		}
+		req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
+			ExtraHosts: sh.cfg.ExtraHosts}
+		for _, p := range sh.cfg.Ports {
+			pm, err := p.mapping()
+			if err != nil {
+				return err
+			}
+			req.Ports = append(req.Ports, pm)
+		}
+		// A previous shim may have died attached.
+		_ = sh.opts.Network.Detach(ctx, sh.cfg.ID)
+		_ = RemoveCgroup(sh.cfg.ID)
+		ep, err := sh.opts.Network.Attach(ctx, req)
+		if err != nil {
+			_ = sh.opts.Network.Detach(context.WithoutCancel(ctx), sh.cfg.ID)
+			return err
+		}
+		sh.mu.Lock()
+		sh.attached = true
+		sh.state.IPAddress = addrString(ep.IP)
+		sh.state.Gateway = addrString(ep.Gateway)
+		sh.state.Ports = nil
+		for _, pm := range ep.Ports {
+			port := Port{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Proto: pm.Proto}
+			if pm.HostIP.IsValid() {
+				port.HostIP = pm.HostIP.String()
+			}
+			sh.state.Ports = append(sh.state.Ports, port)
+		}
+		sh.endpoint = *ep
+		sh.mu.Unlock()
+	}
+	sh.mu.Lock()
+	ep := sh.endpoint
+	sh.mu.Unlock()
+	spec.NetNSPath = ep.NetNSPath
+	if ep.NetNSPath == "" {
+		spec.Network = executor.NetworkHost
+	}
+	var etc []executor.Mount
+	if ep.HostsPath != "" {
+		etc = append(etc, executor.Mount{Type: "bind", Source: ep.HostsPath, Target: "/etc/hosts"})
+	}
+	if ep.ResolvConfPath != "" {
+		if err := applyDNS(ep.ResolvConfPath, sh.cfg); err != nil {
+			return err
+		}
+		etc = append(etc, executor.Mount{Type: "bind", Source: ep.ResolvConfPath, Target: "/etc/resolv.conf"})
+	}
+	spec.Mounts = append(etc, spec.Mounts...)
+	return nil
+}
+
+// joinNetwork points spec at the network namespace of the container
+// Config.Network names (container:ID), with copies of that container's
+// /etc/hosts and /etc/resolv.conf as it sees them now.
+func (sh *shim) joinNetwork(ctx context.Context, spec *executor.Spec) error {
+	pid, err := sh.joinedPid(ctx, sh.cfg.NetworkContainer(), "network")
+	if err != nil {
+		return err
+	}
+	spec.NetNSPath = fmt.Sprintf("/proc/%d/ns/net", pid)
+	// The namespace is the other container's to set up (it may be the
+	// host's, under --network host).
+	spec.DisableIPv6 = false
+	for _, f := range []struct{ name, target string }{{"joined-hosts", "/etc/hosts"}, {"joined-resolv.conf", "/etc/resolv.conf"}} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", pid, f.target))
+		if err != nil {
+			return fmt.Errorf("read %s of container %s: %w", f.target, ShortID(sh.cfg.NetworkContainer()), err)
+		}
+		p := filepath.Join(sh.dir, f.name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return fmt.Errorf("container %s: %w", f.target, err)
+		}
+		spec.Mounts = append([]executor.Mount{{Type: "bind", Source: p, Target: f.target}}, spec.Mounts...)
+	}
+	return nil
+}
+
+// joinedPid is the host PID of the PID 1 of the running container id,
+// whose namespace (what) this one joins.
+func (sh *shim) joinedPid(ctx context.Context, id, what string) (int, error) {
+	r, err := sh.s.Get(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("join the %s of container %s: %w", what, ShortID(id), err)
+	}
+	if !r.Running() || r.State.Pid <= 0 {
+		return 0, fmt.Errorf("cannot join the %s of a non running container: %s", what, ShortID(id))
+	}
+	return r.State.Pid, nil
+}
+
 // startRun starts one run of the container. c, when not nil, is the
 // client that asked to attach; it receives output from the first byte.
 func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
 	spec := sh.spec()
-	switch sh.cfg.Network {
-	case network.Host:
+	if id := sh.cfg.PIDContainer; id != "" {
+		pid, err := sh.joinedPid(ctx, id, "PID namespace")
+		if err != nil {
+			return err
+		}
+		spec.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", pid)
+	}
+	switch {
+	case sh.cfg.Network == network.Host:
 		spec.Network = executor.NetworkHost
-	case network.None:
+	case sh.cfg.Network == network.None:
 		spec.Network = executor.NetworkNone
+	case sh.cfg.NetworkContainer() != "":
+		if err := sh.joinNetwork(ctx, &spec); err != nil {
+			return err
+		}
 	default:
-		sh.mu.Lock()
-		attached := sh.attached
-		sh.mu.Unlock()
-		if !attached {
-			if sh.opts.Network == nil {
-				return fmt.Errorf("network %s: kiln has no network manager here", sh.cfg.Network)
-			}
-			req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
-				ExtraHosts: sh.cfg.ExtraHosts}
-			for _, p := range sh.cfg.Ports {
-				pm, err := p.mapping()
-				if err != nil {
-					return err
-				}
-				req.Ports = append(req.Ports, pm)
-			}
-			// A previous shim may have died attached.
-			_ = sh.opts.Network.Detach(ctx, sh.cfg.ID)
-			_ = RemoveCgroup(sh.cfg.ID)
-			ep, err := sh.opts.Network.Attach(ctx, req)
-			if err != nil {
-				_ = sh.opts.Network.Detach(context.WithoutCancel(ctx), sh.cfg.ID)
-				return err
-			}
-			sh.mu.Lock()
-			sh.attached = true
-			sh.state.IPAddress = addrString(ep.IP)
-			sh.state.Gateway = addrString(ep.Gateway)
-			sh.state.Ports = nil
-			for _, pm := range ep.Ports {
-				port := Port{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Proto: pm.Proto}
-				if pm.HostIP.IsValid() {
-					port.HostIP = pm.HostIP.String()
-				}
-				sh.state.Ports = append(sh.state.Ports, port)
-			}
-			sh.endpoint = *ep
-			sh.mu.Unlock()
+		if err := sh.attachNetwork(ctx, &spec); err != nil {
+			return err
 		}
-		sh.mu.Lock()
-		ep := sh.endpoint
-		sh.mu.Unlock()
-		spec.NetNSPath = ep.NetNSPath
-		if ep.NetNSPath == "" {
-			spec.Network = executor.NetworkHost
-		}
-		var etc []executor.Mount
-		if ep.HostsPath != "" {
-			etc = append(etc, executor.Mount{Type: "bind", Source: ep.HostsPath, Target: "/etc/hosts"})
-		}
-		if ep.ResolvConfPath != "" {
-			if err := applyDNS(ep.ResolvConfPath, sh.cfg); err != nil {
-				return err
-			}
-			etc = append(etc, executor.Mount{Type: "bind", Source: ep.ResolvConfPath, Target: "/etc/resolv.conf"})
-		}
-		spec.Mounts = append(etc, spec.Mounts...)
 	}
 
 	p := &executor.Process{Args: sh.cfg.Args, Env: runEnv(sh.cfg.Hostname, sh.cfg.Tty, sh.cfg.Env), Cwd: sh.cfg.WorkingDir,

@@ -24,6 +24,12 @@ func runInit(handlers map[string]Handler) {
 	// final exec must happen on the thread that set them.
 	runtime.LockOSThread()
 	debug.SetGCPercent(-1) // short-lived; nothing worth collecting
+	// Killed with the thread that forked it: spawnInit asks for that at
+	// the fork unless the init joins another PID namespace, where Go's
+	// check that the parent is still there kills the child (its parent
+	// is outside); a parent gone before this line leaves the config pipe
+	// broken, and the init ends on that.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	statusW := os.NewFile(statusFD, "status")
 	code, err := initMain(handlers, statusW)
 	if err == nil {

@@ -63,6 +63,8 @@ func checkSpec(spec executor.Spec) error {
 		return errors.New("run container: Init, Mounts, CapAdd and CapDrop need a process, not a function")
 	case spec.Rootfs.UpperDir == "" || spec.Rootfs.WorkDir == "":
 		return errors.New("run container: the root filesystem needs an upper and a work dir")
+	case spec.PIDNSPath != "" && spec.HostPID:
+		return errors.New("run container: HostPID and PIDNSPath cannot be used together")
 	case spec.Resources != nil && *spec.Resources != (executor.Resources{}) && spec.CgroupPath == "":
 		return errors.New("run container: resource limits need a cgroup path")
 	}

@@ -186,7 +186,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	if cfg.NewNetwork {
 		kind.flags |= unix.CLONE_NEWNET
 	}
-	if spec.HostPID {
+	if spec.HostPID || spec.PIDNSPath != "" {
 		kind.flags &^= unix.CLONE_NEWPID
 	}
 	if spec.HostIPC {
@@ -230,7 +230,8 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	configured := false
 	// A container from Start never does: it may get Exec'd processes, and
 	// its init must come from the fork thread (see forkThread).
-	if whole && !tty && stdin == nil && spec.NetNSPath == "" && !spec.Init {
+	joins := nsJoins{net: spec.NetNSPath, pid: spec.PIDNSPath}
+	if whole && !tty && stdin == nil && joins == (nsJoins{}) && !spec.Init {
 		if ip = e.warm.take(kind); ip != nil {
 			ip.stdout.set(stdout)
 			ip.stderr.set(stderr)
@@ -248,13 +249,13 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			// A container that may get Exec'd processes.
 			start = e.forker.start
 		}
-		ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
+		ip, err = spawnInit(kind, joins, start, stdin, stdout, stderr, extra...)
 		if err != nil && kind.exe != selfExe {
 			// The small init cannot be started (gone, not executable):
 			// this binary is an init too.
 			e.initGone.Store(true)
 			kind.exe = selfExe
-			ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
+			ip, err = spawnInit(kind, joins, start, stdin, stdout, stderr, extra...)
 		}
 		if err != nil && kind.intoCgroup {
 			// Not into the build cgroup (removed under us?): the
@@ -262,7 +263,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			kind.intoCgroup = false
 			cfg.DevicesFiltered = false
 			if cfgData, err = json.Marshal(cfg); err == nil {
-				ip, err = spawnInit(kind, spec.NetNSPath, start, stdin, stdout, stderr, extra...)
+				ip, err = spawnInit(kind, joins, start, stdin, stdout, stderr, extra...)
 			}
 		}
 		if err != nil {
@@ -356,12 +357,17 @@ func (c *container) configure(ip *initProcess, cfgData []byte) error {
 	return nil
 }
 
-// startIn starts cmd in the network namespace at netns (none: kiln's own).
-// The init is forked from a thread that joined the namespace, so every
-// thread of it is born there (setns in a multi-threaded Go program would
-// only move one thread).
-func startIn(netns string, cmd *exec.Cmd) error {
-	if netns == "" {
+// nsJoins are existing namespaces an init is started in, by path; "" is
+// kiln's own (or a new one, as the clone flags say).
+type nsJoins struct {
+	net, pid string
+}
+
+// startIn starts cmd in the namespaces of joins. The init is forked from a
+// thread that joined them, so every thread of it is born there (setns in a
+// multi-threaded Go program would only move one thread).
+func startIn(joins nsJoins, cmd *exec.Cmd) error {
+	if joins == (nsJoins{}) {
 		return cmd.Start()
 	}
 	errc := make(chan error, 1)
@@ -371,7 +377,7 @@ func startIn(netns string, cmd *exec.Cmd) error {
 		// thread that exits would kill the init through Pdeathsig, so
 		// that only happens when the restore fails.
 		runtime.LockOSThread()
-		restored, err := startInLocked(netns, cmd)
+		restored, err := startInLocked(joins, cmd)
 		if restored {
 			runtime.UnlockOSThread()
 		}
@@ -382,26 +388,48 @@ func startIn(netns string, cmd *exec.Cmd) error {
 
 // startInLocked is startIn on the calling thread, which the caller has
 // locked; restored is false when the thread could not go back to kiln's
-// network namespace and must end.
-func startInLocked(netns string, cmd *exec.Cmd) (restored bool, err error) {
-	if netns == "" {
-		return true, cmd.Start()
+// namespaces and must end.
+func startInLocked(joins nsJoins, cmd *exec.Cmd) (restored bool, err error) {
+	type join struct {
+		path, own, what string
+		typ             int
 	}
-	own, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return true, err
+	var todo []join
+	if joins.net != "" {
+		todo = append(todo, join{joins.net, "/proc/thread-self/ns/net", "network", unix.CLONE_NEWNET})
 	}
-	defer own.Close()
-	target, err := os.Open(netns)
-	if err != nil {
-		return true, fmt.Errorf("open network namespace: %w", err)
+	if joins.pid != "" {
+		// Setting a thread's PID namespace sets its children's; its
+		// own stays, and so does the one to go back to.
+		todo = append(todo, join{joins.pid, "/proc/thread-self/ns/pid", "PID", unix.CLONE_NEWPID})
 	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return true, fmt.Errorf("join network namespace %s: %w", netns, err)
+	var back []func() error
+	restore := func() bool {
+		ok := true
+		for i := len(back) - 1; i >= 0; i-- {
+			ok = back[i]() == nil && ok
+		}
+		return ok
+	}
+	for _, j := range todo {
+		own, err := os.Open(j.own)
+		if err != nil {
+			return restore(), err
+		}
+		defer own.Close()
+		target, err := os.Open(j.path)
+		if err != nil {
+			return restore(), fmt.Errorf("open %s namespace: %w", j.what, err)
+		}
+		err = unix.Setns(int(target.Fd()), j.typ)
+		target.Close()
+		if err != nil {
+			return restore(), fmt.Errorf("join %s namespace %s: %w", j.what, j.path, err)
+		}
+		back = append(back, func() error { return unix.Setns(int(own.Fd()), j.typ) })
 	}
 	err = cmd.Start()
-	return unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil, err
+	return restore(), err
 }
 
 // forkThread is the thread that starts the inits of containers from Start,
@@ -415,11 +443,11 @@ type forkThread struct {
 }
 
 // start starts cmd as startIn does, on the fork thread.
-func (f *forkThread) start(netns string, cmd *exec.Cmd) error {
+func (f *forkThread) start(joins nsJoins, cmd *exec.Cmd) error {
 	var err error
 	f.do(func() bool {
 		var restored bool
-		restored, err = startInLocked(netns, cmd)
+		restored, err = startInLocked(joins, cmd)
 		return restored
 	})
 	return err

@@ -36,9 +36,9 @@ type initKind struct {
 }
 
 // spawnInit starts k.exe as a container init in new namespaces (k.flags),
-// in the network namespace netns when set. extra are passed after the
-// config and status pipes (fd 5 on).
-func spawnInit(k initKind, netns string, start func(netns string, cmd *exec.Cmd) error, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
+// and in those of joins. extra are passed after the config and status
+// pipes (fd 5 on).
+func spawnInit(k initKind, joins nsJoins, start func(joins nsJoins, cmd *exec.Cmd) error, stdin io.Reader, stdout, stderr io.Writer, extra ...*os.File) (*initProcess, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -56,9 +56,13 @@ func spawnInit(k initKind, netns string, start func(netns string, cmd *exec.Cmd)
 	cmd.Dir = "/"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = ip.extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, Pdeathsig: syscall.SIGKILL, UseCgroupFD: k.intoCgroup, CgroupFD: k.cgroupFD}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags, UseCgroupFD: k.intoCgroup, CgroupFD: k.cgroupFD}
+	if joins.pid == "" {
+		// (The init asks for it itself too: see runInit.)
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	cmd.WaitDelay = waitDelay
-	if err := start(netns, cmd); err != nil {
+	if err := start(joins, cmd); err != nil {
 		ip.release()
 		cfgW.Close()
 		stR.Close()
@@ -152,7 +156,7 @@ func (p *warmPool) take(k initKind) *initProcess {
 func (p *warmPool) fill(k initKind) {
 	defer p.wg.Done()
 	out, errw := &lateWriter{}, &lateWriter{}
-	ip, err := spawnInit(k, "", startIn, nil, out, errw)
+	ip, err := spawnInit(k, nsJoins{}, startIn, nil, out, errw)
 	if err == nil {
 		ip.release()
 		ip.stdout, ip.stderr = out, errw

@@ -132,6 +132,23 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	case "", "default":
 		netName = network.Bridge
 	}
+	var netDonor *containers.Record
+	if ref, ok := strings.CutPrefix(netName, containers.NetworkContainerPrefix); ok {
+		// As docker run: the other container's network namespace, name
+		// and files; what would set them here conflicts.
+		for _, c := range []struct {
+			set  bool
+			what string
+		}{{req.Hostname != "", "hostname"}, {len(req.Publish) > 0, "port publishing"}, {len(req.DNS) > 0 || len(req.DNSSearch) > 0 || len(req.DNSOptions) > 0, "dns"}, {len(req.ExtraHosts) > 0, "custom host-to-IP mapping"}} {
+			if c.set {
+				return nil, fmt.Errorf("conflicting options: %s and the network mode %s", c.what, netName)
+			}
+		}
+		if netDonor, err = cs.Get(ctx, ref); err != nil {
+			return nil, fmt.Errorf("--network %s: %w", netName, err)
+		}
+		netName = containers.NetworkContainerPrefix + netDonor.Config.ID
+	}
 	var ports []containers.Port
 	for _, p := range req.Publish {
 		pm, err := network.ParsePortMapping(p)
@@ -147,7 +164,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if len(ports) > 0 && (netName == network.Host || netName == network.None) {
 		return nil, fmt.Errorf("-p: published ports need a bridge network, not --network=%s", netName)
 	}
-	if netName != network.Host && netName != network.None && netName != network.Bridge {
+	if netName != network.Host && netName != network.None && netName != network.Bridge && netDonor == nil {
 		if err := a.checkNetwork(ctx, netName); err != nil {
 			return nil, err
 		}
@@ -235,6 +252,9 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 			cfg.StopTimeout = time.Nanosecond // "no grace period", distinct from unset
 		}
 	}
+	if netDonor != nil {
+		cfg.Hostname = netDonor.Config.Hostname
+	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = containers.ShortID(cfg.ID)
 		if netName == network.Host {
@@ -260,11 +280,19 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	sort.Strings(cfg.ExposedPorts)
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
+	if ref, ok := strings.CutPrefix(req.PID, "container:"); ok {
+		donor, err := cs.Get(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("--pid %s: %w", req.PID, err)
+		}
+		cfg.PIDContainer = donor.Config.ID
+		req.PID = ""
+	}
 	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
 		switch v {
 		case "", "host", "private":
 		default:
-			return nil, fmt.Errorf("%s %s: kiln knows host and private", flag, v)
+			return nil, fmt.Errorf("%s %s: kiln knows host, private and, for --pid, container:NAME", flag, v)
 		}
 	}
 	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
