@@ -500,11 +500,21 @@ func TestUserNetworkByName(t *testing.T) {
 	}
 	www := t.TempDir()
 	os.WriteFile(filepath.Join(www, "index.html"), []byte("web by name\n"), 0o644)
-	e.must("run", "-d", "--name", "web", "--network", "e2enet", "-v", www+":/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	e.must("run", "-d", "--name", "web", "--network", "e2enet", "--network-alias", "www", "--network-alias", "site", "-v", www+":/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
 	r := e.kiln("run", "--rm", "--network", "e2enet", "busybox", "sh", "-c",
 		"for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://web/ && exit 0; sleep 0.3; done; exit 1")
 	if r.code != 0 || r.stdout != "web by name\n" {
 		t.Fatalf("wget http://web/: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	// Its --network-alias names too.
+	r = e.kiln("run", "--rm", "--network", "e2enet", "busybox", "sh", "-c", "wget -q -O - http://www/ && wget -q -O - http://site/")
+	if r.code != 0 || r.stdout != "web by name\nweb by name\n" {
+		t.Errorf("wget the aliases: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	for _, n := range []string{"bridge", "none", "host"} {
+		if r := e.kiln("run", "--rm", "--network", n, "--network-alias", "x", "busybox", "true"); r.code != 125 {
+			t.Errorf("--network %s --network-alias: exit %d, want 125", n, r.code)
+		}
 	}
 	if r := e.kiln("network", "rm", "e2enet"); r.code == 0 {
 		t.Errorf("network rm succeeded while a container is attached")

@@ -141,6 +141,9 @@ type Config struct {
 	SecurityOpt []string `json:"SecurityOpt,omitempty"`
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string `json:"ExtraHosts,omitempty"`
+	// NetworkAliases are more names other containers of its user network
+	// resolve to it (--network-alias).
+	NetworkAliases []string `json:"NetworkAliases,omitempty"`
 	// PIDContainer is the ID of the container whose PID namespace this
 	// one shares (--pid container:NAME).
 	PIDContainer string `json:"PidContainer,omitempty"`

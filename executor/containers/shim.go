@@ -360,7 +360,7 @@ func (sh *shim) attachNetwork(ctx context.Context, spec *executor.Spec) error {
 			return fmt.Errorf("network %s: kiln has no network manager here", sh.cfg.Network)
 		}
 		req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
-			ExtraHosts: sh.cfg.ExtraHosts}
+			ExtraHosts: sh.cfg.ExtraHosts, Aliases: sh.cfg.NetworkAliases}
 		for _, p := range sh.cfg.Ports {
 			pm, err := p.mapping()
 			if err != nil {

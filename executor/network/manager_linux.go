@@ -273,6 +273,7 @@ func (m *Manager) attach(ctx context.Context, req AttachRequest) (*Endpoint, err
 			ResolvConfPath: m.resolvPath(id),
 			Ports:          ports,
 			ExtraHosts:     req.ExtraHosts,
+			Aliases:        req.Aliases,
 		}
 		var err error
 		ep, err = m.attachLocked(ctx, st, rec)
@@ -557,7 +558,7 @@ func (m *Manager) hostsFor(st *state, rec *epRecord) []byte {
 	if userNetwork(rec.Network) {
 		for _, e := range st.endpointsOn(rec.Network) {
 			if e.ContainerID != rec.ContainerID {
-				peers = append(peers, hostEntry{IP: e.IP, Names: []string{e.Name, e.Hostname}})
+				peers = append(peers, hostEntry{IP: e.IP, Names: append([]string{e.Name, e.Hostname}, e.Aliases...)})
 			}
 		}
 	}

@@ -158,6 +158,9 @@ type AttachRequest struct {
 	// ExtraHosts are added to the hosts file ("name ip", docker run
 	// --add-host).
 	ExtraHosts []string
+	// Aliases are more names the other containers of a user network
+	// resolve to this one (docker run --network-alias).
+	Aliases []string
 }
 
 // Endpoint is an attached container.

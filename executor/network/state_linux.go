@@ -55,6 +55,7 @@ type epRecord struct {
 	ResolvConfPath string        `json:"resolv_conf"`
 	Ports          []PortMapping `json:"ports,omitempty"`
 	ExtraHosts     []string      `json:"extra_hosts,omitempty"`
+	Aliases        []string      `json:"aliases,omitempty"`
 }
 
 func (e *epRecord) endpoint(n *netRecord) *Endpoint {

@@ -62,6 +62,8 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
+	// NetworkAliases are --network-alias names (user networks only).
+	NetworkAliases []string
 	// RunOptions are docker run's container options the flags give as
 	// they are (--shm-size, --ulimit, --group-add, --privileged, --dns*);
 	// Devices, HostPID, HostIPC and HostUTS come from DeviceSpecs, PID,
@@ -164,6 +166,14 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if len(ports) > 0 && (netName == network.Host || netName == network.None) {
 		return nil, fmt.Errorf("-p: published ports need a bridge network, not --network=%s", netName)
 	}
+	if len(req.NetworkAliases) > 0 && (netName == network.Host || netName == network.None || netName == network.Bridge || netDonor != nil) {
+		return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
+	}
+	for _, a := range req.NetworkAliases {
+		if a == "" || strings.ContainsAny(a, " \t\n#") {
+			return nil, fmt.Errorf("--network-alias %q: not a host name", a)
+		}
+	}
 	if netName != network.Host && netName != network.None && netName != network.Bridge && netDonor == nil {
 		if err := a.checkNetwork(ctx, netName); err != nil {
 			return nil, err
@@ -180,36 +190,37 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	}
 	ic := img.Config.Config
 	cfg := containers.Config{
-		ID:            containers.NewID(),
-		Name:          req.Name,
-		Image:         req.Image,
-		ImageID:       string(img.ID),
-		ImageManifest: string(img.ManifestDigest),
-		Entrypoint:    ic.Entrypoint,
-		Cmd:           ic.Cmd,
-		Env:           append([]string(nil), ic.Env...),
-		WorkingDir:    ic.WorkingDir,
-		User:          ic.User,
-		Hostname:      req.Hostname,
-		Tty:           req.Tty,
-		OpenStdin:     req.OpenStdin,
-		StdinOnce:     req.OpenStdin,
-		Labels:        map[string]string{},
-		StopSignal:    ic.StopSignal,
-		ReadOnly:      req.ReadOnly,
-		Network:       netName,
-		Ports:         ports,
-		Resources:     req.Resources,
-		CapAdd:        req.CapAdd,
-		CapDrop:       req.CapDrop,
-		SecurityOpt:   secOpts,
-		ExtraHosts:    req.ExtraHosts,
-		LogMaxSize:    req.LogMaxSize,
-		LogMaxFiles:   req.LogMaxFiles,
-		Init:          req.Init,
-		RunOptions:    req.RunOptions,
-		Restart:       policy,
-		AutoRemove:    req.AutoRemove,
+		ID:             containers.NewID(),
+		Name:           req.Name,
+		Image:          req.Image,
+		ImageID:        string(img.ID),
+		ImageManifest:  string(img.ManifestDigest),
+		Entrypoint:     ic.Entrypoint,
+		Cmd:            ic.Cmd,
+		Env:            append([]string(nil), ic.Env...),
+		WorkingDir:     ic.WorkingDir,
+		User:           ic.User,
+		Hostname:       req.Hostname,
+		Tty:            req.Tty,
+		OpenStdin:      req.OpenStdin,
+		StdinOnce:      req.OpenStdin,
+		Labels:         map[string]string{},
+		StopSignal:     ic.StopSignal,
+		ReadOnly:       req.ReadOnly,
+		Network:        netName,
+		Ports:          ports,
+		Resources:      req.Resources,
+		CapAdd:         req.CapAdd,
+		CapDrop:        req.CapDrop,
+		SecurityOpt:    secOpts,
+		ExtraHosts:     req.ExtraHosts,
+		NetworkAliases: req.NetworkAliases,
+		LogMaxSize:     req.LogMaxSize,
+		LogMaxFiles:    req.LogMaxFiles,
+		Init:           req.Init,
+		RunOptions:     req.RunOptions,
+		Restart:        policy,
+		AutoRemove:     req.AutoRemove,
 	}
 	if req.Entrypoint != nil {
 		cfg.Entrypoint = req.Entrypoint
