@@ -567,6 +567,39 @@ func TestJoinContainerNamespaces(t *testing.T) {
 	}
 }
 
+// TestStaticIP checks --ip: the address on a user network created with
+// --subnet, refused when taken, outside the subnet, on a network without a
+// subnet of the user's or on the built-in ones.
+func TestStaticIP(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("network", "create", "--subnet", "10.123.45.0/24", "ipnet")
+	t.Cleanup(func() { e.kiln("network", "rm", "ipnet") })
+	e.must("network", "create", "autonet")
+	t.Cleanup(func() { e.kiln("network", "rm", "autonet") })
+	e.must("run", "-d", "--name", "fixed", "--network", "ipnet", "--ip", "10.123.45.67", "busybox", "sleep", "60")
+	if r := e.must("exec", "fixed", "sh", "-c", "ip -o -4 addr show eth0 | grep -o '10.123.45.67/24'"); r.stdout != "10.123.45.67/24\n" {
+		t.Errorf("address in the container: %q", r.stdout)
+	}
+	if r := e.kiln("run", "--rm", "--network", "ipnet", "busybox", "grep", "fixed", "/etc/hosts"); r.code != 0 || !strings.HasPrefix(r.stdout, "10.123.45.67\t") {
+		t.Errorf("a peer's hosts file: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"--network", "ipnet", "--ip", "10.123.45.67"}, // taken
+		{"--network", "ipnet", "--ip", "10.9.9.9"},     // outside
+		{"--network", "ipnet", "--ip", "10.123.45.1"},  // the gateway
+		{"--network", "autonet", "--ip", "10.99.0.5"},  // no user subnet
+		{"--network", "bridge", "--ip", "10.123.45.9"},
+		{"--network", "ipnet", "--ip", "not-an-ip"},
+	} {
+		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
+			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+	e.must("rm", "-f", "fixed")
+	// Free again once its holder is gone.
+	e.must("run", "--rm", "--network", "ipnet", "--ip", "10.123.45.67", "busybox", "true")
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

@@ -47,6 +47,7 @@ type containerFlags struct {
 	securityOpt []string
 	addHosts    []string
 	aliases     []string
+	ip          string
 	init        bool
 	stopSignal  string
 	stopTimeout int
@@ -109,6 +110,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to /etc/hosts: NAME:IP")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the containers of a user network resolve to this one")
+	fl.StringVar(&f.ip, "ip", "", "IPv4 address on a user network created with --subnet")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "security option: seccomp=unconfined runs without the default seccomp profile")
 	fl.BoolVar(&f.init, "init", false, "run an init inside the container that forwards signals and reaps processes")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default: the image's, else SIGTERM)")
@@ -153,7 +155,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
 		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
 		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
-		Network: f.network, NetworkAliases: f.aliases, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
+		Network: f.network, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -142,8 +142,10 @@ type Config struct {
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string `json:"ExtraHosts,omitempty"`
 	// NetworkAliases are more names other containers of its user network
-	// resolve to it (--network-alias).
+	// resolve to it (--network-alias); IPAddress is the address it asks
+	// for there (--ip).
 	NetworkAliases []string `json:"NetworkAliases,omitempty"`
+	IPAddress      string   `json:"IPAddress,omitempty"`
 	// PIDContainer is the ID of the container whose PID namespace this
 	// one shares (--pid container:NAME).
 	PIDContainer string `json:"PidContainer,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -361,6 +362,13 @@ func (sh *shim) attachNetwork(ctx context.Context, spec *executor.Spec) error {
 		}
 		req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
 			ExtraHosts: sh.cfg.ExtraHosts, Aliases: sh.cfg.NetworkAliases}
+		if sh.cfg.IPAddress != "" {
+			ip, err := netip.ParseAddr(sh.cfg.IPAddress)
+			if err != nil {
+				return fmt.Errorf("--ip %s: %w", sh.cfg.IPAddress, err)
+			}
+			req.IP = ip
+		}
 		for _, p := range sh.cfg.Ports {
 			pm, err := p.mapping()
 			if err != nil {

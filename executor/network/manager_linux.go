@@ -148,7 +148,7 @@ func (m *Manager) create(ctx context.Context, name, subnet string) (*Network, er
 			return err
 		}
 		id := newID()
-		n := &netRecord{Name: name, ID: id, Driver: "bridge", Bridge: "kiln-" + id[:10], Subnet: p, Gateway: gatewayOf(p)}
+		n := &netRecord{Name: name, ID: id, Driver: "bridge", Bridge: "kiln-" + id[:10], Subnet: p, Gateway: gatewayOf(p), UserSubnet: want.IsValid()}
 		st.Networks[name] = n
 		if err := m.setupNetwork(n); err != nil {
 			return errors.Join(err, m.teardownNetwork(n))
@@ -274,6 +274,7 @@ func (m *Manager) attach(ctx context.Context, req AttachRequest) (*Endpoint, err
 			Ports:          ports,
 			ExtraHosts:     req.ExtraHosts,
 			Aliases:        req.Aliases,
+			WantIP:         req.IP,
 		}
 		var err error
 		ep, err = m.attachLocked(ctx, st, rec)
@@ -343,7 +344,7 @@ func (m *Manager) attachLocked(ctx context.Context, st *state, rec *epRecord) (_
 		if err := m.reservePorts(st, rec.Ports); err != nil {
 			return nil, err
 		}
-		if rec.IP, err = m.allocateIP(st, n); err != nil {
+		if rec.IP, err = m.allocateIP(st, n, rec.WantIP); err != nil {
 			return nil, err
 		}
 		if err := m.removeStale(id, true); err != nil {
@@ -382,7 +383,9 @@ func (m *Manager) attachLocked(ctx context.Context, st *state, rec *epRecord) (_
 		if err := m.fail("ports"); err != nil {
 			return nil, err
 		}
-		n.LastIP = rec.IP
+		if !rec.WantIP.IsValid() {
+			n.LastIP = rec.IP
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -426,14 +429,27 @@ func (m *Manager) removeStale(id string, bridged bool) error {
 }
 
 // allocateIP picks the network's next free address: not the gateway, not
-// another endpoint's, not an address of the host.
-func (m *Manager) allocateIP(st *state, n *netRecord) (netip.Addr, error) {
+// another endpoint's, not an address of the host. A valid want is taken
+// as it is, when the network's subnet was given at create and the
+// address is a free host address in it.
+func (m *Manager) allocateIP(st *state, n *netRecord, want netip.Addr) (netip.Addr, error) {
 	used, err := hostAddrs()
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	for _, e := range st.endpointsOn(n.Name) {
 		used[e.IP] = true
+	}
+	if want.IsValid() {
+		switch {
+		case !userNetwork(n.Name) || !n.UserSubnet:
+			return netip.Addr{}, errors.New("user specified IP address is supported only when connecting to networks with user configured subnets")
+		case !n.Subnet.Contains(want) || want == n.Subnet.Addr() || want == broadcastOf(n.Subnet) || want == n.Gateway:
+			return netip.Addr{}, fmt.Errorf("address %s is not a free host address of %s", want, n.Subnet)
+		case used[want]:
+			return netip.Addr{}, fmt.Errorf("address %s: %w", want, ErrAddressInUse)
+		}
+		return want, nil
 	}
 	return allocate(n.Subnet, n.Gateway, n.LastIP, func(a netip.Addr) bool { return used[a] })
 }

@@ -34,6 +34,9 @@ var (
 	// ErrPortInUse: a published host port is taken; the error is a
 	// *PortInUseError.
 	ErrPortInUse = errors.New("port is already in use")
+	// ErrAddressInUse: the address asked for (AttachRequest.IP) is
+	// another container's or the host's.
+	ErrAddressInUse = errors.New("address already in use")
 )
 
 // Options configures New.
@@ -161,6 +164,9 @@ type AttachRequest struct {
 	// Aliases are more names the other containers of a user network
 	// resolve to this one (docker run --network-alias).
 	Aliases []string
+	// IP, when valid, is the address to take (docker run --ip), on a user
+	// network created with a subnet only.
+	IP netip.Addr
 }
 
 // Endpoint is an attached container.

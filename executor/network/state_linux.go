@@ -37,6 +37,9 @@ type netRecord struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	LastIP  netip.Addr   `json:"last_ip,omitzero"`
+	// UserSubnet: the subnet was given at create (--subnet), so
+	// containers may ask for their address in it.
+	UserSubnet bool `json:"user_subnet,omitempty"`
 }
 
 func (n *netRecord) network() Network {
@@ -56,6 +59,8 @@ type epRecord struct {
 	Ports          []PortMapping `json:"ports,omitempty"`
 	ExtraHosts     []string      `json:"extra_hosts,omitempty"`
 	Aliases        []string      `json:"aliases,omitempty"`
+	// WantIP is the address asked for (--ip), kept for later attaches.
+	WantIP netip.Addr `json:"want_ip,omitzero"`
 }
 
 func (e *epRecord) endpoint(n *netRecord) *Endpoint {

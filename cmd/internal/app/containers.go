@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -62,8 +63,10 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
-	// NetworkAliases are --network-alias names (user networks only).
+	// NetworkAliases are --network-alias names and IP the --ip address
+	// (user networks only).
 	NetworkAliases []string
+	IP             string
 	// RunOptions are docker run's container options the flags give as
 	// they are (--shm-size, --ulimit, --group-add, --privileged, --dns*);
 	// Devices, HostPID, HostIPC and HostUTS come from DeviceSpecs, PID,
@@ -169,6 +172,15 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if len(req.NetworkAliases) > 0 && (netName == network.Host || netName == network.None || netName == network.Bridge || netDonor != nil) {
 		return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
 	}
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil || !ip.Is4() {
+			return nil, fmt.Errorf("invalid IPv4 address: %s", req.IP)
+		}
+		if netName == network.Host || netName == network.None || netName == network.Bridge || netDonor != nil {
+			return nil, errors.New("user specified IP address is supported on user defined networks only")
+		}
+	}
 	for _, a := range req.NetworkAliases {
 		if a == "" || strings.ContainsAny(a, " \t\n#") {
 			return nil, fmt.Errorf("--network-alias %q: not a host name", a)
@@ -215,6 +227,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		SecurityOpt:    secOpts,
 		ExtraHosts:     req.ExtraHosts,
 		NetworkAliases: req.NetworkAliases,
+		IPAddress:      req.IP,
 		LogMaxSize:     req.LogMaxSize,
 		LogMaxFiles:    req.LogMaxFiles,
 		Init:           req.Init,
