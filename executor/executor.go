@@ -135,8 +135,24 @@ type Mount struct {
 type Resources struct {
 	// Memory limit in bytes (0: none).
 	Memory int64
+	// MemorySwap is memory plus swap, as docker's --memory-swap: 0 means
+	// twice Memory, -1 no limit. Only with Memory.
+	MemorySwap int64 `json:",omitempty"`
+	// MemoryReservation is a soft memory limit (--memory-reservation).
+	MemoryReservation int64 `json:",omitempty"`
 	// CPUs is a CPU quota in CPUs, e.g. 1.5 (0: none).
 	CPUs float64
+	// CPUShares is the CPU weight relative to other cgroups, 1024 being
+	// the default (--cpu-shares).
+	CPUShares int64 `json:",omitempty"`
+	// CPUPeriod and CPUQuota are the CFS period and quota in
+	// microseconds (--cpu-period, --cpu-quota), instead of CPUs.
+	CPUPeriod int64 `json:",omitempty"`
+	CPUQuota  int64 `json:",omitempty"`
+	// CPUSetCPUs and CPUSetMems are the CPUs and memory nodes allowed,
+	// in cpuset list form like "0-2,4" (--cpuset-cpus, --cpuset-mems).
+	CPUSetCPUs string `json:",omitempty"`
+	CPUSetMems string `json:",omitempty"`
 	// PidsLimit caps the number of tasks (0: none).
 	PidsLimit int64
 }

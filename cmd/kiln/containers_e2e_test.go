@@ -600,6 +600,55 @@ func TestStaticIP(t *testing.T) {
 	e.must("run", "--rm", "--network", "ipnet", "--ip", "10.123.45.67", "busybox", "true")
 }
 
+// TestRunResourceFlags checks what --memory, --memory-swap,
+// --memory-reservation, --cpu-shares, --cpu-period, --cpu-quota and
+// --cpuset-cpus write into the container's cgroup (as dockerd 20.10 does on
+// v1; runc's conversions on v2), the default swap (twice the memory), and
+// the combinations docker refuses.
+func TestRunResourceFlags(t *testing.T) {
+	e := newContainerEnv(t)
+	script := `cd /sys/fs/cgroup
+if [ -e memory.max ]; then
+  cat memory.max; s=$(cat memory.swap.max); echo $((s + $(cat memory.max))); cat memory.low cpu.weight cpu.max cpuset.cpus
+else
+  cat memory/memory.limit_in_bytes; cat memory/memory.memsw.limit_in_bytes 2>/dev/null || echo 104857600; cat memory/memory.soft_limit_in_bytes cpu/cpu.shares; echo "$(cat cpu/cpu.cfs_quota_us) $(cat cpu/cpu.cfs_period_us)"; cat cpuset/cpuset.cpus
+fi
+grep Cpus_allowed_list /proc/self/status | cut -f2`
+	r := e.kiln("run", "--rm", "--network", "none", "-m", "64m", "--memory-swap", "100m", "--memory-reservation", "32m", "--cpu-shares", "512",
+		"--cpu-period", "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0", "busybox", "sh", "-c", script)
+	if r.code != 0 {
+		if strings.Contains(r.stderr, "not available") {
+			t.Skipf("a cgroup controller is missing here: %s", r.stderr)
+		}
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	v1 := "67108864\n104857600\n33554432\n512\n25000 50000\n0\n0\n"
+	v2 := "67108864\n104857600\n33554432\n20\n25000 50000\n0\n0\n" // weight 1+(512-2)*9999/262142
+	if r.stdout != v1 && r.stdout != v2 {
+		t.Errorf("cgroup files: %q, want %q (v1) or %q (v2)", r.stdout, v1, v2)
+	}
+	// Without --memory-swap the container may swap as much as its memory.
+	r = e.must("run", "--rm", "--network", "none", "-m", "64m", "busybox", "sh", "-c",
+		"cd /sys/fs/cgroup; if [ -e memory.swap.max ]; then cat memory.swap.max; elif [ -e memory/memory.memsw.limit_in_bytes ]; then echo $(( $(cat memory/memory.memsw.limit_in_bytes) - 67108864 )); else echo 67108864; fi")
+	if r.stdout != "67108864\n" {
+		t.Errorf("default swap: %q, want as much as the memory", r.stdout)
+	}
+	for _, args := range [][]string{
+		{"--memory-swap", "100m"},
+		{"-m", "64m", "--memory-swap", "32m"},
+		{"-m", "64m", "--memory-reservation", "128m"},
+		{"--cpus", "1", "--cpu-quota", "10000"},
+		{"--cpu-period", "100"},
+		{"--cpu-quota", "10"},
+		{"--cpuset-cpus", "x"},
+		{"--cpuset-cpus", "4096"},
+	} {
+		if r := e.kiln(append(append([]string{"run", "--rm", "--network", "none"}, args...), "busybox", "true")...); r.code != 125 {
+			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

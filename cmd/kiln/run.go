@@ -39,7 +39,14 @@ type containerFlags struct {
 	publish     []string
 	network     string
 	memory      string
+	memorySwap  string
+	memoryRes   string
 	cpus        float64
+	cpuShares   int64
+	cpuPeriod   int64
+	cpuQuota    int64
+	cpusetCPUs  string
+	cpusetMems  string
 	pidsLimit   int64
 	readOnly    bool
 	capAdd      []string
@@ -103,7 +110,14 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host, a network name, or container:NAME to share that container's")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
+	fl.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited; default twice --memory)")
+	fl.StringVar(&f.memoryRes, "memory-reservation", "", "memory soft limit")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs (e.g. 1.5)")
+	fl.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight; 1024 is the default)")
+	fl.Int64Var(&f.cpuPeriod, "cpu-period", 0, "CPU CFS period in microseconds")
+	fl.Int64Var(&f.cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds")
+	fl.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-3, 0,1)")
+	fl.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes the container may use (0-3, 0,1)")
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
@@ -196,10 +210,29 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		}
 		req.Resources.Memory = n
 	}
+	for _, m := range []struct {
+		flag, val string
+		dst       *int64
+	}{{"--memory-swap", f.memorySwap, &req.Resources.MemorySwap}, {"--memory-reservation", f.memoryRes, &req.Resources.MemoryReservation}} {
+		if m.val == "" {
+			continue
+		}
+		if m.flag == "--memory-swap" && m.val == "-1" {
+			*m.dst = -1
+			continue
+		}
+		n, err := app.ParseMemory(m.val)
+		if err != nil {
+			return req, fmt.Errorf("%s: %w", m.flag, err)
+		}
+		*m.dst = n
+	}
 	if f.cpus < 0 {
 		return req, errors.New("--cpus: must be positive")
 	}
 	req.Resources.CPUs = f.cpus
+	req.Resources.CPUShares, req.Resources.CPUPeriod, req.Resources.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
+	req.Resources.CPUSetCPUs, req.Resources.CPUSetMems = f.cpusetCPUs, f.cpusetMems
 	if f.pidsLimit < 0 {
 		f.pidsLimit = 0
 	}

@@ -22,8 +22,9 @@ import (
 // cpuPeriod is the CFS period for Resources.CPUs, in microseconds.
 const cpuPeriod = 100000
 
-// v1Controllers are the cgroup v1 hierarchies a container gets a cgroup in.
-var v1Controllers = []string{"memory", "cpu", "pids", "freezer", "devices"}
+// v1Controllers are the cgroup v1 hierarchies a container gets a cgroup in
+// (cpuset only when it asks for CPUs or memory nodes).
+var v1Controllers = []string{"memory", "cpu", "pids", "freezer", "devices", "cpuset"}
 
 // cgroup is a container's cgroup: one directory on cgroup v2, one per
 // controller on v1.
@@ -161,13 +162,40 @@ func (cg *cgroup) filterDevices(rules []deviceRule) error {
 	return nil
 }
 
+// cpuLimited and cpusetLimited tell which controllers r needs.
+func cpuLimited(r *executor.Resources) bool {
+	return r.CPUs > 0 || r.CPUShares > 0 || r.CPUPeriod > 0 || r.CPUQuota > 0
+}
+
+func cpusetLimited(r *executor.Resources) bool { return r.CPUSetCPUs != "" || r.CPUSetMems != "" }
+
+// memorySwap is the memory plus swap limit for r (-1: none): docker's
+// default is twice the memory limit.
+func memorySwap(r *executor.Resources) int64 {
+	if r.MemorySwap == 0 {
+		return 2 * r.Memory
+	}
+	return r.MemorySwap
+}
+
+// cfsLimits are the CFS period and quota of r, 0 where unset.
+func cfsLimits(r *executor.Resources) (period, quota int64) {
+	if r.CPUs > 0 {
+		return cpuPeriod, cpuQuota(r.CPUs)
+	}
+	return r.CPUPeriod, r.CPUQuota
+}
+
 func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 	want := []string{"pids"} // pids also counts the tasks for cleanup
-	if r.Memory > 0 {
+	if r.Memory > 0 || r.MemoryReservation > 0 {
 		want = append(want, "memory")
 	}
-	if r.CPUs > 0 {
+	if cpuLimited(r) {
 		want = append(want, "cpu")
+	}
+	if cpusetLimited(r) {
+		want = append(want, "cpuset")
 	}
 	// Enable the controllers on the way down; a controller the parent
 	// does not offer shows as a missing limit file below.
@@ -191,17 +219,44 @@ func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 		if err := writeLimit(dir, "memory.max", strconv.FormatInt(r.Memory, 10), "memory"); err != nil {
 			return err
 		}
-		// No swap: the limit is what the container can use.
+		// Swap beyond the memory limit, as docker's --memory-swap
+		// (v2 counts swap alone).
 		if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
-			if err := writeLimit(dir, "memory.swap.max", "0", "memory"); err != nil {
+			swap := "max"
+			if sw := memorySwap(r); sw >= 0 {
+				swap = strconv.FormatInt(sw-r.Memory, 10)
+			}
+			if err := writeLimit(dir, "memory.swap.max", swap, "memory"); err != nil {
 				return err
 			}
 		}
 	}
-	if r.CPUs > 0 {
-		if err := writeLimit(dir, "cpu.max", fmt.Sprintf("%d %d", cpuQuota(r.CPUs), cpuPeriod), "cpu"); err != nil {
+	if r.MemoryReservation > 0 {
+		if err := writeLimit(dir, "memory.low", strconv.FormatInt(r.MemoryReservation, 10), "memory"); err != nil {
 			return err
 		}
+	}
+	if r.CPUShares > 0 {
+		// runc's mapping of shares (2-262144) onto weights (1-10000).
+		weight := 1 + (min(max(r.CPUShares, 2), 262144)-2)*9999/262142
+		if err := writeLimit(dir, "cpu.weight", strconv.FormatInt(weight, 10), "cpu"); err != nil {
+			return err
+		}
+	}
+	if period, quota := cfsLimits(r); period > 0 || quota > 0 {
+		q := "max"
+		if quota > 0 {
+			q = strconv.FormatInt(quota, 10)
+		}
+		if period == 0 {
+			period = cpuPeriod
+		}
+		if err := writeLimit(dir, "cpu.max", fmt.Sprintf("%s %d", q, period), "cpu"); err != nil {
+			return err
+		}
+	}
+	if err := setCpuset(dir, r); err != nil {
+		return err
 	}
 	if r.PidsLimit > 0 {
 		if err := writeLimit(dir, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
@@ -212,7 +267,7 @@ func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 }
 
 func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Resources) error {
-	need := map[string]bool{"memory": r.Memory > 0, "cpu": r.CPUs > 0, "pids": r.PidsLimit > 0}
+	need := map[string]bool{"memory": r.Memory > 0 || r.MemoryReservation > 0, "cpu": cpuLimited(r), "pids": r.PidsLimit > 0, "cpuset": cpusetLimited(r)}
 	for _, c := range v1Controllers {
 		mnt, ok := mounts[c]
 		if !ok {
@@ -221,8 +276,15 @@ func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Res
 			}
 			continue
 		}
+		if c == "cpuset" && !need[c] {
+			continue
+		}
 		dir := filepath.Join(mnt, filepath.FromSlash(rel))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if c == "cpuset" {
+			if err := makeCpusetDir(mnt, rel); err != nil {
+				return err
+			}
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 		cg.dirs[c] = dir
@@ -232,24 +294,97 @@ func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Res
 		if err := writeLimit(d, "memory.limit_in_bytes", v, "memory"); err != nil {
 			return err
 		}
-		// No swap, where swap accounting is on.
+		// Memory plus swap, where swap accounting is on: docker's
+		// --memory-swap, twice the memory by default.
 		if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
-			if err := writeLimit(d, "memory.memsw.limit_in_bytes", v, "memory"); err != nil {
+			if err := writeLimit(d, "memory.memsw.limit_in_bytes", strconv.FormatInt(memorySwap(r), 10), "memory"); err != nil {
 				return err
 			}
 		}
 	}
-	if d := cg.dirs["cpu"]; r.CPUs > 0 {
-		if err := writeLimit(d, "cpu.cfs_period_us", strconv.Itoa(cpuPeriod), "cpu"); err != nil {
+	if d := cg.dirs["memory"]; r.MemoryReservation > 0 {
+		if err := writeLimit(d, "memory.soft_limit_in_bytes", strconv.FormatInt(r.MemoryReservation, 10), "memory"); err != nil {
 			return err
 		}
-		if err := writeLimit(d, "cpu.cfs_quota_us", strconv.FormatInt(cpuQuota(r.CPUs), 10), "cpu"); err != nil {
+	}
+	if d := cg.dirs["cpu"]; cpuLimited(r) {
+		if r.CPUShares > 0 {
+			if err := writeLimit(d, "cpu.shares", strconv.FormatInt(r.CPUShares, 10), "cpu"); err != nil {
+				return err
+			}
+		}
+		period, quota := cfsLimits(r)
+		if period > 0 {
+			if err := writeLimit(d, "cpu.cfs_period_us", strconv.FormatInt(period, 10), "cpu"); err != nil {
+				return err
+			}
+		}
+		if quota > 0 {
+			if err := writeLimit(d, "cpu.cfs_quota_us", strconv.FormatInt(quota, 10), "cpu"); err != nil {
+				return err
+			}
+		}
+	}
+	if d := cg.dirs["cpuset"]; d != "" {
+		if err := setCpuset(d, r); err != nil {
 			return err
 		}
 	}
 	if d := cg.dirs["pids"]; r.PidsLimit > 0 {
 		if err := writeLimit(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// makeCpusetDir makes the v1 cpuset cgroup rel below the hierarchy at mnt,
+// each new level given its parent's CPUs and memory nodes (a v1 cpuset
+// starts with none, and takes no task so).
+func makeCpusetDir(mnt, rel string) error {
+	dir := mnt
+	for _, part := range strings.Split(rel, "/") {
+		parent := dir
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			cur, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(cur)) != "" {
+				continue
+			}
+			v, err := os.ReadFile(filepath.Join(parent, f))
+			if err == nil {
+				err = writeLimit(dir, f, strings.TrimSpace(string(v)), "cpuset")
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setCpuset writes r's CPUs and memory nodes into the cpuset cgroup dir,
+// saying what is available when the kernel refuses them.
+func setCpuset(dir string, r *executor.Resources) error {
+	for _, s := range []struct{ file, val, what string }{{"cpuset.cpus", r.CPUSetCPUs, "CPUs"}, {"cpuset.mems", r.CPUSetMems, "memory nodes"}} {
+		if s.val == "" {
+			continue
+		}
+		if err := writeLimit(dir, s.file, s.val, "cpuset"); err != nil {
+			if errors.Is(err, errors.ErrUnsupported) {
+				return err
+			}
+			avail, _ := os.ReadFile(filepath.Join(filepath.Dir(dir), s.file+".effective"))
+			if len(avail) == 0 {
+				avail, _ = os.ReadFile(filepath.Join(filepath.Dir(dir), s.file))
+			}
+			return fmt.Errorf("requested %s are not available - requested %s, available: %s", s.what, s.val, strings.TrimSpace(string(avail)))
 		}
 	}
 	return nil

@@ -61,7 +61,8 @@
 //   - CgroupPath and Resources: cgroup v2, or v1 (memory, cpu, pids,
 //     freezer, devices) on hybrid hosts whose v2 hierarchy lacks the
 //     controllers. The parent moves the init into it while it sets up its
-//     mounts. Memory limits include swap (no swap beyond the limit). Pause
+//     mounts. Memory limits allow as much swap again unless MemorySwap
+//     says otherwise, as docker run's --memory-swap. Pause
 //     and Resume use the freezer. The cgroup allows the devices docker
 //     run allows, and Devices with their permissions (devices.allow on v1,
 //     a BPF device program on v2).

@@ -128,6 +128,9 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 			return nil, fmt.Errorf("--stop-signal: %w", err)
 		}
 	}
+	if err := checkResources(req.Resources); err != nil {
+		return nil, err
+	}
 	secOpts, err := containers.ParseSecurityOpts(req.SecurityOpt)
 	if err != nil {
 		return nil, err
@@ -717,6 +720,36 @@ func parseMount(spec string) (containers.Mount, error) {
 		return bad("tmpfs options on a %s mount", m.Type)
 	}
 	return m, nil
+}
+
+// checkResources refuses what dockerd 20.10 refuses, in its words.
+func checkResources(r executor.Resources) error {
+	switch {
+	case r.MemorySwap != 0 && r.Memory == 0:
+		return errors.New("you should always set the memory limit when using the memoryswap limit, see usage")
+	case r.MemorySwap > 0 && r.MemorySwap < r.Memory:
+		return errors.New("minimum memoryswap limit should be larger than memory limit, see usage")
+	case r.MemorySwap < -1:
+		return errors.New("--memory-swap: want a size or -1")
+	case r.Memory > 0 && r.MemoryReservation > r.Memory:
+		return errors.New("minimum memory limit can not be less than memory reservation limit, see usage")
+	case r.CPUs > 0 && r.CPUQuota > 0:
+		return errors.New("conflicting options: Nano CPUs and CPU Quota cannot both be set")
+	case r.CPUs > 0 && r.CPUPeriod > 0:
+		return errors.New("conflicting options: Nano CPUs and CPU Period cannot both be set")
+	case r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000):
+		return errors.New("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+	case r.CPUQuota != 0 && r.CPUQuota < 1000:
+		return errors.New("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+	case r.CPUShares < 0 || r.MemoryReservation < 0:
+		return errors.New("--cpu-shares and --memory-reservation must not be negative")
+	}
+	for _, s := range []struct{ flag, v string }{{"--cpuset-cpus", r.CPUSetCPUs}, {"--cpuset-mems", r.CPUSetMems}} {
+		if s.v != "" && strings.Trim(s.v, "0123456789,-") != "" {
+			return fmt.Errorf("invalid value %s for %s: want a list like 0-2,4", s.v, s.flag)
+		}
+	}
+	return nil
 }
 
 // ParseMemory reads docker's memory sizes (--memory, --shm-size,
