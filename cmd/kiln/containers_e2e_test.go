@@ -484,6 +484,20 @@ func TestPublishPort(t *testing.T) {
 		t.Errorf("ps lacks the port:\n%s", r.stdout)
 	}
 	e.must("rm", "-f", "web")
+	// -P publishes the exposed ports (here from --expose) on free ports.
+	e.must("run", "-d", "--name", "webp", "-P", "--expose", "80", "--expose", "53/udp", "-v", www+":/www:ro", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	r := e.must("port", "webp", "80/tcp")
+	_, hostPort, ok := strings.Cut(strings.TrimSpace(r.stdout), ":")
+	if !ok || hostPort == "0" {
+		t.Fatalf("port webp 80/tcp: %q", r.stdout)
+	}
+	if body, err := httpGet(t, "http://127.0.0.1:"+hostPort+"/"); err != nil || body != "hello from kiln\n" {
+		t.Errorf("GET through the -P port %s: %q, %v", hostPort, body, err)
+	}
+	if r := e.must("port", "webp"); !strings.Contains(r.stdout, "53/udp -> 0.0.0.0:") {
+		t.Errorf("port webp: %q lacks 53/udp", r.stdout)
+	}
+	e.must("rm", "-f", "webp")
 	checkNoLeaks(t, before, "a published port")
 	if _, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
 		t.Errorf("the port still answers after rm -f")

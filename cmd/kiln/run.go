@@ -54,6 +54,7 @@ type containerFlags struct {
 	securityOpt []string
 	addHosts    []string
 	aliases     []string
+	publishAll  bool
 	ip          string
 	init        bool
 	stopSignal  string
@@ -123,6 +124,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to /etc/hosts: NAME:IP")
+	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every exposed port on a free host port")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the containers of a user network resolve to this one")
 	fl.StringVar(&f.ip, "ip", "", "IPv4 address on a user network created with --subnet")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, "security option: seccomp=unconfined runs without the default seccomp profile")
@@ -169,7 +171,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
 		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
 		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
-		Network: f.network, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
+		Network: f.network, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -52,6 +52,9 @@ type ContainerRequest struct {
 	Tmpfs []string
 	// Publish are -p values: [IP:][HOST:]CTR[/udp].
 	Publish []string
+	// PublishAll publishes every exposed port on a free host port (-P);
+	// ignored off a bridge network, as by docker run.
+	PublishAll bool
 	// Network is bridge (default), none, host or a user network.
 	Network   string
 	Resources executor.Resources
@@ -306,6 +309,11 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		}
 	}
 	sort.Strings(cfg.ExposedPorts)
+	if req.PublishAll && netName != network.Host && netName != network.None && netDonor == nil {
+		if cfg.Ports, err = publishAll(cfg.Ports, cfg.ExposedPorts); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
 	if ref, ok := strings.CutPrefix(req.PID, "container:"); ok {
 		donor, err := cs.Get(ctx, ref)
@@ -720,6 +728,29 @@ func parseMount(spec string) (containers.Mount, error) {
 		return bad("tmpfs options on a %s mount", m.Type)
 	}
 	return m, nil
+}
+
+// publishAll adds to ports a mapping from a free host port for each of the
+// exposed ports ("80/tcp", "53/udp") not published already.
+func publishAll(ports []containers.Port, exposed []string) ([]containers.Port, error) {
+	for _, e := range exposed {
+		num, proto, _ := strings.Cut(e, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		if proto != "tcp" && proto != "udp" {
+			continue // sctp: kiln publishes tcp and udp only
+		}
+		n, err := strconv.ParseUint(num, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("-P: exposed port %q is not a port number", e)
+		}
+		if slices.ContainsFunc(ports, func(p containers.Port) bool { return p.ContainerPort == uint16(n) && p.Proto == proto }) {
+			continue
+		}
+		ports = append(ports, containers.Port{ContainerPort: uint16(n), Proto: proto})
+	}
+	return ports, nil
 }
 
 // checkResources refuses what dockerd 20.10 refuses, in its words.
