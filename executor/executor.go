@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -239,6 +241,36 @@ type RunOptions struct {
 	DNS        []string `json:"Dns,omitempty"`
 	DNSSearch  []string `json:"DnsSearch,omitempty"`
 	DNSOptions []string `json:"DnsOptions,omitempty"`
+	// Sysctls are namespaced kernel parameters set in the container
+	// (--sysctl; see CheckSysctl), by dotted name.
+	Sysctls map[string]string `json:"Sysctls,omitempty"`
+}
+
+// ipcSysctls are the kernel parameters of the IPC namespace docker run
+// allows besides fs.mqueue.*.
+var ipcSysctls = []string{"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+// CheckSysctl refuses what docker run refuses: a parameter that is not
+// one of a namespace the container has of its own (net.* in its network
+// namespace, the IPC ones in its IPC namespace), or a value with a line
+// break.
+func CheckSysctl(name, value string, ownNetwork, ownIPC bool) error {
+	if strings.ContainsAny(value, "\n") || strings.ContainsAny(name, "/ ") {
+		return fmt.Errorf("sysctl %s=%q: not a valid setting", name, value)
+	}
+	switch {
+	case strings.HasPrefix(name, "net."):
+		if !ownNetwork {
+			return fmt.Errorf("sysctl %q is not allowed in the host network namespace", name)
+		}
+	case strings.HasPrefix(name, "fs.mqueue.") || slices.Contains(ipcSysctls, name):
+		if !ownIPC {
+			return fmt.Errorf("sysctl %q is not allowed in the host IPC namespace", name)
+		}
+	default:
+		return fmt.Errorf("sysctl '%s' is not whitelisted", name)
+	}
+	return nil
 }
 
 // Device is a host device node and where it shows in the container.

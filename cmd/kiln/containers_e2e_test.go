@@ -663,6 +663,32 @@ grep Cpus_allowed_list /proc/self/status | cut -f2`
 	}
 }
 
+// TestSysctl checks --sysctl: namespaced parameters set in the container
+// (the host's stay), and the ones docker run refuses.
+func TestSysctl(t *testing.T) {
+	e := newContainerEnv(t)
+	hostPort, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	r := e.must("run", "--rm", "--network", "none", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--sysctl", "kernel.shmmax=1000000",
+		"busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/kernel/shmmax")
+	if r.stdout != "80\n1000000\n" {
+		t.Errorf("sysctls in the container: %q", r.stdout)
+	}
+	if now, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); string(now) != string(hostPort) {
+		t.Errorf("the host's ip_unprivileged_port_start changed: %q -> %q", hostPort, now)
+	}
+	for _, args := range [][]string{
+		{"--network", "host", "--sysctl", "net.ipv4.ip_forward=1"},
+		{"--network", "none", "--sysctl", "kernel.hostname=x"},
+		{"--network", "none", "--ipc", "host", "--sysctl", "kernel.shmmax=1"},
+		{"--network", "none", "--sysctl", "net.ipv4.no_such_parameter=1"},
+		{"--network", "none", "--sysctl", "novalue"},
+	} {
+		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
+			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

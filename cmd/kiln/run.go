@@ -54,6 +54,7 @@ type containerFlags struct {
 	securityOpt []string
 	addHosts    []string
 	aliases     []string
+	sysctls     []string
 	publishAll  bool
 	ip          string
 	init        bool
@@ -124,6 +125,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to /etc/hosts: NAME:IP")
+	fl.StringArrayVar(&f.sysctls, "sysctl", nil, "namespaced kernel parameter: net.*, fs.mqueue.* or kernel IPC ones (NAME=VALUE)")
 	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every exposed port on a free host port")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the containers of a user network resolve to this one")
 	fl.StringVar(&f.ip, "ip", "", "IPv4 address on a user network created with --subnet")
@@ -234,6 +236,16 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	}
 	req.Resources.CPUs = f.cpus
 	req.Resources.CPUShares, req.Resources.CPUPeriod, req.Resources.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
+	for _, s := range f.sysctls {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return req, fmt.Errorf("--sysctl %s: want NAME=VALUE", s)
+		}
+		if req.Sysctls == nil {
+			req.Sysctls = map[string]string{}
+		}
+		req.Sysctls[name] = value
+	}
 	req.Resources.CPUSetCPUs, req.Resources.CPUSetMems = f.cpusetCPUs, f.cpusetMems
 	if f.pidsLimit < 0 {
 		f.pidsLimit = 0

@@ -144,6 +144,13 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 			_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/disable_ipv6", []byte("1"), 0)
 		}
 	}
+	for name, value := range cfg.Sysctls {
+		// Checked by the caller (executor.CheckSysctl).
+		p := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+		if err := os.WriteFile(p, []byte(value), 0); err != nil {
+			return 0, fmt.Errorf("sysctl %s=%s: %w", name, value, err)
+		}
+	}
 	if !cfg.Privileged {
 		if err := maskPaths(); err != nil {
 			return 0, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
+	"golang.org/x/sys/unix"
 )
 
 // defaultHostname is the container's hostname when the Spec has none.
@@ -78,6 +79,14 @@ func checkSpec(spec executor.Spec) error {
 			return fmt.Errorf("run container: %w", err)
 		}
 	}
+	if len(spec.Sysctls) > 0 {
+		ownNet := ownNetwork(spec)
+		for name, value := range spec.Sysctls {
+			if err := executor.CheckSysctl(name, value, ownNet, !spec.HostIPC); err != nil {
+				return fmt.Errorf("run container: %w", err)
+			}
+		}
+	}
 	if r := spec.Resources; r != nil && (r.Memory < 0 || r.CPUs < 0 || r.PidsLimit < 0) {
 		return errors.New("run container: negative resource limit")
 	}
@@ -90,6 +99,20 @@ func checkSpec(spec executor.Spec) error {
 		return fmt.Errorf("run container: %w", err)
 	}
 	return nil
+}
+
+// ownNetwork reports whether the container gets a network namespace that
+// is not kiln's: a new one, or a joined one other than kiln's own (another
+// container may be on the host network).
+func ownNetwork(spec executor.Spec) bool {
+	if spec.NetNSPath == "" {
+		return spec.Network == executor.NetworkNone
+	}
+	var joined, own unix.Stat_t
+	if unix.Stat(spec.NetNSPath, &joined) != nil || unix.Stat("/proc/self/ns/net", &own) != nil {
+		return false
+	}
+	return joined.Dev != own.Dev || joined.Ino != own.Ino
 }
 
 // writeEtcFiles writes the hosts, resolv.conf and hostname files the init

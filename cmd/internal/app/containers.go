@@ -331,6 +331,13 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		}
 	}
 	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
+	for name, value := range cfg.Sysctls {
+		// A shared network namespace is the other container's (maybe the
+		// host's) to set up.
+		if err := executor.CheckSysctl(name, value, netName != network.Host && netDonor == nil, !cfg.HostIPC); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HostUTS {
 		if req.Hostname != "" {
 			return nil, errors.New("--hostname and --uts host cannot be used together")
