@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -142,6 +143,12 @@ type Resources struct {
 	MemorySwap int64 `json:",omitempty"`
 	// MemoryReservation is a soft memory limit (--memory-reservation).
 	MemoryReservation int64 `json:",omitempty"`
+	// MemorySwappiness, when set, is the cgroup's swappiness, 0 to 100
+	// (--memory-swappiness; cgroup v1 only, dropped on v2 as by docker).
+	MemorySwappiness *int64 `json:",omitempty"`
+	// OomKillDisable turns the OOM killer off for the cgroup
+	// (--oom-kill-disable; cgroup v1 only, dropped on v2 as by docker).
+	OomKillDisable bool `json:",omitempty"`
 	// CPUs is a CPU quota in CPUs, e.g. 1.5 (0: none).
 	CPUs float64
 	// CPUShares is the CPU weight relative to other cgroups, 1024 being
@@ -244,6 +251,45 @@ type RunOptions struct {
 	// Sysctls are namespaced kernel parameters set in the container
 	// (--sysctl; see CheckSysctl), by dotted name.
 	Sysctls map[string]string `json:"Sysctls,omitempty"`
+	// Domainname is the NIS domain name of the container's UTS namespace
+	// (--domainname).
+	Domainname string `json:"Domainname,omitempty"`
+	// OomScoreAdj is the container process's oom_score_adj (--oom-score-adj,
+	// -1000 to 1000); 0 keeps kiln's.
+	OomScoreAdj int `json:"OomScoreAdj,omitempty"`
+	// DeviceCgroupRules allow more devices, in devices.allow form: "c 1:3
+	// rwm", "b 7:* r", "a *:* m" (--device-cgroup-rule).
+	DeviceCgroupRules []string `json:"DeviceCgroupRules,omitempty"`
+}
+
+// ParseDeviceRule checks a device rule in devices.allow form (TYPE
+// MAJOR:MINOR ACCESS, with * for any number) and returns its parts, a
+// number -1 for *.
+func ParseDeviceRule(s string) (typ byte, major, minor int64, access string, err error) {
+	f := strings.Fields(s)
+	bad := func() (byte, int64, int64, string, error) {
+		return 0, 0, 0, "", fmt.Errorf("invalid device cgroup rule %q: want TYPE MAJOR:MINOR ACCESS, like \"c 1:3 rwm\"", s)
+	}
+	if len(f) != 3 || len(f[0]) != 1 || !strings.Contains("abc", f[0]) || f[2] == "" || strings.Trim(f[2], "rwm") != "" {
+		return bad()
+	}
+	ma, mi, ok := strings.Cut(f[1], ":")
+	if !ok {
+		return bad()
+	}
+	num := func(v string) (int64, bool) {
+		if v == "*" {
+			return -1, true
+		}
+		n, err := strconv.ParseInt(v, 10, 32)
+		return n, err == nil && n >= 0
+	}
+	major, ok1 := num(ma)
+	minor, ok2 := num(mi)
+	if !ok1 || !ok2 {
+		return bad()
+	}
+	return f[0][0], major, minor, f[2], nil
 }
 
 // ipcSysctls are the kernel parameters of the IPC namespace docker run

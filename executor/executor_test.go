@@ -24,3 +24,29 @@ func TestCheckSysctl(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDeviceRule(t *testing.T) {
+	for _, tc := range []struct {
+		in           string
+		typ          byte
+		major, minor int64
+		access       string
+		ok           bool
+	}{
+		{"c 1:3 rwm", 'c', 1, 3, "rwm", true},
+		{"b 7:* r", 'b', 7, -1, "r", true},
+		{"a *:* m", 'a', -1, -1, "m", true},
+		{"  c  10:229   rw ", 'c', 10, 229, "rw", true},
+		{"x 1:2 r", 0, 0, 0, "", false},
+		{"c 1 r", 0, 0, 0, "", false},
+		{"c 1:3", 0, 0, 0, "", false},
+		{"c 1:3 rx", 0, 0, 0, "", false},
+		{"c -1:3 r", 0, 0, 0, "", false},
+		{"c 99999999999:3 r", 0, 0, 0, "", false},
+	} {
+		typ, major, minor, access, err := ParseDeviceRule(tc.in)
+		if (err == nil) != tc.ok || tc.ok && (typ != tc.typ || major != tc.major || minor != tc.minor || access != tc.access) {
+			t.Errorf("ParseDeviceRule(%q) = %c %d %d %q %v", tc.in, typ, major, minor, access, err)
+		}
+	}
+}

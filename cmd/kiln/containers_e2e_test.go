@@ -689,6 +689,37 @@ func TestSysctl(t *testing.T) {
 	}
 }
 
+// TestRunProcessKnobs checks --domainname, --oom-score-adj,
+// --device-cgroup-rule (read of a node the container makes, write
+// refused), --memory-swappiness and --oom-kill-disable (cgroup v1 only),
+// --userns host and the values docker refuses.
+func TestRunProcessKnobs(t *testing.T) {
+	e := newContainerEnv(t)
+	r := e.must("run", "--rm", "--network", "none", "--userns", "host", "--domainname", "example.org", "--oom-score-adj", "500",
+		"--device-cgroup-rule", "c 10:229 r", "busybox", "sh", "-c",
+		"cat /proc/sys/kernel/domainname /proc/self/oom_score_adj; mknod /tmp/f c 10 229; (: < /tmp/f) && echo read; (: > /tmp/f) 2>/dev/null || echo write-refused")
+	if r.stdout != "example.org\n500\nread\nwrite-refused\n" {
+		t.Errorf("output %q", r.stdout)
+	}
+	r = e.must("run", "--rm", "--network", "none", "-m", "64m", "--memory-swappiness", "10", "--oom-kill-disable", "busybox", "sh", "-c",
+		"cd /sys/fs/cgroup/memory 2>/dev/null && cat memory.swappiness && grep oom_kill_disable memory.oom_control || echo v2")
+	if r.stdout != "10\noom_kill_disable 1\n" && r.stdout != "v2\n" {
+		t.Errorf("swappiness and OOM killer: %q", r.stdout)
+	}
+	for _, args := range [][]string{
+		{"--oom-score-adj", "2000"},
+		{"--device-cgroup-rule", "x 1:2 r"},
+		{"--device-cgroup-rule", "c 1 r"},
+		{"--memory-swappiness", "200"},
+		{"--userns", "remap"},
+		{"--uts", "host", "--domainname", "x"},
+	} {
+		if r := e.kiln(append(append([]string{"run", "--rm", "--network", "none"}, args...), "busybox", "true")...); r.code != 125 {
+			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

@@ -54,6 +54,13 @@ type containerFlags struct {
 	securityOpt []string
 	addHosts    []string
 	aliases     []string
+	domainname  string
+	oomScoreAdj int
+	oomKillOff  bool
+	swappiness  int64
+	devRules    []string
+	userns      string
+	trustOff    bool
 	sysctls     []string
 	publishAll  bool
 	ip          string
@@ -125,6 +132,13 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a host to /etc/hosts: NAME:IP")
+	fl.StringVar(&f.domainname, "domainname", "", "NIS domain name of the container")
+	fl.IntVar(&f.oomScoreAdj, "oom-score-adj", 0, "oom_score_adj of the container's process (-1000 to 1000)")
+	fl.BoolVar(&f.oomKillOff, "oom-kill-disable", false, "turn the OOM killer off (cgroup v1)")
+	fl.Int64Var(&f.swappiness, "memory-swappiness", -1, "swappiness of the container's memory, 0 to 100 (cgroup v1)")
+	fl.StringArrayVar(&f.devRules, "device-cgroup-rule", nil, "allow more devices: TYPE MAJOR:MINOR ACCESS, like 'c 1:3 rwm'")
+	fl.StringVar(&f.userns, "userns", "", "user namespace: only host (kiln maps no users)")
+	fl.BoolVar(&f.trustOff, "disable-content-trust", true, "accepted for docker compatibility; kiln does not verify signatures")
 	fl.StringArrayVar(&f.sysctls, "sysctl", nil, "namespaced kernel parameter: net.*, fs.mqueue.* or kernel IPC ones (NAME=VALUE)")
 	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every exposed port on a free host port")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the containers of a user network resolve to this one")
@@ -236,6 +250,18 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 	}
 	req.Resources.CPUs = f.cpus
 	req.Resources.CPUShares, req.Resources.CPUPeriod, req.Resources.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
+	req.Domainname, req.OomScoreAdj, req.DeviceCgroupRules = f.domainname, f.oomScoreAdj, f.devRules
+	req.Resources.OomKillDisable = f.oomKillOff
+	if f.swappiness != -1 {
+		if f.swappiness < 0 || f.swappiness > 100 {
+			return req, fmt.Errorf("invalid value: %d, valid memory swappiness range is 0-100", f.swappiness)
+		}
+		sw := f.swappiness
+		req.Resources.MemorySwappiness = &sw
+	}
+	if f.userns != "" && f.userns != "host" {
+		return req, fmt.Errorf("--userns %s: kiln runs containers in the host's user namespace only (host)", f.userns)
+	}
 	for _, s := range f.sysctls {
 		name, value, ok := strings.Cut(s, "=")
 		if !ok || name == "" {

@@ -267,7 +267,7 @@ func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 }
 
 func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Resources) error {
-	need := map[string]bool{"memory": r.Memory > 0 || r.MemoryReservation > 0, "cpu": cpuLimited(r), "pids": r.PidsLimit > 0, "cpuset": cpusetLimited(r)}
+	need := map[string]bool{"memory": r.Memory > 0 || r.MemoryReservation > 0 || r.MemorySwappiness != nil || r.OomKillDisable, "cpu": cpuLimited(r), "pids": r.PidsLimit > 0, "cpuset": cpusetLimited(r)}
 	for _, c := range v1Controllers {
 		mnt, ok := mounts[c]
 		if !ok {
@@ -304,6 +304,16 @@ func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Res
 	}
 	if d := cg.dirs["memory"]; r.MemoryReservation > 0 {
 		if err := writeLimit(d, "memory.soft_limit_in_bytes", strconv.FormatInt(r.MemoryReservation, 10), "memory"); err != nil {
+			return err
+		}
+	}
+	if d := cg.dirs["memory"]; r.MemorySwappiness != nil {
+		if err := writeLimit(d, "memory.swappiness", strconv.FormatInt(*r.MemorySwappiness, 10), "memory"); err != nil {
+			return err
+		}
+	}
+	if d := cg.dirs["memory"]; r.OomKillDisable {
+		if err := writeLimit(d, "memory.oom_control", "1", "memory"); err != nil {
 			return err
 		}
 	}

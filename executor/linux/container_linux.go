@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -160,6 +161,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return 0, fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
 		}
+		if cfg.Domainname != "" {
+			if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
+				return 0, fmt.Errorf("set domain name %q: %w", cfg.Domainname, err)
+			}
+		}
 	}
 	if cfg.NewNetwork || cfg.JoinedNetwork {
 		if err := loopbackUp(); err != nil {
@@ -185,6 +191,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}
 	if err := setUlimits(0, cfg.Ulimits); err != nil {
 		return 0, err
+	}
+	if cfg.OomScoreAdj != 0 {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(cfg.OomScoreAdj)), 0); err != nil {
+			return 0, fmt.Errorf("set oom_score_adj to %d: %w", cfg.OomScoreAdj, err)
+		}
 	}
 	if err := awaitParent(parent); err != nil {
 		return 0, err

@@ -45,9 +45,10 @@ var buildDeviceRules = []deviceRule{
 }
 
 // runDeviceRules are the devices a docker run container may use: a build
-// step's and the console, as under dockerd 20.10, and the nodes of devs
-// (--device) with their permissions.
-func runDeviceRules(devs []executor.Device) ([]deviceRule, error) {
+// step's and the console, as under dockerd 20.10, the nodes of devs
+// (--device) with their permissions and the extra rules
+// (--device-cgroup-rule).
+func runDeviceRules(devs []executor.Device, extra []string) ([]deviceRule, error) {
 	rules := append(slices.Clone(buildDeviceRules), deviceRule{'c', 5, 1, "rwm"})
 	for _, d := range devs {
 		var st unix.Stat_t
@@ -67,6 +68,13 @@ func runDeviceRules(devs []executor.Device) ([]deviceRule, error) {
 			r.access = "rwm"
 		}
 		rules = append(rules, r)
+	}
+	for _, s := range extra {
+		typ, major, minor, access, err := executor.ParseDeviceRule(s)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, deviceRule{typ, major, minor, access})
 	}
 	// In the order dockerd lists them in the container's devices.list.
 	slices.SortStableFunc(rules, func(a, b deviceRule) int {

@@ -165,7 +165,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	if spec.CgroupPath != "" {
 		var devices []deviceRule
 		if !spec.Privileged {
-			if devices, err = runDeviceRules(spec.Devices); err != nil {
+			if devices, err = runDeviceRules(spec.Devices, spec.DeviceCgroupRules); err != nil {
 				return nil, fmt.Errorf("start container: %w", err)
 			}
 		}

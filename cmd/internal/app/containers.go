@@ -331,6 +331,17 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		}
 	}
 	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
+	if cfg.OomScoreAdj < -1000 || cfg.OomScoreAdj > 1000 {
+		return nil, fmt.Errorf("invalid value %d, range for oom score adj is [-1000, 1000]", cfg.OomScoreAdj)
+	}
+	if cfg.Domainname != "" && cfg.HostUTS {
+		return nil, errors.New("--domainname and --uts host cannot be used together")
+	}
+	for _, r := range cfg.DeviceCgroupRules {
+		if _, _, _, _, err := executor.ParseDeviceRule(r); err != nil {
+			return nil, err
+		}
+	}
 	for name, value := range cfg.Sysctls {
 		// A shared network namespace is the other container's (maybe the
 		// host's) to set up.
