@@ -139,6 +139,18 @@ func (e *env) status(ref string) string {
 	return s
 }
 
+// refuses checks that kiln exits 125 for each of cases, each run as
+// PREFIX... CASE... busybox true.
+func (e *env) refuses(prefix []string, cases [][]string) {
+	e.t.Helper()
+	for _, c := range cases {
+		args := append(append(append([]string{}, prefix...), c...), "busybox", "true")
+		if r := e.kiln(args...); r.code != 125 {
+			e.t.Errorf("%q: exit %d, want 125 (%s)", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestContainerLifecycle(t *testing.T) {
 	e := newContainerEnv(t)
 	before := snapshotHost(t, e.root)
@@ -525,11 +537,7 @@ func TestUserNetworkByName(t *testing.T) {
 	if r.code != 0 || r.stdout != "web by name\nweb by name\n" {
 		t.Errorf("wget the aliases: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
-	for _, n := range []string{"bridge", "none", "host"} {
-		if r := e.kiln("run", "--rm", "--network", n, "--network-alias", "x", "busybox", "true"); r.code != 125 {
-			t.Errorf("--network %s --network-alias: exit %d, want 125", n, r.code)
-		}
-	}
+	e.refuses([]string{"run", "--rm", "--network-alias", "x"}, [][]string{{"--network", "bridge"}, {"--network", "none"}, {"--network", "host"}})
 	if r := e.kiln("network", "rm", "e2enet"); r.code == 0 {
 		t.Errorf("network rm succeeded while a container is attached")
 	}
@@ -555,17 +563,13 @@ func TestJoinContainerNamespaces(t *testing.T) {
 	if r.code != 0 || r.stdout != "not-pid1\nsleep\n" {
 		t.Errorf("--pid container:donor: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
-	for _, args := range [][]string{
+	e.refuses([]string{"run", "--rm"}, [][]string{
 		{"--network", "container:donor", "--hostname", "x"},
 		{"--network", "container:donor", "-p", "8080:80"},
 		{"--network", "container:donor", "--dns", "10.0.0.1"},
 		{"--network", "container:no-such-container"},
 		{"--pid", "container:no-such-container"},
-	} {
-		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
-			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
-		}
-	}
+	})
 	// A joiner dies with the PID 1 of the namespace it joined.
 	e.must("run", "-d", "--name", "joiner", "--pid", "container:donor", "busybox", "sleep", "60")
 	e.must("stop", "-t", "1", "donor")
@@ -597,18 +601,14 @@ func TestStaticIP(t *testing.T) {
 	if r := e.kiln("run", "--rm", "--network", "ipnet", "busybox", "grep", "fixed", "/etc/hosts"); r.code != 0 || !strings.HasPrefix(r.stdout, "10.123.45.67\t") {
 		t.Errorf("a peer's hosts file: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
-	for _, args := range [][]string{
+	e.refuses([]string{"run", "--rm"}, [][]string{
 		{"--network", "ipnet", "--ip", "10.123.45.67"}, // taken
 		{"--network", "ipnet", "--ip", "10.9.9.9"},     // outside
 		{"--network", "ipnet", "--ip", "10.123.45.1"},  // the gateway
 		{"--network", "autonet", "--ip", "10.99.0.5"},  // no user subnet
 		{"--network", "bridge", "--ip", "10.123.45.9"},
 		{"--network", "ipnet", "--ip", "not-an-ip"},
-	} {
-		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
-			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
-		}
-	}
+	})
 	e.must("rm", "-f", "fixed")
 	// Free again once its holder is gone.
 	e.must("run", "--rm", "--network", "ipnet", "--ip", "10.123.45.67", "busybox", "true")
@@ -647,7 +647,7 @@ grep Cpus_allowed_list /proc/self/status | cut -f2`
 	if r.stdout != "67108864\n" {
 		t.Errorf("default swap: %q, want as much as the memory", r.stdout)
 	}
-	for _, args := range [][]string{
+	e.refuses([]string{"run", "--rm", "--network", "none"}, [][]string{
 		{"--memory-swap", "100m"},
 		{"-m", "64m", "--memory-swap", "32m"},
 		{"-m", "64m", "--memory-reservation", "128m"},
@@ -656,11 +656,7 @@ grep Cpus_allowed_list /proc/self/status | cut -f2`
 		{"--cpu-quota", "10"},
 		{"--cpuset-cpus", "x"},
 		{"--cpuset-cpus", "4096"},
-	} {
-		if r := e.kiln(append(append([]string{"run", "--rm", "--network", "none"}, args...), "busybox", "true")...); r.code != 125 {
-			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
-		}
-	}
+	})
 }
 
 // TestSysctl checks --sysctl: namespaced parameters set in the container
@@ -676,17 +672,13 @@ func TestSysctl(t *testing.T) {
 	if now, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); string(now) != string(hostPort) {
 		t.Errorf("the host's ip_unprivileged_port_start changed: %q -> %q", hostPort, now)
 	}
-	for _, args := range [][]string{
+	e.refuses([]string{"run", "--rm"}, [][]string{
 		{"--network", "host", "--sysctl", "net.ipv4.ip_forward=1"},
 		{"--network", "none", "--sysctl", "kernel.hostname=x"},
 		{"--network", "none", "--ipc", "host", "--sysctl", "kernel.shmmax=1"},
 		{"--network", "none", "--sysctl", "net.ipv4.no_such_parameter=1"},
 		{"--network", "none", "--sysctl", "novalue"},
-	} {
-		if r := e.kiln(append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); r.code != 125 {
-			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
-		}
-	}
+	})
 }
 
 // TestRunProcessKnobs checks --domainname, --oom-score-adj,
@@ -706,18 +698,14 @@ func TestRunProcessKnobs(t *testing.T) {
 	if r.stdout != "10\noom_kill_disable 1\n" && r.stdout != "v2\n" {
 		t.Errorf("swappiness and OOM killer: %q", r.stdout)
 	}
-	for _, args := range [][]string{
+	e.refuses([]string{"run", "--rm", "--network", "none"}, [][]string{
 		{"--oom-score-adj", "2000"},
 		{"--device-cgroup-rule", "x 1:2 r"},
 		{"--device-cgroup-rule", "c 1 r"},
 		{"--memory-swappiness", "200"},
 		{"--userns", "remap"},
 		{"--uts", "host", "--domainname", "x"},
-	} {
-		if r := e.kiln(append(append([]string{"run", "--rm", "--network", "none"}, args...), "busybox", "true")...); r.code != 125 {
-			t.Errorf("run %q: exit %d, want 125 (%s)", args, r.code, r.stderr)
-		}
-	}
+	})
 }
 
 func TestPauseFreezes(t *testing.T) {

@@ -221,62 +221,16 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		}
 		req.Env = append(req.Env, e)
 	}
-	if f.memory != "" {
-		n, err := app.ParseMemory(f.memory)
-		if err != nil {
-			return req, fmt.Errorf("--memory: %w", err)
-		}
-		req.Resources.Memory = n
+	if req.Resources, err = f.resources(); err != nil {
+		return req, err
 	}
-	for _, m := range []struct {
-		flag, val string
-		dst       *int64
-	}{{"--memory-swap", f.memorySwap, &req.Resources.MemorySwap}, {"--memory-reservation", f.memoryRes, &req.Resources.MemoryReservation}} {
-		if m.val == "" {
-			continue
-		}
-		if m.flag == "--memory-swap" && m.val == "-1" {
-			*m.dst = -1
-			continue
-		}
-		n, err := app.ParseMemory(m.val)
-		if err != nil {
-			return req, fmt.Errorf("%s: %w", m.flag, err)
-		}
-		*m.dst = n
-	}
-	if f.cpus < 0 {
-		return req, errors.New("--cpus: must be positive")
-	}
-	req.Resources.CPUs = f.cpus
-	req.Resources.CPUShares, req.Resources.CPUPeriod, req.Resources.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
 	req.Domainname, req.OomScoreAdj, req.DeviceCgroupRules = f.domainname, f.oomScoreAdj, f.devRules
-	req.Resources.OomKillDisable = f.oomKillOff
-	if f.swappiness != -1 {
-		if f.swappiness < 0 || f.swappiness > 100 {
-			return req, fmt.Errorf("invalid value: %d, valid memory swappiness range is 0-100", f.swappiness)
-		}
-		sw := f.swappiness
-		req.Resources.MemorySwappiness = &sw
-	}
 	if f.userns != "" && f.userns != "host" {
 		return req, fmt.Errorf("--userns %s: kiln runs containers in the host's user namespace only (host)", f.userns)
 	}
-	for _, s := range f.sysctls {
-		name, value, ok := strings.Cut(s, "=")
-		if !ok || name == "" {
-			return req, fmt.Errorf("--sysctl %s: want NAME=VALUE", s)
-		}
-		if req.Sysctls == nil {
-			req.Sysctls = map[string]string{}
-		}
-		req.Sysctls[name] = value
+	if req.Sysctls, err = sysctlMap(f.sysctls); err != nil {
+		return req, err
 	}
-	req.Resources.CPUSetCPUs, req.Resources.CPUSetMems = f.cpusetCPUs, f.cpusetMems
-	if f.pidsLimit < 0 {
-		f.pidsLimit = 0
-	}
-	req.Resources.PidsLimit = f.pidsLimit
 	if req.Labels, err = f.labelMap(); err != nil {
 		return req, err
 	}
@@ -379,6 +333,56 @@ func parseUlimit(v string) (executor.Ulimit, error) {
 		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: the soft limit %d exceeds the hard limit %d", v, soft, hard)
 	}
 	return executor.Ulimit{Resource: res, Soft: soft, Hard: hard}, nil
+}
+
+// resources reads the cgroup limit flags.
+func (f *containerFlags) resources() (executor.Resources, error) {
+	r := executor.Resources{CPUs: f.cpus, CPUShares: f.cpuShares, CPUPeriod: f.cpuPeriod, CPUQuota: f.cpuQuota,
+		CPUSetCPUs: f.cpusetCPUs, CPUSetMems: f.cpusetMems, OomKillDisable: f.oomKillOff, PidsLimit: max(f.pidsLimit, 0)}
+	for _, m := range []struct {
+		flag, val string
+		dst       *int64
+	}{{"--memory", f.memory, &r.Memory}, {"--memory-swap", f.memorySwap, &r.MemorySwap}, {"--memory-reservation", f.memoryRes, &r.MemoryReservation}} {
+		if m.val == "" {
+			continue
+		}
+		if m.flag == "--memory-swap" && m.val == "-1" {
+			*m.dst = -1
+			continue
+		}
+		n, err := app.ParseMemory(m.val)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", m.flag, err)
+		}
+		*m.dst = n
+	}
+	if f.cpus < 0 {
+		return r, errors.New("--cpus: must be positive")
+	}
+	if f.swappiness != -1 {
+		if f.swappiness < 0 || f.swappiness > 100 {
+			return r, fmt.Errorf("invalid value: %d, valid memory swappiness range is 0-100", f.swappiness)
+		}
+		sw := f.swappiness
+		r.MemorySwappiness = &sw
+	}
+	return r, nil
+}
+
+// sysctlMap reads --sysctl NAME=VALUE values.
+func sysctlMap(values []string) (map[string]string, error) {
+	var m map[string]string
+	for _, s := range values {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--sysctl %s: want NAME=VALUE", s)
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[name] = value
+	}
+	return m, nil
 }
 
 // labelMap is --label-file and --label (which wins) as a map; nil for none.

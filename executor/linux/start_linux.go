@@ -179,32 +179,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 			cfg.CgroupDirs = c.cg.dirs
 		}
 	}
-	kind := initKind{exe: e.initExe(), flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
-	if cfg.Func != nil {
-		kind.exe = selfExe
-	}
-	if cfg.NewNetwork {
-		kind.flags |= unix.CLONE_NEWNET
-	}
-	if spec.HostPID || spec.PIDNSPath != "" {
-		kind.flags &^= unix.CLONE_NEWPID
-	}
-	if spec.HostIPC {
-		kind.flags &^= unix.CLONE_NEWIPC
-	}
-	if spec.HostUTS {
-		kind.flags &^= unix.CLONE_NEWUTS
-	}
-	if whole && spec.CgroupPath == "" && !spec.Privileged {
-		// A build step: its init is cloned into the cgroup whose
-		// device filter allows what BuildKit's containers may open.
-		// (A container from Start without a cgroup of its own keeps
-		// nodev mounts: the processes Exec adds would not be in it.)
-		if fd := e.devices.get(); fd >= 0 {
-			kind.intoCgroup, kind.cgroupFD = true, fd
-			cfg.DevicesFiltered = true
-		}
-	}
+	kind := e.initKindFor(spec, &cfg, whole)
 	cfgData, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("encode container config: %w", err)
@@ -334,6 +309,39 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		return nil, &execError{msg: c.st.Error, exit: &executor.ExitError{Code: c.st.Code}}
 	}
 	return nil, errors.New(c.st.Error)
+}
+
+// initKindFor is the kind of init spec needs: the binary, the namespaces
+// to make and, for a build step, the cgroup with the device filter to
+// clone it into (then cfg says the devices are filtered).
+func (e *Executor) initKindFor(spec executor.Spec, cfg *initConfig, whole bool) initKind {
+	kind := initKind{exe: e.initExe(), flags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC}
+	if cfg.Func != nil {
+		kind.exe = selfExe
+	}
+	if cfg.NewNetwork {
+		kind.flags |= unix.CLONE_NEWNET
+	}
+	if spec.HostPID || spec.PIDNSPath != "" {
+		kind.flags &^= unix.CLONE_NEWPID
+	}
+	if spec.HostIPC {
+		kind.flags &^= unix.CLONE_NEWIPC
+	}
+	if spec.HostUTS {
+		kind.flags &^= unix.CLONE_NEWUTS
+	}
+	if whole && spec.CgroupPath == "" && !spec.Privileged {
+		// A build step: its init is cloned into the cgroup whose
+		// device filter allows what BuildKit's containers may open.
+		// (A container from Start without a cgroup of its own keeps
+		// nodev mounts: the processes Exec adds would not be in it.)
+		if fd := e.devices.get(); fd >= 0 {
+			kind.intoCgroup, kind.cgroupFD = true, fd
+			cfg.DevicesFiltered = true
+		}
+	}
+	return kind
 }
 
 // errConfigWrite is a failure to hand the init its config: it died early.

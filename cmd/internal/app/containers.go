@@ -138,64 +138,9 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	if err != nil {
 		return nil, err
 	}
-	netName := req.Network
-	switch netName {
-	case "", "default":
-		netName = network.Bridge
-	}
-	var netDonor *containers.Record
-	if ref, ok := strings.CutPrefix(netName, containers.NetworkContainerPrefix); ok {
-		// As docker run: the other container's network namespace, name
-		// and files; what would set them here conflicts.
-		for _, c := range []struct {
-			set  bool
-			what string
-		}{{req.Hostname != "", "hostname"}, {len(req.Publish) > 0, "port publishing"}, {len(req.DNS) > 0 || len(req.DNSSearch) > 0 || len(req.DNSOptions) > 0, "dns"}, {len(req.ExtraHosts) > 0, "custom host-to-IP mapping"}} {
-			if c.set {
-				return nil, fmt.Errorf("conflicting options: %s and the network mode %s", c.what, netName)
-			}
-		}
-		if netDonor, err = cs.Get(ctx, ref); err != nil {
-			return nil, fmt.Errorf("--network %s: %w", netName, err)
-		}
-		netName = containers.NetworkContainerPrefix + netDonor.Config.ID
-	}
-	var ports []containers.Port
-	for _, p := range req.Publish {
-		pm, err := network.ParsePortMapping(p)
-		if err != nil {
-			return nil, err
-		}
-		port := containers.Port{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Proto: pm.Proto}
-		if pm.HostIP.IsValid() {
-			port.HostIP = pm.HostIP.String()
-		}
-		ports = append(ports, port)
-	}
-	if len(ports) > 0 && (netName == network.Host || netName == network.None) {
-		return nil, fmt.Errorf("-p: published ports need a bridge network, not --network=%s", netName)
-	}
-	if len(req.NetworkAliases) > 0 && (netName == network.Host || netName == network.None || netName == network.Bridge || netDonor != nil) {
-		return nil, errors.New("network-scoped aliases are only supported for user-defined networks")
-	}
-	if req.IP != "" {
-		ip, err := netip.ParseAddr(req.IP)
-		if err != nil || !ip.Is4() {
-			return nil, fmt.Errorf("invalid IPv4 address: %s", req.IP)
-		}
-		if netName == network.Host || netName == network.None || netName == network.Bridge || netDonor != nil {
-			return nil, errors.New("user specified IP address is supported on user defined networks only")
-		}
-	}
-	for _, a := range req.NetworkAliases {
-		if a == "" || strings.ContainsAny(a, " \t\n#") {
-			return nil, fmt.Errorf("--network-alias %q: not a host name", a)
-		}
-	}
-	if netName != network.Host && netName != network.None && netName != network.Bridge && netDonor == nil {
-		if err := a.checkNetwork(ctx, netName); err != nil {
-			return nil, err
-		}
+	net, err := a.resolveNetwork(ctx, cs, req)
+	if err != nil {
+		return nil, err
 	}
 
 	img, err := localResolver{a: a, opts: req.Registry}.resolve(ctx, req.Image, req.Registry)
@@ -225,8 +170,8 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		Labels:         map[string]string{},
 		StopSignal:     ic.StopSignal,
 		ReadOnly:       req.ReadOnly,
-		Network:        netName,
-		Ports:          ports,
+		Network:        net.name,
+		Ports:          net.ports,
 		Resources:      req.Resources,
 		CapAdd:         req.CapAdd,
 		CapDrop:        req.CapDrop,
@@ -282,12 +227,12 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 			cfg.StopTimeout = time.Nanosecond // "no grace period", distinct from unset
 		}
 	}
-	if netDonor != nil {
-		cfg.Hostname = netDonor.Config.Hostname
+	if net.donor != nil {
+		cfg.Hostname = net.donor.Config.Hostname
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = containers.ShortID(cfg.ID)
-		if netName == network.Host {
+		if net.name == network.Host {
 			// As docker run: the host network brings the host's name.
 			if h, err := os.Hostname(); err == nil {
 				cfg.Hostname = h
@@ -309,45 +254,14 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		}
 	}
 	sort.Strings(cfg.ExposedPorts)
-	if req.PublishAll && netName != network.Host && netName != network.None && netDonor == nil {
+	if req.PublishAll && net.name != network.Host && net.name != network.None && net.donor == nil {
 		if cfg.Ports, err = publishAll(cfg.Ports, cfg.ExposedPorts); err != nil {
 			return nil, err
 		}
 	}
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
-	if ref, ok := strings.CutPrefix(req.PID, "container:"); ok {
-		donor, err := cs.Get(ctx, ref)
-		if err != nil {
-			return nil, fmt.Errorf("--pid %s: %w", req.PID, err)
-		}
-		cfg.PIDContainer = donor.Config.ID
-		req.PID = ""
-	}
-	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
-		switch v {
-		case "", "host", "private":
-		default:
-			return nil, fmt.Errorf("%s %s: kiln knows host, private and, for --pid, container:NAME", flag, v)
-		}
-	}
-	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
-	if cfg.OomScoreAdj < -1000 || cfg.OomScoreAdj > 1000 {
-		return nil, fmt.Errorf("invalid value %d, range for oom score adj is [-1000, 1000]", cfg.OomScoreAdj)
-	}
-	if cfg.Domainname != "" && cfg.HostUTS {
-		return nil, errors.New("--domainname and --uts host cannot be used together")
-	}
-	for _, r := range cfg.DeviceCgroupRules {
-		if _, _, _, _, err := executor.ParseDeviceRule(r); err != nil {
-			return nil, err
-		}
-	}
-	for name, value := range cfg.Sysctls {
-		// A shared network namespace is the other container's (maybe the
-		// host's) to set up.
-		if err := executor.CheckSysctl(name, value, netName != network.Host && netDonor == nil, !cfg.HostIPC); err != nil {
-			return nil, err
-		}
+	if err := setProcessOptions(ctx, cs, req, &cfg, net); err != nil {
+		return nil, err
 	}
 	if cfg.HostUTS {
 		if req.Hostname != "" {
@@ -746,6 +660,129 @@ func parseMount(spec string) (containers.Mount, error) {
 		return bad("tmpfs options on a %s mount", m.Type)
 	}
 	return m, nil
+}
+
+// netChoice is the network a container asked for, resolved: host, none,
+// bridge, a user network's name, or container:ID with the donor's record,
+// and the ports to publish.
+type netChoice struct {
+	name  string
+	donor *containers.Record
+	ports []containers.Port
+}
+
+// user reports whether the network is a user-defined one.
+func (n netChoice) user() bool {
+	return n.name != network.Host && n.name != network.None && n.name != network.Bridge && n.donor == nil
+}
+
+// ownNamespace reports whether the container gets a network namespace of
+// its own (not the host's, not another container's).
+func (n netChoice) ownNamespace() bool { return n.name != network.Host && n.donor == nil }
+
+// resolveNetwork checks req's network options as docker run does and
+// resolves its --network.
+func (a *App) resolveNetwork(ctx context.Context, cs *containers.Store, req ContainerRequest) (netChoice, error) {
+	n := netChoice{name: req.Network}
+	switch n.name {
+	case "", "default":
+		n.name = network.Bridge
+	}
+	if ref, ok := strings.CutPrefix(n.name, containers.NetworkContainerPrefix); ok {
+		// As docker run: the other container's network namespace, name
+		// and files; what would set them here conflicts.
+		for _, c := range []struct {
+			set  bool
+			what string
+		}{{req.Hostname != "", "hostname"}, {len(req.Publish) > 0, "port publishing"}, {len(req.DNS) > 0 || len(req.DNSSearch) > 0 || len(req.DNSOptions) > 0, "dns"}, {len(req.ExtraHosts) > 0, "custom host-to-IP mapping"}} {
+			if c.set {
+				return n, fmt.Errorf("conflicting options: %s and the network mode %s", c.what, n.name)
+			}
+		}
+		donor, err := cs.Get(ctx, ref)
+		if err != nil {
+			return n, fmt.Errorf("--network %s: %w", n.name, err)
+		}
+		n.name, n.donor = containers.NetworkContainerPrefix+donor.Config.ID, donor
+	}
+	for _, p := range req.Publish {
+		pm, err := network.ParsePortMapping(p)
+		if err != nil {
+			return n, err
+		}
+		port := containers.Port{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Proto: pm.Proto}
+		if pm.HostIP.IsValid() {
+			port.HostIP = pm.HostIP.String()
+		}
+		n.ports = append(n.ports, port)
+	}
+	if len(n.ports) > 0 && (n.name == network.Host || n.name == network.None) {
+		return n, fmt.Errorf("-p: published ports need a bridge network, not --network=%s", n.name)
+	}
+	if len(req.NetworkAliases) > 0 && !n.user() {
+		return n, errors.New("network-scoped aliases are only supported for user-defined networks")
+	}
+	for _, alias := range req.NetworkAliases {
+		if alias == "" || strings.ContainsAny(alias, " \t\n#") {
+			return n, fmt.Errorf("--network-alias %q: not a host name", alias)
+		}
+	}
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil || !ip.Is4() {
+			return n, fmt.Errorf("invalid IPv4 address: %s", req.IP)
+		}
+		if !n.user() {
+			return n, errors.New("user specified IP address is supported on user defined networks only")
+		}
+	}
+	if n.user() {
+		if err := a.checkNetwork(ctx, n.name); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// setProcessOptions checks and records req's namespace options (--pid,
+// --ipc, --uts), the process's kernel settings (--oom-score-adj,
+// --domainname, --sysctl) and device rules into cfg, as docker run does.
+func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerRequest, cfg *containers.Config, net netChoice) error {
+	if ref, ok := strings.CutPrefix(req.PID, "container:"); ok {
+		donor, err := cs.Get(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("--pid %s: %w", req.PID, err)
+		}
+		cfg.PIDContainer = donor.Config.ID
+		req.PID = ""
+	}
+	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
+		switch v {
+		case "", "host", "private":
+		default:
+			return fmt.Errorf("%s %s: kiln knows host, private and, for --pid, container:NAME", flag, v)
+		}
+	}
+	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
+	if cfg.OomScoreAdj < -1000 || cfg.OomScoreAdj > 1000 {
+		return fmt.Errorf("invalid value %d, range for oom score adj is [-1000, 1000]", cfg.OomScoreAdj)
+	}
+	if cfg.Domainname != "" && cfg.HostUTS {
+		return errors.New("--domainname and --uts host cannot be used together")
+	}
+	for _, r := range cfg.DeviceCgroupRules {
+		if _, _, _, _, err := executor.ParseDeviceRule(r); err != nil {
+			return err
+		}
+	}
+	for name, value := range cfg.Sysctls {
+		// A shared network namespace is the other container's (maybe the
+		// host's) to set up.
+		if err := executor.CheckSysctl(name, value, net.ownNamespace(), !cfg.HostIPC); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // publishAll adds to ports a mapping from a free host port for each of the
