@@ -59,6 +59,12 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 	return io.NopCloser(br), nil
 }
 
+// Compressed reports whether head (the first bytes of a stream, 10 or
+// more) starts one of the compressions Decompress recognizes.
+func Compressed(head []byte) bool {
+	return bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicZstd) || bytes.HasPrefix(head, magicXz) || isBzip2(head)
+}
+
 // isBzip2 reports whether head starts a bzip2 stream: "BZh", a block size
 // digit and then a block or end-of-stream magic.
 func isBzip2(head []byte) bool {

@@ -114,3 +114,23 @@ func FuzzDecompress(f *testing.F) {
 		rc.Close()
 	})
 }
+
+func TestCompressed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		head []byte
+		want bool
+	}{
+		{"gzip", []byte{0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0}, true},
+		{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 0, 0}, true},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 0, 0, 0}, true},
+		{"bzip2", append([]byte("BZh9"), 0x31, 0x41, 0x59, 0x26, 0x53, 0x59), true},
+		{"Dockerfile", []byte("FROM busybox\nRUN true\n"), false},
+		{"BZh text", []byte("BZh9 is not bzip2"), false},
+		{"short", []byte{0x1f}, false},
+	} {
+		if got := Compressed(tc.head); got != tc.want {
+			t.Errorf("%s: Compressed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

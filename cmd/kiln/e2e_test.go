@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -410,6 +411,28 @@ func TestBuildContextFromStdin(t *testing.T) {
 	}
 	if got := e.must("run", "--rm", "in:1", "cat", "/x").stdout; got != "stdin\n" {
 		t.Errorf("got %q", got)
+	}
+	// Gzipped, too.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(tarOut)
+	zw.Close()
+	cmd = exec.Command(e.bin, "--root", e.root, "build", "-q", "-t", "in:2", "-")
+	cmd.Stdin = &gz
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gzipped context: %v: %s", err, out)
+	}
+	// Not an archive: the Dockerfile itself (docker build - < Dockerfile),
+	// with an empty context; -f does not change that, as under docker.
+	for _, args := range [][]string{{"-t", "in:3", "-"}, {"-f", filepath.Join(ctx, "Dockerfile"), "-t", "in:3", "-"}} {
+		cmd = exec.Command(e.bin, append([]string{"--root", e.root, "build", "-q"}, args...)...)
+		cmd.Stdin = strings.NewReader("FROM busybox\nRUN echo dockerfile-on-stdin > /y\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("Dockerfile on stdin (%q): %v: %s", args, err, out)
+		}
+		if got := e.must("run", "--rm", "in:3", "cat", "/y").stdout; got != "dockerfile-on-stdin\n" {
+			t.Errorf("Dockerfile on stdin (%q): got %q", args, got)
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -74,9 +76,14 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		if req.Dockerfile == "-" {
 			return nil, errors.New("the context and the Dockerfile cannot both come from stdin")
 		}
-		dir, cleanup, err := a.contextFromTar(ctx, req.Stdin)
+		dir, cleanup, dockerfileOnly, err := a.contextFromStdin(ctx, req.Stdin)
 		if err != nil {
 			return nil, err
+		}
+		if dockerfileOnly {
+			// As docker build - < Dockerfile: stdin was the Dockerfile,
+			// and the context is empty.
+			req.Dockerfile = ""
 		}
 		defer cleanup()
 		contextDir = dir
@@ -346,25 +353,47 @@ func displayPath(p string) string {
 	return p
 }
 
-// contextFromTar unpacks a context tar from r into a temp dir.
-func (a *App) contextFromTar(ctx context.Context, r io.Reader) (string, func(), error) {
+// contextFromStdin unpacks the context tar (compressed or not) that r
+// holds into a temp dir or, as docker build does when r holds no archive,
+// writes r there as the Dockerfile of an otherwise empty context
+// (dockerfileOnly).
+func (a *App) contextFromStdin(ctx context.Context, r io.Reader) (dir string, cleanup func(), dockerfileOnly bool, err error) {
 	if r == nil {
-		return "", nil, errors.New("no stdin to read the context from")
+		return "", nil, false, errors.New("no stdin to read the context from")
 	}
-	dir, err := os.MkdirTemp(filepath.Join(a.Store.Root()), "context-")
+	dir, err = os.MkdirTemp(filepath.Join(a.Store.Root()), "context-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
-	rc, err := layer.Decompress(r)
+	cleanup = func() { os.RemoveAll(dir) }
+	br := bufio.NewReaderSize(r, 64<<10)
+	if head, _ := br.Peek(512); !layer.Compressed(head) && !isTarHeader(head) {
+		// Not an archive: the Dockerfile, as docker build takes it.
+		data, err := io.ReadAll(br)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "Dockerfile"), data, 0o644)
+		}
+		if err != nil {
+			cleanup()
+			return "", nil, false, fmt.Errorf("read the Dockerfile from stdin: %w", err)
+		}
+		return dir, cleanup, true, nil
+	}
+	rc, err := layer.Decompress(br)
 	if err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("read context from stdin: %w", err)
+		return "", nil, false, fmt.Errorf("read context from stdin: %w", err)
 	}
 	defer rc.Close()
 	if err := layer.Unpack(ctx, rc, dir, layer.UnpackOptions{NoSameOwner: true}); err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("read context from stdin: %w", err)
+		return "", nil, false, fmt.Errorf("read context from stdin: %w", err)
 	}
-	return dir, cleanup, nil
+	return dir, cleanup, false, nil
+}
+
+// isTarHeader reports whether head starts with a tar header block.
+func isTarHeader(head []byte) bool {
+	_, err := tar.NewReader(bytes.NewReader(head)).Next()
+	return err == nil
 }
