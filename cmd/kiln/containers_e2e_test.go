@@ -708,6 +708,51 @@ func TestRunProcessKnobs(t *testing.T) {
 	})
 }
 
+// TestManagementCommands checks docker's grouped commands (container ls,
+// image rm, system df, ...) and the prunes: stopped containers go, a
+// running one stays; user networks no container names go; image prune -a
+// untags images no container uses and keeps the ones that one does.
+func TestManagementCommands(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "--name", "stopped", "busybox", "true")
+	e.must("create", "--name", "created", "busybox", "true")
+	e.must("run", "-d", "--name", "running", "busybox", "sleep", "60")
+	e.must("network", "create", "unusednet")
+	e.must("network", "create", "namednet")
+	t.Cleanup(func() { e.kiln("network", "rm", "namednet"); e.kiln("network", "rm", "unusednet") })
+	e.must("create", "--name", "onnet", "--network", "namednet", "busybox", "true")
+	if r := e.must("container", "ls", "-a"); strings.Count(r.stdout, "\n") != 5 {
+		t.Errorf("container ls -a:\n%s", r.stdout)
+	}
+	e.must("container", "rm", "onnet")
+	if r := e.must("network", "prune", "-f"); r.stdout != "Deleted Networks:\nnamednet\nunusednet\n\n" {
+		t.Errorf("network prune: %q", r.stdout)
+	}
+	r := e.must("container", "prune", "-f")
+	if !strings.HasPrefix(r.stdout, "Deleted Containers:\n") || strings.Count(r.stdout, "\n") != 4 {
+		t.Errorf("container prune: %q", r.stdout)
+	}
+	if r := e.must("container", "list", "-a", "-q"); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("left after container prune: %q", r.stdout)
+	}
+	ctx := writeCtx(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo unused > /u\n"})
+	e.must("build", "-q", "-t", "unused:1", ctx)
+	e.must("tag", "busybox", "busybox:kept")
+	if r := e.must("image", "prune", "-a", "-f"); !strings.Contains(r.stdout, "untagged: unused:1\n") || strings.Contains(r.stdout, "busybox") {
+		t.Errorf("image prune -a: %q", r.stdout)
+	}
+	if r := e.must("image", "ls"); strings.Contains(r.stdout, "unused") || !strings.Contains(r.stdout, "kept") {
+		t.Errorf("image ls after prune -a:\n%s", r.stdout)
+	}
+	e.must("image", "rm", "busybox:kept")
+	e.must("system", "df")
+	e.must("builder", "prune", "-f")
+	e.must("system", "prune", "-f")
+	if r := e.must("ps", "-q"); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("system prune touched the running container: %q", r.stdout)
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/cmd/internal/app"
 	"github.com/kiln-build/kiln/executor/network"
 )
 
@@ -134,7 +136,20 @@ func (c *cli) networkCommand() *cobra.Command {
 			return enc.Encode(out)
 		},
 	}
-	cmd.AddCommand(create, ls, rm, inspect)
+	prune := &cobra.Command{
+		Use:   "prune [OPTIONS]",
+		Short: "Remove the user networks no container names",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				nets, err := a.PruneNetworks(ctx)
+				c.printList("Deleted Networks:", nets)
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(create, ls, rm, inspect, prune)
+	forceFlag(cmd.Commands())
 	return cmd
 }
 

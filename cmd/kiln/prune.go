@@ -24,7 +24,6 @@ uses. --all also drops every cache entry; --keep-storage drops the least
 recently used entries until the store is at most that big.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			opts := cache.PruneOptions{All: all}
 			if keep != "" {
 				n, err := parseSize(keep)
@@ -33,33 +32,29 @@ recently used entries until the store is at most that big.`,
 				}
 				opts.KeepStorage = n
 			}
-			a, err := c.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			// Containers' images stay, even untagged: their snapshots are
-			// the containers' root filesystems.
-			release, err := a.LeaseContainerImages(ctx)
-			if err != nil {
-				return err
-			}
-			defer release()
-			rep, err := a.Store.Prune(ctx, opts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "Deleted %d cache entries, %d blobs, %d snapshots", rep.RemovedKeys, rep.RemovedBlobs, rep.RemovedSnapshots)
-			if rep.RemovedCacheMounts > 0 {
-				fmt.Fprintf(c.stdout, ", %d cache mounts", rep.RemovedCacheMounts)
-			}
-			fmt.Fprintf(c.stdout, "\nTotal reclaimed space: %s\n", humanSize(rep.Reclaimed))
-			return nil
+			return c.withApp(cmd, func(ctx context.Context, a *app.App) error {
+				rep, err := a.PruneStore(ctx, opts)
+				if err != nil {
+					return err
+				}
+				c.printPruneReport(rep)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "drop every cache entry and every RUN --mount=type=cache directory")
 	cmd.Flags().StringVar(&keep, "keep-storage", "", "keep at most this much (e.g. 10GB)")
+	cmd.Flags().BoolP("force", "f", false, "do not prompt (kiln never prompts)")
 	return cmd
+}
+
+// printPruneReport says what a store prune removed.
+func (c *cli) printPruneReport(rep cache.PruneReport) {
+	fmt.Fprintf(c.stdout, "Deleted %d cache entries, %d blobs, %d snapshots", rep.RemovedKeys, rep.RemovedBlobs, rep.RemovedSnapshots)
+	if rep.RemovedCacheMounts > 0 {
+		fmt.Fprintf(c.stdout, ", %d cache mounts", rep.RemovedCacheMounts)
+	}
+	fmt.Fprintf(c.stdout, "\nTotal reclaimed space: %s\n", humanSize(rep.Reclaimed))
 }
 
 func (c *cli) dfCommand() *cobra.Command {

@@ -74,6 +74,10 @@ with its bundled container runtime.`,
 		c.loginCommand(),
 		c.logoutCommand(),
 		c.versionCommand(),
+		c.containerCommand(),
+		c.imageCommand(),
+		c.builderCommand(),
+		c.systemCommand(),
 	)
 	return cmd
 }
