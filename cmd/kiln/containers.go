@@ -272,8 +272,19 @@ func (c *cli) renameCommand() *cobra.Command {
 	}
 }
 
+// containerRow is a container as docker ps --format sees it.
+type containerRow struct {
+	ID, Image, Command, CreatedAt, RunningFor, Ports, Status, Names, Labels, Mounts, Networks, State string
+}
+
+// containerHeaders are docker's table headers of containerRow's fields.
+func containerHeaders() map[string]string {
+	return map[string]string{"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED"}
+}
+
 func (c *cli) psCommand() *cobra.Command {
 	var all, quiet, noTrunc bool
+	var format string
 	var filters []string
 	cmd := &cobra.Command{
 		Use:     "ps [OPTIONS]",
@@ -295,10 +306,11 @@ func (c *cli) psCommand() *cobra.Command {
 				return asKilnError(err)
 			}
 			var tw *tabwriter.Writer
-			if !quiet {
+			if !quiet && format == "" {
 				tw = tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
 				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 			}
+			var rows []any
 			now := time.Now()
 			for _, r := range list {
 				if !all && !r.Running() && len(filters) == 0 {
@@ -319,8 +331,15 @@ func (c *cli) psCommand() *cobra.Command {
 				if !noTrunc && len(command) > 22 {
 					command = command[:19] + "…\""
 				}
+				if format != "" {
+					rows = append(rows, psRow(r, id, command, now))
+					continue
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\t%s\t%s\n", id, r.Config.Image, command,
 					humanDuration(now.Sub(r.Config.Created)), statusString(r, now), portsString(r), r.Config.Name)
+			}
+			if format != "" && !quiet {
+				return c.writeFormatted(format, containerHeaders(), rows)
 			}
 			if tw != nil {
 				return tw.Flush()
@@ -328,6 +347,7 @@ func (c *cli) psCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "", "Go template over each container, as docker's (e.g. '{{.Names}} {{.Status}}'; table, json)")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all containers (default shows running ones)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
@@ -645,4 +665,26 @@ func (c *cli) topCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// psRow is r as a docker ps --format row; id and command as ps shows them.
+func psRow(r *containers.Record, id, command string, now time.Time) containerRow {
+	row := containerRow{ID: id, Image: r.Config.Image, Command: command, CreatedAt: r.Config.Created.Format("2006-01-02 15:04:05 -0700 MST"),
+		RunningFor: humanDuration(now.Sub(r.Config.Created)) + " ago", Ports: portsString(r), Status: statusString(r, now),
+		Names: r.Config.Name, Networks: r.Config.Network, State: string(r.State.Status)}
+	keys := make([]string, 0, len(r.Config.Labels))
+	for k := range r.Config.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + r.Config.Labels[k]
+	}
+	row.Labels = strings.Join(keys, ",")
+	var mounts []string
+	for _, m := range r.Config.Mounts {
+		mounts = append(mounts, m.Target)
+	}
+	row.Mounts = strings.Join(mounts, ",")
+	return row
 }

@@ -753,6 +753,31 @@ func TestManagementCommands(t *testing.T) {
 	}
 }
 
+// TestFormatFlags checks docker's --format templates on inspect, ps,
+// images and info, as scripts use them.
+func TestFormatFlags(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "fmt", "-l", "team=kiln", "busybox", "sleep", "60")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}} {{.Config.Image}}", "fmt"}, "running true /fmt busybox\n"},
+		{[]string{"inspect", "--format", "{{index .RepoTags 0}} {{.Os}}", "busybox"}, "busybox:latest linux\n"},
+		{[]string{"ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"}, "fmt running team=kiln\n"},
+		{[]string{"ps", "--format", "table {{.Names}}\t{{.Image}}"}, "NAMES   IMAGE\nfmt     busybox\n"},
+		{[]string{"images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"}, "busybox:latest\n"},
+		{[]string{"info", "--format", "{{.ContainersRunning}} {{.OSType}}"}, "1 linux\n"},
+	} {
+		if r := e.must(tc.args...); r.stdout != tc.want {
+			t.Errorf("%q: %q, want %q", tc.args, r.stdout, tc.want)
+		}
+	}
+	if r := e.kiln("ps", "--format", "{{.Nope"); r.code == 0 {
+		t.Errorf("a broken template: exit 0")
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

@@ -55,8 +55,19 @@ func humanAgo(t time.Time) string {
 	}
 }
 
+// imageRow is an image as docker images --format sees it.
+type imageRow struct {
+	ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size string
+}
+
+// imageHeaders are docker's table headers of imageRow's fields.
+func imageHeaders() map[string]string {
+	return map[string]string{"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT"}
+}
+
 func (c *cli) imagesCommand() *cobra.Command {
 	var quiet bool
+	var format string
 	cmd := &cobra.Command{
 		Use:     "images [REPOSITORY[:TAG]]",
 		Aliases: []string{"image ls"},
@@ -74,9 +85,10 @@ func (c *cli) imagesCommand() *cobra.Command {
 				}
 				sort.Strings(keys)
 				tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
-				if !quiet {
+				if !quiet && format == "" {
 					fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 				}
+				var rows []any
 				for _, n := range keys {
 					img, err := exporter.Read(ctx, a.Store, names[n])
 					if err != nil {
@@ -96,13 +108,22 @@ func (c *cli) imagesCommand() *cobra.Command {
 					for _, l := range img.Chain {
 						size += l.Size
 					}
+					if format != "" {
+						rows = append(rows, imageRow{ID: shortID(string(img.ID)), Repository: repo, Tag: tag, Digest: string(img.ManifestDigest),
+							CreatedSince: humanAgo(img.Config.Created.Time), CreatedAt: img.Config.Created.Time.Format("2006-01-02 15:04:05 -0700 MST"), Size: humanSize(size)})
+						continue
+					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, shortID(string(img.ID)), humanAgo(img.Config.Created.Time), humanSize(size))
+				}
+				if format != "" && !quiet {
+					return c.writeFormatted(format, imageHeaders(), rows)
 				}
 				return tw.Flush()
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	cmd.Flags().StringVar(&format, "format", "", "Go template over each image, as docker's (e.g. '{{.Repository}}:{{.Tag}}'; table, json)")
 	return cmd
 }
 
@@ -222,7 +243,8 @@ type inspectOutput struct {
 }
 
 func (c *cli) inspectCommand() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "inspect CONTAINER|IMAGE [CONTAINER|IMAGE...]",
 		Short: "Show containers' or images' details as JSON",
 		Args:  cobra.MinimumNArgs(1),
@@ -265,12 +287,17 @@ func (c *cli) inspectCommand() *cobra.Command {
 					sort.Strings(o.RepoTags)
 					out = append(out, o)
 				}
+				if format != "" {
+					return c.writeFormatted(format, nil, out)
+				}
 				enc := json.NewEncoder(c.stdout)
 				enc.SetIndent("", "    ")
 				return enc.Encode(out)
 			})
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "Go template over each object, as docker's (e.g. '{{.State.Status}}')")
+	return cmd
 }
 
 func (c *cli) historyCommand() *cobra.Command {

@@ -112,7 +112,7 @@ func (c *cli) systemCommand() *cobra.Command {
 	}
 	prune.Flags().BoolVarP(&all, "all", "a", false, "also remove image names no container uses, and every build cache entry")
 	prune.Flags().BoolVar(&volumes, "volumes", false, "also remove the volumes no container uses")
-	cmd.AddCommand(renamed(c.dfCommand(), "df"), prune)
+	cmd.AddCommand(renamed(c.dfCommand(), "df"), c.infoCommand(), prune)
 	forceFlag(cmd.Commands())
 	return cmd
 }
