@@ -138,3 +138,45 @@ func TestDeviceProgramRefusesBadRules(t *testing.T) {
 		t.Errorf("the program does not end refusing: %+v", prog[len(prog)-2:])
 	}
 }
+
+// TestDeviceCgroupRemovesStale checks that a build cgroup left by a kiln
+// process that is gone (killed before it could remove it) is removed by
+// the next one, and one of a live process is left alone.
+func TestDeviceCgroupRemovesStale(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: makes cgroups")
+	}
+	mounts, err := findCgroupMounts()
+	if err != nil || mounts.v2 == "" {
+		t.Skip("no cgroup v2 hierarchy mounted")
+	}
+	own, err := ownCgroupV2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := filepath.Join(mounts.v2, own)
+	// A pid that is not running: a child that has exited and been reaped.
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(parent, fmt.Sprintf("%s%d-test", deviceCgroupPrefix, cmd.Process.Pid))
+	live := filepath.Join(parent, fmt.Sprintf("%s%d-test", deviceCgroupPrefix, os.Getppid()))
+	for _, d := range []string{stale, live} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { os.Remove(stale); os.Remove(live) })
+	var d deviceCgroup
+	if d.get() < 0 {
+		t.Fatalf("no build cgroup: %v", d.failed)
+	}
+	d.close()
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("the stale cgroup %s is still there", stale)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the cgroup of a live process went: %v", err)
+	}
+}
