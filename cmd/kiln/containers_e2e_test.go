@@ -768,6 +768,8 @@ func TestFormatFlags(t *testing.T) {
 		{[]string{"ps", "--format", "table {{.Names}}\t{{.Image}}"}, "NAMES   IMAGE\nfmt     busybox\n"},
 		{[]string{"images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"}, "busybox:latest\n"},
 		{[]string{"info", "--format", "{{.ContainersRunning}} {{.OSType}}"}, "1 linux\n"},
+		{[]string{"network", "ls", "--format", "{{.Name}}"}, "bridge\nhost\nnone\n"},
+		{[]string{"volume", "ls", "--format", "{{.Name}} {{.Driver}}"}, ""},
 	} {
 		if r := e.must(tc.args...); r.stdout != tc.want {
 			t.Errorf("%q: %q, want %q", tc.args, r.stdout, tc.want)

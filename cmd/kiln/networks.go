@@ -47,6 +47,7 @@ func (c *cli) networkCommand() *cobra.Command {
 	create.Flags().StringVar(&subnet, "subnet", "", "subnet in CIDR form (default: a free private /24)")
 	create.Flags().StringP("driver", "d", "bridge", "driver (only bridge)")
 	var quiet bool
+	var format string
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -67,6 +68,13 @@ func (c *cli) networkCommand() *cobra.Command {
 				}
 				return nil
 			}
+			if format != "" {
+				rows := make([]any, len(nets))
+				for i, n := range nets {
+					rows[i] = map[string]string{"ID": shortNetID(n.ID), "Name": n.Name, "Driver": n.Driver, "Scope": "local", "Subnet": prefixString(n)}
+				}
+				return c.writeFormatted(format, map[string]string{"ID": "NETWORK ID"}, rows)
+			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "NETWORK ID\tNAME\tDRIVER\tSUBNET")
 			for _, n := range nets {
@@ -80,6 +88,7 @@ func (c *cli) networkCommand() *cobra.Command {
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
+	ls.Flags().StringVar(&format, "format", "", "Go template over each network, as docker's (e.g. '{{.Name}}'; table, json)")
 	rm := &cobra.Command{
 		Use:     "rm NETWORK [NETWORK...]",
 		Aliases: []string{"remove"},

@@ -47,6 +47,7 @@ func (c *cli) volumeCommand() *cobra.Command {
 	}
 	create.Flags().StringArrayVar(&labels, "label", nil, "set a label KEY=VALUE")
 	var quiet bool
+	var format string
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -68,6 +69,13 @@ func (c *cli) volumeCommand() *cobra.Command {
 				}
 				return nil
 			}
+			if format != "" {
+				rows := make([]any, len(vols))
+				for i, v := range vols {
+					rows[i] = map[string]string{"Name": v.Name, "Driver": v.Driver, "Mountpoint": v.Mountpoint, "Scope": "local"}
+				}
+				return c.writeFormatted(format, map[string]string{"Name": "VOLUME NAME"}, rows)
+			}
 			tw := tabwriter.NewWriter(c.stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "DRIVER\tVOLUME NAME")
 			for _, v := range vols {
@@ -77,6 +85,7 @@ func (c *cli) volumeCommand() *cobra.Command {
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show names")
+	ls.Flags().StringVar(&format, "format", "", "Go template over each volume, as docker's (e.g. '{{.Name}}'; table, json)")
 	inspect := &cobra.Command{
 		Use:   "inspect VOLUME [VOLUME...]",
 		Short: "Show volumes' details as JSON",
