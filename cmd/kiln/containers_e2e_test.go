@@ -780,6 +780,29 @@ func TestFormatFlags(t *testing.T) {
 	}
 }
 
+// TestStats checks kiln stats --no-stream: a busy container uses CPU, a
+// sleeping one about none, the memory limit shows, and --format works.
+func TestStats(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while :; do :; done")
+	e.must("run", "-d", "--name", "idle", "busybox", "sleep", "60")
+	r := e.must("stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", "busy", "idle")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stats: %q", r.stdout)
+	}
+	var busyCPU, idleCPU float64
+	var busyMem, idleMem, busyPids string
+	fmt.Sscanf(strings.Replace(lines[0], "%", "", 1), "busy %f %s / 64MiB %s", &busyCPU, &busyMem, &busyPids)
+	fmt.Sscanf(strings.Replace(lines[1], "%", "", 1), "idle %f %s", &idleCPU, &idleMem)
+	if busyCPU < 20 || idleCPU > 20 || busyPids != "1" || !strings.Contains(lines[0], "/ 64MiB ") {
+		t.Errorf("stats: %q (busy %.1f%% %s pids %s, idle %.1f%%)", r.stdout, busyCPU, busyMem, busyPids, idleCPU)
+	}
+	if r := e.must("stats", "--no-stream"); !strings.HasPrefix(r.stdout, "CONTAINER ID   NAME   CPU %") || strings.Count(r.stdout, "\n") != 3 {
+		t.Errorf("stats table:\n%s", r.stdout)
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

@@ -48,3 +48,11 @@ func TestFormatter(t *testing.T) {
 		t.Error("a broken template parsed")
 	}
 }
+
+func TestBinarySize(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0B", 1023: "1023B", 1024: "1KiB", 1929380: "1.84MiB", 64 << 20: "64MiB", 25 << 30: "25GiB"} {
+		if got := binarySize(n); got != want {
+			t.Errorf("binarySize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -2,10 +2,15 @@ package containers
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroupRoot is where the cgroup filesystems are mounted.
@@ -56,4 +61,143 @@ func isBusy(err error) bool {
 		return pe.Err.Error() == "device or resource busy"
 	}
 	return false
+}
+
+// Stats are a container's resource figures, as docker stats shows them.
+type Stats struct {
+	// CPUNanos is the CPU time its processes used so far.
+	CPUNanos uint64
+	// MemUsage is the memory it uses, less the inactive page cache (as
+	// docker counts it); MemLimit its limit, or the host's memory.
+	MemUsage, MemLimit uint64
+	PIDs               uint64
+	// NetRx and NetTx are the bytes its network interfaces (not lo)
+	// received and sent; BlockRead and BlockWrite the bytes it read from
+	// and wrote to block devices.
+	NetRx, NetTx          uint64
+	BlockRead, BlockWrite uint64
+}
+
+// ReadStats reads the figures of container id, whose PID 1 is pid (host
+// PID), from its cgroup (v2, or the v1 hierarchies) and network namespace.
+// A figure the host does not keep stays 0.
+func ReadStats(id string, pid int) (Stats, error) {
+	var st Stats
+	rel := CgroupPath(id)
+	v2 := filepath.Join(cgroupRoot, rel)
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		if _, err := os.Stat(v2); err != nil {
+			return st, fmt.Errorf("stats of %s: %w", ShortID(id), err)
+		}
+		st.CPUNanos = statField(filepath.Join(v2, "cpu.stat"), "usage_usec") * 1000
+		st.MemUsage = sub(readUint(filepath.Join(v2, "memory.current")), statField(filepath.Join(v2, "memory.stat"), "inactive_file"))
+		st.MemLimit = readUint(filepath.Join(v2, "memory.max"))
+		st.PIDs = readUint(filepath.Join(v2, "pids.current"))
+		st.BlockRead, st.BlockWrite = ioStat(filepath.Join(v2, "io.stat"))
+	} else {
+		mem := filepath.Join(cgroupRoot, "memory", rel)
+		if _, err := os.Stat(mem); err != nil {
+			return st, fmt.Errorf("stats of %s: %w", ShortID(id), err)
+		}
+		st.CPUNanos = readUint(filepath.Join(cgroupRoot, "cpuacct", rel, "cpuacct.usage"))
+		st.MemUsage = sub(readUint(filepath.Join(mem, "memory.usage_in_bytes")), statField(filepath.Join(mem, "memory.stat"), "total_inactive_file"))
+		st.MemLimit = readUint(filepath.Join(mem, "memory.limit_in_bytes"))
+		st.PIDs = readUint(filepath.Join(cgroupRoot, "pids", rel, "pids.current"))
+		st.BlockRead, st.BlockWrite = blkioStat(filepath.Join(cgroupRoot, "blkio", rel, "blkio.throttle.io_service_bytes"))
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		if host := uint64(si.Totalram) * uint64(si.Unit); st.MemLimit == 0 || st.MemLimit > host {
+			st.MemLimit = host
+		}
+	}
+	st.NetRx, st.NetTx = netDev(fmt.Sprintf("/proc/%d/net/dev", pid))
+	return st, nil
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// readUint reads a file holding one number ("max" and errors give 0).
+func readUint(p string) uint64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+// statField reads the value of key in a "key value" lines file.
+func statField(p, key string) uint64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// ioStat sums rbytes and wbytes over the devices of a v2 io.stat.
+func ioStat(p string) (read, write uint64) {
+	b, _ := os.ReadFile(p)
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "rbytes="); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			read += n
+		} else if v, ok := strings.CutPrefix(f, "wbytes="); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			write += n
+		}
+	}
+	return read, write
+}
+
+// blkioStat sums the Read and Write lines of a v1
+// blkio.throttle.io_service_bytes.
+func blkioStat(p string) (read, write uint64) {
+	b, _ := os.ReadFile(p)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[2], 10, 64)
+		switch f[1] {
+		case "Read":
+			read += n
+		case "Write":
+			write += n
+		}
+	}
+	return read, write
+}
+
+// netDev sums the received and sent bytes of the interfaces in a
+// /proc/PID/net/dev, lo left out.
+func netDev(p string) (rx, tx uint64) {
+	b, _ := os.ReadFile(p)
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) == "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 9 {
+			continue
+		}
+		r, _ := strconv.ParseUint(f[0], 10, 64)
+		t, _ := strconv.ParseUint(f[8], 10, 64)
+		rx, tx = rx+r, tx+t
+	}
+	return rx, tx
 }

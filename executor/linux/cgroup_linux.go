@@ -23,8 +23,9 @@ import (
 const cpuPeriod = 100000
 
 // v1Controllers are the cgroup v1 hierarchies a container gets a cgroup in
-// (cpuset only when it asks for CPUs or memory nodes).
-var v1Controllers = []string{"memory", "cpu", "pids", "freezer", "devices", "cpuset"}
+// (cpuset only when it asks for CPUs or memory nodes; cpuacct and blkio for
+// kiln stats).
+var v1Controllers = []string{"memory", "cpu", "pids", "freezer", "devices", "cpuset", "cpuacct", "blkio"}
 
 // cgroup is a container's cgroup: one directory on cgroup v2, one per
 // controller on v1.
