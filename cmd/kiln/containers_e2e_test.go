@@ -803,6 +803,34 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// TestUpdate checks kiln update: the limits of a running container
+// change in its cgroup and stay for its next run; docker's refusals hold.
+func TestUpdate(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "upd", "-m", "64m", "busybox", "sleep", "60")
+	if r := e.must("update", "-m", "128m", "--pids-limit", "50", "upd"); r.stdout != "upd\n" {
+		t.Errorf("update said %q", r.stdout)
+	}
+	script := "cd /sys/fs/cgroup; if [ -e memory.max ]; then cat memory.max pids.max; else cat memory/memory.limit_in_bytes pids/pids.max; fi"
+	if r := e.must("exec", "upd", "sh", "-c", script); r.stdout != "134217728\n50\n" {
+		t.Errorf("limits after update: %q", r.stdout)
+	}
+	e.must("update", "-m", "32m", "upd") // shrinking works too
+	e.must("restart", "-t", "0", "upd")
+	if r := e.must("exec", "upd", "sh", "-c", script); r.stdout != "33554432\n50\n" {
+		t.Errorf("limits after a restart: %q", r.stdout)
+	}
+	if r := e.must("inspect", "-f", "{{.HostConfig.Memory}}", "upd"); r.stdout != "33554432\n" {
+		t.Errorf("inspect after update: %q", r.stdout)
+	}
+	e.must("update", "--cpus", "0.5", "upd")
+	for _, args := range [][]string{{"--cpu-quota", "20000", "upd"}, {"--memory-swap", "16m", "upd"}, {"-m", "64m", "no-such-container"}} {
+		if r := e.kiln(append([]string{"update"}, args...)...); r.code == 0 {
+			t.Errorf("update %q: exit 0", args)
+		}
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

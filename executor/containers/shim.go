@@ -462,6 +462,10 @@ func (sh *shim) joinedPid(ctx context.Context, id, what string) (int, error) {
 // startRun starts one run of the container. c, when not nil, is the
 // client that asked to attach; it receives output from the first byte.
 func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
+	// kiln update may have changed the limits since the shim started.
+	if r, err := sh.s.Load(sh.cfg.ID); err == nil {
+		sh.cfg.Resources = r.Config.Resources
+	}
 	spec := sh.spec()
 	if id := sh.cfg.PIDContainer; id != "" {
 		pid, err := sh.joinedPid(ctx, id, "PID namespace")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -216,6 +217,12 @@ func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 			return err
 		}
 	}
+	return setLimitsV2(dir, r)
+}
+
+// setLimitsV2 writes the limits of r into the v2 cgroup dir; zero fields
+// are left as they are.
+func setLimitsV2(dir string, r *executor.Resources) error {
 	if r.Memory > 0 {
 		if err := writeLimit(dir, "memory.max", strconv.FormatInt(r.Memory, 10), "memory"); err != nil {
 			return err
@@ -290,35 +297,55 @@ func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Res
 		}
 		cg.dirs[c] = dir
 	}
-	if d := cg.dirs["memory"]; r.Memory > 0 {
-		v := strconv.FormatInt(r.Memory, 10)
-		if err := writeLimit(d, "memory.limit_in_bytes", v, "memory"); err != nil {
-			return err
-		}
-		// Memory plus swap, where swap accounting is on: docker's
-		// --memory-swap, twice the memory by default.
-		if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
-			if err := writeLimit(d, "memory.memsw.limit_in_bytes", strconv.FormatInt(memorySwap(r), 10), "memory"); err != nil {
+	return setLimitsV1(cg.dirs, r)
+}
+
+// setLimitsV1 writes the limits of r into the v1 cgroup dirs (by
+// controller); zero fields are left as they are.
+func setLimitsV1(dirs map[string]string, r *executor.Resources) error {
+	if d := dirs["memory"]; r.Memory > 0 {
+		limit := strconv.FormatInt(r.Memory, 10)
+		memsw := filepath.Join(d, "memory.memsw.limit_in_bytes")
+		if _, err := os.Stat(memsw); err != nil {
+			// No swap accounting.
+			if err := writeLimit(d, "memory.limit_in_bytes", limit, "memory"); err != nil {
 				return err
+			}
+		} else {
+			// Memory plus swap: docker's --memory-swap, twice the memory
+			// by default. The limit may not pass memory plus swap, so
+			// when it grows past the current one, that goes first.
+			files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+			vals := []string{limit, strconv.FormatInt(memorySwap(r), 10)}
+			if b, _ := os.ReadFile(memsw); strings.TrimSpace(string(b)) != "" {
+				if cur, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && cur < r.Memory {
+					slices.Reverse(files)
+					slices.Reverse(vals)
+				}
+			}
+			for i := range files {
+				if err := writeLimit(d, files[i], vals[i], "memory"); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	if d := cg.dirs["memory"]; r.MemoryReservation > 0 {
+	if d := dirs["memory"]; r.MemoryReservation > 0 {
 		if err := writeLimit(d, "memory.soft_limit_in_bytes", strconv.FormatInt(r.MemoryReservation, 10), "memory"); err != nil {
 			return err
 		}
 	}
-	if d := cg.dirs["memory"]; r.MemorySwappiness != nil {
+	if d := dirs["memory"]; r.MemorySwappiness != nil {
 		if err := writeLimit(d, "memory.swappiness", strconv.FormatInt(*r.MemorySwappiness, 10), "memory"); err != nil {
 			return err
 		}
 	}
-	if d := cg.dirs["memory"]; r.OomKillDisable {
+	if d := dirs["memory"]; r.OomKillDisable {
 		if err := writeLimit(d, "memory.oom_control", "1", "memory"); err != nil {
 			return err
 		}
 	}
-	if d := cg.dirs["cpu"]; cpuLimited(r) {
+	if d := dirs["cpu"]; cpuLimited(r) {
 		if r.CPUShares > 0 {
 			if err := writeLimit(d, "cpu.shares", strconv.FormatInt(r.CPUShares, 10), "cpu"); err != nil {
 				return err
@@ -336,12 +363,12 @@ func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Res
 			}
 		}
 	}
-	if d := cg.dirs["cpuset"]; d != "" {
+	if d := dirs["cpuset"]; d != "" {
 		if err := setCpuset(d, r); err != nil {
 			return err
 		}
 	}
-	if d := cg.dirs["pids"]; r.PidsLimit > 0 {
+	if d := dirs["pids"]; r.PidsLimit > 0 {
 		if err := writeLimit(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
 			return err
 		}
@@ -561,4 +588,56 @@ func removeCgroupDir(dir string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// UpdateCgroup writes the limits of r (zero fields are left as they are)
+// into the existing cgroup at rel, a running container's CgroupPath, as
+// docker update does. On cgroup v1 a container made without a cpuset
+// cgroup gets one, its processes moved in.
+func UpdateCgroup(rel string, r executor.Resources) error {
+	if err := checkCgroupPath(rel); err != nil {
+		return err
+	}
+	mounts, err := findCgroupMounts()
+	if err != nil {
+		return fmt.Errorf("find cgroup mounts: %w", err)
+	}
+	if mounts.useV2() {
+		dir := filepath.Join(mounts.v2, filepath.FromSlash(rel))
+		if _, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("update cgroup %s: %w", rel, err)
+		}
+		return setLimitsV2(dir, &r)
+	}
+	dirs := map[string]string{}
+	for c, mnt := range mounts.v1 {
+		if d := filepath.Join(mnt, filepath.FromSlash(rel)); exists(d) {
+			dirs[c] = d
+		}
+	}
+	if dirs["memory"] == "" {
+		return fmt.Errorf("update cgroup %s: no such cgroup", rel)
+	}
+	if mnt, ok := mounts.v1["cpuset"]; ok && dirs["cpuset"] == "" && cpusetLimited(&r) {
+		if err := makeCpusetDir(mnt, rel); err != nil {
+			return err
+		}
+		dirs["cpuset"] = filepath.Join(mnt, filepath.FromSlash(rel))
+		procs, err := os.ReadFile(filepath.Join(dirs["memory"], "cgroup.procs"))
+		if err != nil {
+			return err
+		}
+		for _, pid := range strings.Fields(string(procs)) {
+			if err := os.WriteFile(filepath.Join(dirs["cpuset"], "cgroup.procs"), []byte(pid), 0); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("move %s into its cpuset cgroup: %w", pid, err)
+			}
+		}
+	}
+	return setLimitsV1(dirs, &r)
+}
+
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

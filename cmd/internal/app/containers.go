@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/containers"
+	"github.com/kiln-build/kiln/executor/linux"
 	"github.com/kiln-build/kiln/executor/network"
 	"github.com/kiln-build/kiln/exporter"
 )
@@ -977,4 +978,70 @@ func (a *App) LeaseContainerImages(ctx context.Context) (release func(), err err
 			f()
 		}
 	}, nil
+}
+
+// UpdateContainer changes the limits of container ref to the non-zero
+// fields of patch, as docker update does: in its record, for its next
+// runs, and in its cgroup when it runs. The result must pass the checks
+// docker makes (see checkResources).
+func (a *App) UpdateContainer(ctx context.Context, ref string, patch executor.Resources) error {
+	cs, err := a.Containers()
+	if err != nil {
+		return err
+	}
+	r, err := cs.Get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	res := r.Config.Resources
+	mergeResources(&res, patch)
+	if err := checkResources(res); err != nil {
+		return err
+	}
+	if r.Running() {
+		// The memory-swap default follows the memory limit.
+		apply := patch
+		if patch.Memory > 0 {
+			apply.MemorySwap = res.MemorySwap
+		}
+		if err := linux.UpdateCgroup(containers.CgroupPath(r.Config.ID), apply); err != nil {
+			return fmt.Errorf("update container %s: %w", r.Config.Name, err)
+		}
+	}
+	r.Config.Resources = res
+	return cs.SaveConfig(&r.Config)
+}
+
+// mergeResources sets the non-zero fields of patch in res.
+func mergeResources(res *executor.Resources, patch executor.Resources) {
+	if patch.Memory != 0 {
+		res.Memory = patch.Memory
+	}
+	if patch.MemorySwap != 0 {
+		res.MemorySwap = patch.MemorySwap
+	}
+	if patch.MemoryReservation != 0 {
+		res.MemoryReservation = patch.MemoryReservation
+	}
+	if patch.CPUs != 0 {
+		res.CPUs, res.CPUPeriod, res.CPUQuota = patch.CPUs, 0, 0
+	}
+	if patch.CPUShares != 0 {
+		res.CPUShares = patch.CPUShares
+	}
+	if patch.CPUPeriod != 0 {
+		res.CPUPeriod = patch.CPUPeriod
+	}
+	if patch.CPUQuota != 0 {
+		res.CPUQuota = patch.CPUQuota
+	}
+	if patch.CPUSetCPUs != "" {
+		res.CPUSetCPUs = patch.CPUSetCPUs
+	}
+	if patch.CPUSetMems != "" {
+		res.CPUSetMems = patch.CPUSetMems
+	}
+	if patch.PidsLimit != 0 {
+		res.PidsLimit = patch.PidsLimit
+	}
 }
