@@ -118,16 +118,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVar(&f.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=SRC,target=CTR[,readonly][,volume-nocopy][,tmpfs-size=S][,tmpfs-mode=M]")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host, a network name, or container:NAME to share that container's")
-	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
-	fl.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited; default twice --memory)")
-	fl.StringVar(&f.memoryRes, "memory-reservation", "", "memory soft limit")
-	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs (e.g. 1.5)")
-	fl.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight; 1024 is the default)")
-	fl.Int64Var(&f.cpuPeriod, "cpu-period", 0, "CPU CFS period in microseconds")
-	fl.Int64Var(&f.cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds")
-	fl.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-3, 0,1)")
-	fl.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes the container may use (0-3, 0,1)")
-	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
+	f.addLimitFlags(fl)
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
@@ -333,6 +324,21 @@ func parseUlimit(v string) (executor.Ulimit, error) {
 		return executor.Ulimit{}, fmt.Errorf("--ulimit %s: the soft limit %d exceeds the hard limit %d", v, soft, hard)
 	}
 	return executor.Ulimit{Resource: res, Soft: soft, Hard: hard}, nil
+}
+
+// addLimitFlags declares the cgroup limit flags (kiln run, create and
+// update).
+func (f *containerFlags) addLimitFlags(fl *pflag.FlagSet) {
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
+	fl.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited; default twice --memory)")
+	fl.StringVar(&f.memoryRes, "memory-reservation", "", "memory soft limit")
+	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs (e.g. 1.5)")
+	fl.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight; 1024 is the default)")
+	fl.Int64Var(&f.cpuPeriod, "cpu-period", 0, "CPU CFS period in microseconds")
+	fl.Int64Var(&f.cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds")
+	fl.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-3, 0,1)")
+	fl.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes the container may use (0-3, 0,1)")
+	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
 }
 
 // resources reads the cgroup limit flags.

@@ -957,11 +957,7 @@ func (a *App) ContainerImage(ctx context.Context, r *containers.Record) (*export
 // lower dirs) until release is called. Containers whose image cannot be
 // read are skipped.
 func (a *App) LeaseContainerImages(ctx context.Context) (release func(), err error) {
-	cs, err := a.Containers()
-	if err != nil {
-		return nil, err
-	}
-	list, err := cs.List(ctx)
+	list, err := a.containerList(ctx)
 	if err != nil {
 		return nil, err
 	}

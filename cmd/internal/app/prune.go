@@ -9,17 +9,23 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/executor/containers"
 	"github.com/kiln-build/kiln/executor/network"
 )
 
-// PruneContainers removes every container that is not running (created
-// or exited), as docker container prune does, and returns their IDs.
-func (a *App) PruneContainers(ctx context.Context) ([]string, error) {
+// containerList is every container of the App's store.
+func (a *App) containerList(ctx context.Context) ([]*containers.Record, error) {
 	cs, err := a.Containers()
 	if err != nil {
 		return nil, err
 	}
-	list, err := cs.List(ctx)
+	return cs.List(ctx)
+}
+
+// PruneContainers removes every container that is not running (created
+// or exited), as docker container prune does, and returns their IDs.
+func (a *App) PruneContainers(ctx context.Context) ([]string, error) {
+	list, err := a.containerList(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -41,11 +47,7 @@ func (a *App) PruneContainers(ctx context.Context) ([]string, error) {
 // PruneNetworks removes the user networks no container names (running or
 // not), as docker network prune does, and returns their names.
 func (a *App) PruneNetworks(ctx context.Context) ([]string, error) {
-	cs, err := a.Containers()
-	if err != nil {
-		return nil, err
-	}
-	list, err := cs.List(ctx)
+	list, err := a.containerList(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,11 +85,7 @@ func (a *App) PruneNetworks(ctx context.Context) ([]string, error) {
 // from, so the next PruneStore takes their data (docker image prune -a),
 // and returns the names.
 func (a *App) UntagUnusedImages(ctx context.Context) ([]string, error) {
-	cs, err := a.Containers()
-	if err != nil {
-		return nil, err
-	}
-	list, err := cs.List(ctx)
+	list, err := a.containerList(ctx)
 	if err != nil {
 		return nil, err
 	}
