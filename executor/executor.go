@@ -76,6 +76,14 @@ type Spec struct {
 	// /proc/PID/ns/pid: docker run --pid container:NAME) the container's
 	// processes are born in instead of a new one; none is PID 1 then.
 	PIDNSPath string
+	// IPCNSPath, when set, is an IPC namespace (another container's
+	// /proc/PID/ns/ipc: docker run --ipc container:NAME) the container
+	// joins instead of making one.
+	IPCNSPath string
+	// ShmDir, when set, is a host directory (a tmpfs) bound at /dev/shm
+	// instead of a new tmpfs: docker run --ipc shareable and the
+	// containers that join it.
+	ShmDir string
 	// Mounts are extra mounts inside the container, in order.
 	Mounts []Mount
 	// Resources are cgroup limits; nil means none beyond a cgroup of

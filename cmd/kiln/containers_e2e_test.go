@@ -831,6 +831,24 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
+// TestShareIPC checks --ipc shareable and --ipc container:NAME: the joiner
+// is in the donor's IPC namespace and sees its /dev/shm; a container that
+// is not shareable cannot be joined, as under docker run.
+func TestShareIPC(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "ipcdonor", "--ipc", "shareable", "busybox", "sh", "-c", "echo shared > /dev/shm/f; exec sleep 60")
+	donorNS := e.must("exec", "ipcdonor", "readlink", "/proc/self/ns/ipc").stdout
+	r := e.must("run", "--rm", "--ipc", "container:ipcdonor", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do [ -e /dev/shm/f ] && break; sleep 0.2; done; readlink /proc/self/ns/ipc; cat /dev/shm/f")
+	if r.stdout != donorNS+"shared\n" {
+		t.Errorf("joiner: %q, want the donor's namespace %q and its /dev/shm", r.stdout, donorNS)
+	}
+	if r := e.must("run", "--rm", "busybox", "sh", "-c", "readlink /proc/self/ns/ipc; ls /dev/shm | wc -l"); r.stdout == donorNS+"1\n" || !strings.HasSuffix(r.stdout, "\n0\n") {
+		t.Errorf("a private container: %q", r.stdout)
+	}
+	e.must("run", "-d", "--name", "ipcprivate", "busybox", "sleep", "60")
+	e.refuses([]string{"run", "--rm"}, [][]string{{"--ipc", "container:ipcprivate"}, {"--ipc", "container:no-such"}, {"--ipc", "bogus"}})
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

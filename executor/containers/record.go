@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -149,6 +150,10 @@ type Config struct {
 	// PIDContainer is the ID of the container whose PID namespace this
 	// one shares (--pid container:NAME).
 	PIDContainer string `json:"PidContainer,omitempty"`
+	// IpcMode is "shareable" (others may join its IPC namespace and
+	// /dev/shm) or container:ID (it joins that one's); "" is private, and
+	// --ipc host is RunOptions.HostIPC.
+	IpcMode string `json:"IpcMode,omitempty"`
 	// RunOptions are --shm-size, --ulimit, --group-add, --pid, --ipc,
 	// --uts, --device, --privileged and the --dns flags.
 	executor.RunOptions
@@ -463,6 +468,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// A shareable container's /dev/shm, left mounted by a killed shim.
+	_ = unix.Unmount(filepath.Join(r.Dir, shmDirName), unix.MNT_DETACH)
 	// Rename first, so a half-removed container is never listed.
 	trash := filepath.Join(s.containersDir(), ".rm-"+id)
 	if err := os.Rename(r.Dir, trash); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -181,6 +183,10 @@ func (sh *shim) loop(ctx context.Context) {
 			if code == 0 {
 				code = 255
 			}
+		}
+		if sh.cfg.IpcMode == "shareable" {
+			// Joiners keep their own mounts of it.
+			_ = unix.Unmount(filepath.Join(sh.dir, shmDirName), unix.MNT_DETACH)
 		}
 		sh.mu.Lock()
 		if sh.cancel != nil {
@@ -446,6 +452,48 @@ func (sh *shim) joinNetwork(ctx context.Context, spec *executor.Spec) error {
 	return nil
 }
 
+// shmDirName is the directory in a shareable container's directory where
+// its /dev/shm tmpfs is mounted while it runs, for the containers that
+// join its IPC namespace.
+const shmDirName = "shm"
+
+// shareIPC points spec at the IPC namespace and /dev/shm the container
+// shares: its own /dev/shm on the host side (--ipc shareable), or the
+// namespace and /dev/shm of the shareable container it joins.
+func (sh *shim) shareIPC(ctx context.Context, spec *executor.Spec) error {
+	switch id, joins := strings.CutPrefix(sh.cfg.IpcMode, "container:"); {
+	case sh.cfg.IpcMode == "shareable":
+		dir := filepath.Join(sh.dir, shmDirName)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("shareable /dev/shm: %w", err)
+		}
+		size := sh.cfg.ShmSize
+		if size <= 0 {
+			size = 64 << 20
+		}
+		_ = unix.Unmount(dir, unix.MNT_DETACH) // one a killed shim left
+		if err := unix.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", size)); err != nil {
+			return fmt.Errorf("shareable /dev/shm: %w", err)
+		}
+		spec.ShmDir = dir
+	case joins:
+		r, err := sh.s.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("join the IPC namespace of container %s: %w", ShortID(id), err)
+		}
+		if r.Config.IpcMode != "shareable" {
+			return fmt.Errorf("cannot join IPC of container %s: non-shareable IPC (hint: use --ipc shareable for the donor container)", ShortID(id))
+		}
+		pid, err := sh.joinedPid(ctx, id, "IPC namespace")
+		if err != nil {
+			return err
+		}
+		spec.IPCNSPath = fmt.Sprintf("/proc/%d/ns/ipc", pid)
+		spec.ShmDir = filepath.Join(r.Dir, shmDirName)
+	}
+	return nil
+}
+
 // joinedPid is the host PID of the PID 1 of the running container id,
 // whose namespace (what) this one joins.
 func (sh *shim) joinedPid(ctx context.Context, id, what string) (int, error) {
@@ -473,6 +521,9 @@ func (sh *shim) startRun(ctx context.Context, c *client) (err error) {
 			return err
 		}
 		spec.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", pid)
+	}
+	if err := sh.shareIPC(ctx, &spec); err != nil {
+		return err
 	}
 	switch {
 	case sh.cfg.Network == network.Host:

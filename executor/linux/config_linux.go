@@ -58,6 +58,8 @@ type initConfig struct {
 	// so the root filesystem and /dev need not be nodev, and /dev gets
 	// nodes of its own instead of the host's bound in.
 	DevicesFiltered bool `json:"devicesFiltered,omitempty"`
+	// ShmDir is Spec.ShmDir.
+	ShmDir string `json:"shmDir,omitempty"`
 	// DisableIPv6 (Spec.DisableIPv6) applies to a new or joined network.
 	DisableIPv6 bool `json:"disableIPv6,omitempty"`
 	// Init keeps the init as PID 1 (Spec.Init); it listens for signal

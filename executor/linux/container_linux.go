@@ -528,7 +528,7 @@ func maskPaths() error {
 type hostDev struct {
 	nodes map[string]int    // the standard nodes, bound in (nil: made)
 	all   []hostDevice      // privileged: every host device, made
-	binds []executor.Device // Spec.Devices, and /dev/shm with HostIPC
+	binds []executor.Device // Spec.Devices, and /dev/shm with HostIPC or ShmDir
 	fds   []int             // the opened nodes of binds
 }
 
@@ -547,15 +547,19 @@ func openHostDev(cfg *initConfig) (hostDev, error) {
 		return d, err
 	}
 	d.binds = cfg.Devices
+	shm := cfg.ShmDir
 	if cfg.HostIPC {
 		// The host's /dev/shm replaces the container's, as under
 		// docker run --ipc host.
-		fd, err := unix.OpenTree(unix.AT_FDCWD, "/dev/shm", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		shm = "/dev/shm"
+	}
+	if shm != "" {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, shm, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 		if err != nil {
 			closeFDs(d.fds)
-			return d, fmt.Errorf("open the host's /dev/shm: %w", err)
+			return d, fmt.Errorf("open the shared /dev/shm %s: %w", shm, err)
 		}
-		d.binds = append(slices.Clone(d.binds), executor.Device{HostPath: "/dev/shm", ContainerPath: "/dev/shm"})
+		d.binds = append(slices.Clone(d.binds), executor.Device{HostPath: shm, ContainerPath: "/dev/shm"})
 		d.fds = append(d.fds, fd)
 	}
 	return d, nil

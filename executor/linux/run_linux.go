@@ -66,6 +66,8 @@ func checkSpec(spec executor.Spec) error {
 		return errors.New("run container: the root filesystem needs an upper and a work dir")
 	case spec.PIDNSPath != "" && spec.HostPID:
 		return errors.New("run container: HostPID and PIDNSPath cannot be used together")
+	case (spec.IPCNSPath != "" || spec.ShmDir != "") && spec.HostIPC:
+		return errors.New("run container: HostIPC cannot be used with IPCNSPath or ShmDir")
 	case spec.Resources != nil && *spec.Resources != (executor.Resources{}) && spec.CgroupPath == "":
 		return errors.New("run container: resource limits need a cgroup path")
 	}
@@ -82,7 +84,7 @@ func checkSpec(spec executor.Spec) error {
 	if len(spec.Sysctls) > 0 {
 		ownNet := ownNetwork(spec)
 		for name, value := range spec.Sysctls {
-			if err := executor.CheckSysctl(name, value, ownNet, !spec.HostIPC); err != nil {
+			if err := executor.CheckSysctl(name, value, ownNet, !spec.HostIPC && spec.IPCNSPath == ""); err != nil {
 				return fmt.Errorf("run container: %w", err)
 			}
 		}

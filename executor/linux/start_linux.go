@@ -114,6 +114,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		JoinedNetwork: spec.NetNSPath != "",
 		Init:          spec.Init,
 		RunOptions:    spec.RunOptions,
+		ShmDir:        spec.ShmDir,
 		DisableIPv6:   spec.DisableIPv6,
 	}
 	if cfg.Hostname == "" {
@@ -205,7 +206,7 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 	configured := false
 	// A container from Start never does: it may get Exec'd processes, and
 	// its init must come from the fork thread (see forkThread).
-	joins := nsJoins{net: spec.NetNSPath, pid: spec.PIDNSPath}
+	joins := nsJoins{net: spec.NetNSPath, pid: spec.PIDNSPath, ipc: spec.IPCNSPath}
 	if whole && !tty && stdin == nil && joins == (nsJoins{}) && !spec.Init {
 		if ip = e.warm.take(kind); ip != nil {
 			ip.stdout.set(stdout)
@@ -325,7 +326,7 @@ func (e *Executor) initKindFor(spec executor.Spec, cfg *initConfig, whole bool) 
 	if spec.HostPID || spec.PIDNSPath != "" {
 		kind.flags &^= unix.CLONE_NEWPID
 	}
-	if spec.HostIPC {
+	if spec.HostIPC || spec.IPCNSPath != "" {
 		kind.flags &^= unix.CLONE_NEWIPC
 	}
 	if spec.HostUTS {
@@ -368,7 +369,7 @@ func (c *container) configure(ip *initProcess, cfgData []byte) error {
 // nsJoins are existing namespaces an init is started in, by path; "" is
 // kiln's own (or a new one, as the clone flags say).
 type nsJoins struct {
-	net, pid string
+	net, pid, ipc string
 }
 
 // startIn starts cmd in the namespaces of joins. The init is forked from a
@@ -405,6 +406,9 @@ func startInLocked(joins nsJoins, cmd *exec.Cmd) (restored bool, err error) {
 	var todo []join
 	if joins.net != "" {
 		todo = append(todo, join{joins.net, "/proc/thread-self/ns/net", "network", unix.CLONE_NEWNET})
+	}
+	if joins.ipc != "" {
+		todo = append(todo, join{joins.ipc, "/proc/thread-self/ns/ipc", "IPC", unix.CLONE_NEWIPC})
 	}
 	if joins.pid != "" {
 		// Setting a thread's PID namespace sets its children's; its

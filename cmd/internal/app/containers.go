@@ -757,11 +757,26 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 		cfg.PIDContainer = donor.Config.ID
 		req.PID = ""
 	}
+	switch ref, joins := strings.CutPrefix(req.IPC, "container:"); {
+	case joins:
+		donor, err := cs.Get(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("--ipc %s: %w", req.IPC, err)
+		}
+		if donor.Config.IpcMode != "shareable" {
+			return fmt.Errorf("cannot join IPC of container %s: non-shareable IPC (hint: use --ipc shareable for the donor container)", ref)
+		}
+		cfg.IpcMode = "container:" + donor.Config.ID
+		req.IPC = ""
+	case req.IPC == "shareable":
+		cfg.IpcMode = "shareable"
+		req.IPC = ""
+	}
 	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
 		switch v {
 		case "", "host", "private":
 		default:
-			return fmt.Errorf("%s %s: kiln knows host, private and, for --pid, container:NAME", flag, v)
+			return fmt.Errorf("%s %s: kiln knows host, private, container:NAME and, for --ipc, shareable", flag, v)
 		}
 	}
 	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
@@ -779,7 +794,7 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 	for name, value := range cfg.Sysctls {
 		// A shared network namespace is the other container's (maybe the
 		// host's) to set up.
-		if err := executor.CheckSysctl(name, value, net.ownNamespace(), !cfg.HostIPC); err != nil {
+		if err := executor.CheckSysctl(name, value, net.ownNamespace(), !cfg.HostIPC && !strings.HasPrefix(cfg.IpcMode, "container:")); err != nil {
 			return err
 		}
 	}
