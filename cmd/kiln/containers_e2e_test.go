@@ -849,6 +849,26 @@ func TestShareIPC(t *testing.T) {
 	e.refuses([]string{"run", "--rm"}, [][]string{{"--ipc", "container:ipcprivate"}, {"--ipc", "container:no-such"}, {"--ipc", "bogus"}})
 }
 
+// TestRunAttach checks kiln run -a: only the streams named are copied.
+func TestRunAttach(t *testing.T) {
+	e := newContainerEnv(t)
+	script := "echo out; echo err >&2; exit 3"
+	for _, tc := range []struct {
+		attach         []string
+		stdout, stderr string
+	}{
+		{nil, "out\n", "err\n"},
+		{[]string{"-a", "stdout"}, "out\n", ""},
+		{[]string{"-a", "STDERR"}, "", "err\n"},
+	} {
+		r := e.kiln(append(append([]string{"run", "--rm"}, tc.attach...), "busybox", "sh", "-c", script)...)
+		if r.code != 3 || r.stdout != tc.stdout || r.stderr != tc.stderr {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", tc.attach, r.code, r.stdout, r.stderr)
+		}
+	}
+	e.refuses([]string{"run", "--rm"}, [][]string{{"-a", "bogus"}, {"-d", "-a", "stdout"}})
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

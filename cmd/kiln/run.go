@@ -78,6 +78,7 @@ type containerFlags struct {
 	platform    string
 	expose      []string
 	sigProxy    bool
+	attach      []string
 	health      healthFlags
 	shmSize     string
 	ulimits     []string
@@ -106,6 +107,7 @@ type healthFlags struct {
 func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.SetInterspersed(false)
 	fl.StringVar(&f.name, "name", "", "assign a name to the container")
+	fl.StringArrayVarP(&f.attach, "attach", "a", nil, "attach to STDIN, STDOUT or STDERR only (kiln run; default: STDOUT and STDERR)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: from the environment)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
@@ -657,6 +659,10 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	if err := checkCidfile(f.cidfile); err != nil {
 		return asKilnError(err)
 	}
+	streams, err := attachedStreams(f.attach, detach)
+	if err != nil {
+		return asKilnError(err)
+	}
 	a, err := c.open(ctx)
 	if err != nil {
 		return asKilnError(err)
@@ -680,7 +686,8 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	// keeps a long-running kiln run from holding up a prune.
 	a.Close()
 	id := r.Config.ID
-	sess, err := cs.Start(ctx, id, containers.StartOptions{Attach: !detach, Stdin: f.interactive && !detach, Exe: shim.Exe()})
+	stdin := f.interactive && !detach && streams["stdin"]
+	sess, err := cs.Start(ctx, id, containers.StartOptions{Attach: !detach, Stdin: stdin, Exe: shim.Exe()})
 	if err != nil {
 		c.removeAfterFailedStart(ctx, id)
 		return startErr(err)
@@ -689,12 +696,38 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 		fmt.Fprintln(c.stdout, id)
 		return nil
 	}
-	code, err := c.stream(ctx, cs, id, sess, f.tty, f.interactive, f.sigProxy)
+	if !streams["stdout"] {
+		c.stdout = io.Discard
+	}
+	if !streams["stderr"] {
+		c.stderr = io.Discard
+	}
+	code, err := c.stream(ctx, cs, id, sess, f.tty, stdin, f.sigProxy)
 	if err != nil {
 		return asKilnError(err)
 	}
 	// With --rm the shim removed the container before it reported the exit.
 	return exitWith(code)
+}
+
+// attachedStreams reads kiln run's -a values: the streams a foreground
+// run copies (all three without -a; stdin only with -i).
+func attachedStreams(attach []string, detach bool) (map[string]bool, error) {
+	if len(attach) == 0 {
+		return map[string]bool{"stdin": true, "stdout": true, "stderr": true}, nil
+	}
+	if detach {
+		return nil, errors.New("conflicting options: -a and -d cannot be used together")
+	}
+	out := map[string]bool{}
+	for _, a := range attach {
+		s := strings.ToLower(a)
+		if s != "stdin" && s != "stdout" && s != "stderr" {
+			return nil, fmt.Errorf("invalid argument %q for -a: valid streams are STDIN, STDOUT and STDERR", a)
+		}
+		out[s] = true
+	}
+	return out, nil
 }
 
 // removeAfterFailedStart removes a container kiln run created but could
