@@ -869,6 +869,24 @@ func TestRunAttach(t *testing.T) {
 	e.refuses([]string{"run", "--rm"}, [][]string{{"-a", "bogus"}, {"-d", "-a", "stdout"}})
 }
 
+// TestCgroupParent checks --cgroup-parent: the container's cgroup is made
+// below it (in every hierarchy), and a path with .. is refused.
+func TestCgroupParent(t *testing.T) {
+	e := newContainerEnv(t)
+	parent := fmt.Sprintf("kiln-e2e-parent-%d", os.Getpid())
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent)
+		for _, d := range append(dirs, "/sys/fs/cgroup/"+parent) {
+			os.Remove(d)
+		}
+	})
+	r := e.must("run", "--rm", "--cgroup-parent", "/"+parent, "busybox", "cat", "/proc/self/cgroup")
+	if !strings.Contains(r.stdout, "/"+parent+"/") {
+		t.Errorf("/proc/self/cgroup does not show the parent %s:\n%s", parent, r.stdout)
+	}
+	e.refuses([]string{"run", "--rm"}, [][]string{{"--cgroup-parent", "../escape"}})
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

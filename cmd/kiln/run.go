@@ -25,73 +25,74 @@ import (
 
 // containerFlags are the flags of kiln create and kiln run.
 type containerFlags struct {
-	name        string
-	env         []string
-	envFiles    []string
-	workdir     string
-	user        string
-	entrypoint  string
-	hostname    string
-	volumes     []string
-	tmpfs       []string
-	mounts      []string
-	volumesFrom []string
-	publish     []string
-	network     string
-	memory      string
-	memorySwap  string
-	memoryRes   string
-	cpus        float64
-	cpuShares   int64
-	cpuPeriod   int64
-	cpuQuota    int64
-	cpusetCPUs  string
-	cpusetMems  string
-	pidsLimit   int64
-	readOnly    bool
-	capAdd      []string
-	capDrop     []string
-	securityOpt []string
-	addHosts    []string
-	aliases     []string
-	domainname  string
-	oomScoreAdj int
-	oomKillOff  bool
-	swappiness  int64
-	devRules    []string
-	userns      string
-	trustOff    bool
-	sysctls     []string
-	publishAll  bool
-	ip          string
-	init        bool
-	stopSignal  string
-	stopTimeout int
-	restart     string
-	rm          bool
-	interactive bool
-	tty         bool
-	labels      []string
-	labelFiles  []string
-	pull        string
-	cidfile     string
-	platform    string
-	expose      []string
-	sigProxy    bool
-	attach      []string
-	health      healthFlags
-	shmSize     string
-	ulimits     []string
-	groupAdd    []string
-	dns         []string
-	dnsSearch   []string
-	dnsOptions  []string
-	privileged  bool
-	devices     []string
-	pid, ipc    string
-	uts         string
-	logDriver   string
-	logOpts     []string
+	name         string
+	env          []string
+	envFiles     []string
+	workdir      string
+	user         string
+	entrypoint   string
+	hostname     string
+	volumes      []string
+	tmpfs        []string
+	mounts       []string
+	volumesFrom  []string
+	publish      []string
+	network      string
+	memory       string
+	memorySwap   string
+	memoryRes    string
+	cpus         float64
+	cpuShares    int64
+	cpuPeriod    int64
+	cpuQuota     int64
+	cpusetCPUs   string
+	cpusetMems   string
+	pidsLimit    int64
+	readOnly     bool
+	capAdd       []string
+	capDrop      []string
+	securityOpt  []string
+	addHosts     []string
+	aliases      []string
+	domainname   string
+	oomScoreAdj  int
+	oomKillOff   bool
+	swappiness   int64
+	devRules     []string
+	userns       string
+	trustOff     bool
+	sysctls      []string
+	publishAll   bool
+	ip           string
+	init         bool
+	stopSignal   string
+	stopTimeout  int
+	restart      string
+	rm           bool
+	interactive  bool
+	tty          bool
+	labels       []string
+	labelFiles   []string
+	pull         string
+	cidfile      string
+	platform     string
+	expose       []string
+	sigProxy     bool
+	attach       []string
+	cgroupParent string
+	health       healthFlags
+	shmSize      string
+	ulimits      []string
+	groupAdd     []string
+	dns          []string
+	dnsSearch    []string
+	dnsOptions   []string
+	privileged   bool
+	devices      []string
+	pid, ipc     string
+	uts          string
+	logDriver    string
+	logOpts      []string
 }
 
 // healthFlags override the image's HEALTHCHECK, field by field.
@@ -121,6 +122,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host, a network name, or container:NAME to share that container's")
 	f.addLimitFlags(fl)
+	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "cgroup to make the container's in (default kiln)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
@@ -180,7 +182,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
 		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
 		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
-		Network: f.network, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
+		Network: f.network, CgroupParent: f.cgroupParent, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -121,7 +121,7 @@ func statsRows(ctx context.Context, cs *containers.Store, refs []string, all boo
 		row := statsRow{ID: containers.ShortID(r.Config.ID), Container: containers.ShortID(r.Config.ID), Name: r.Config.Name,
 			CPUPerc: "0.00%", MemUsage: "0B / 0B", MemPerc: "0.00%", NetIO: "0B / 0B", BlockIO: "0B / 0B", PIDs: "0"}
 		if r.Running() && r.State.Pid > 0 {
-			st, err := containers.ReadStats(r.Config.ID, r.State.Pid)
+			st, err := containers.ReadStats(&r.Config, r.State.Pid)
 			if err == nil {
 				now := time.Now()
 				next[r.Config.ID] = sample{cpu: st.CPUNanos, at: now}

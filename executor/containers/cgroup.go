@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,23 +17,44 @@ import (
 // cgroupRoot is where the cgroup filesystems are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
-// CgroupPath is a container's cgroup, relative to the cgroup root (v2) or
-// each controller's root (v1).
-func CgroupPath(id string) string { return "kiln/" + id }
+// DefaultCgroupParent is the cgroup containers are made in without
+// --cgroup-parent.
+const DefaultCgroupParent = "kiln"
 
-// RemoveCgroup removes what is left of container id's cgroup when the
+// CgroupPath is the container's cgroup, relative to the cgroup root (v2)
+// or each controller's root (v1): its parent (CgroupParent, by default
+// kiln) and its ID.
+func (c *Config) CgroupPath() string {
+	parent := c.CgroupParent
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	return parent + "/" + c.ID
+}
+
+// CleanCgroupParent checks a --cgroup-parent value and returns it as a
+// path relative to the cgroup roots ("/a/b" and "a/b" are the same).
+func CleanCgroupParent(p string) (string, error) {
+	c := path.Clean("/" + p)[1:]
+	if c == "" || strings.Contains(p, "..") {
+		return "", fmt.Errorf("invalid cgroup parent %q: want a path like /mygroup", p)
+	}
+	return c, nil
+}
+
+// RemoveCgroup removes what is left of container c's cgroup when the
 // executor could not clean up after it (its shim was killed): the empty
 // directories under each hierarchy, deepest first. A cgroup that still has
 // processes stays; that is not an error.
-func RemoveCgroup(id string) error {
+func RemoveCgroup(c *Config) error {
 	var dirs []string
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		dirs = append(dirs, filepath.Join(cgroupRoot, CgroupPath(id)))
+		dirs = append(dirs, filepath.Join(cgroupRoot, c.CgroupPath()))
 	} else {
 		ents, _ := os.ReadDir(cgroupRoot)
 		for _, e := range ents {
 			if e.IsDir() {
-				dirs = append(dirs, filepath.Join(cgroupRoot, e.Name(), CgroupPath(id)))
+				dirs = append(dirs, filepath.Join(cgroupRoot, e.Name(), c.CgroupPath()))
 			}
 		}
 	}
@@ -78,12 +100,13 @@ type Stats struct {
 	BlockRead, BlockWrite uint64
 }
 
-// ReadStats reads the figures of container id, whose PID 1 is pid (host
+// ReadStats reads the figures of container c, whose PID 1 is pid (host
 // PID), from its cgroup (v2, or the v1 hierarchies) and network namespace.
 // A figure the host does not keep stays 0.
-func ReadStats(id string, pid int) (Stats, error) {
+func ReadStats(c *Config, pid int) (Stats, error) {
 	var st Stats
-	rel := CgroupPath(id)
+	id := c.ID
+	rel := c.CgroupPath()
 	v2 := filepath.Join(cgroupRoot, rel)
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
 		if _, err := os.Stat(v2); err != nil {

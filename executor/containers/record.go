@@ -147,6 +147,9 @@ type Config struct {
 	// for there (--ip).
 	NetworkAliases []string `json:"NetworkAliases,omitempty"`
 	IPAddress      string   `json:"IPAddress,omitempty"`
+	// CgroupParent is the cgroup its own is made in (--cgroup-parent),
+	// relative to the cgroup roots; "" is DefaultCgroupParent.
+	CgroupParent string `json:"CgroupParent,omitempty"`
 	// PIDContainer is the ID of the container whose PID namespace this
 	// one shares (--pid container:NAME).
 	PIDContainer string `json:"PidContainer,omitempty"`

@@ -329,7 +329,7 @@ func (sh *shim) spec() executor.Spec {
 		// needs it on disk, so it is not flushed at the end (Once).
 		Rootfs:            executor.Rootfs{LowerDirs: c.LowerDirs, UpperDir: filepath.Join(sh.dir, "upper"), WorkDir: filepath.Join(sh.dir, "work"), ReadOnly: c.ReadOnly, Once: c.AutoRemove},
 		Hostname:          c.Hostname,
-		CgroupPath:        CgroupPath(c.ID),
+		CgroupPath:        c.CgroupPath(),
 		CapAdd:            c.CapAdd,
 		CapDrop:           c.CapDrop,
 		SeccompUnconfined: slices.Contains(c.SecurityOpt, SeccompUnconfined),
@@ -384,7 +384,7 @@ func (sh *shim) attachNetwork(ctx context.Context, spec *executor.Spec) error {
 		}
 		// A previous shim may have died attached.
 		_ = sh.opts.Network.Detach(ctx, sh.cfg.ID)
-		_ = RemoveCgroup(sh.cfg.ID)
+		_ = RemoveCgroup(&sh.cfg)
 		ep, err := sh.opts.Network.Attach(ctx, req)
 		if err != nil {
 			_ = sh.opts.Network.Detach(context.WithoutCancel(ctx), sh.cfg.ID)

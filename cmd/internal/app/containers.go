@@ -67,6 +67,8 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
+	// CgroupParent is --cgroup-parent.
+	CgroupParent string
 	// NetworkAliases are --network-alias names and IP the --ip address
 	// (user networks only).
 	NetworkAliases []string
@@ -263,6 +265,11 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 	cfg.Healthcheck = mergeHealthcheck(healthcheck(ic.Healthcheck), req.Healthcheck)
 	if err := setProcessOptions(ctx, cs, req, &cfg, net); err != nil {
 		return nil, err
+	}
+	if req.CgroupParent != "" {
+		if cfg.CgroupParent, err = containers.CleanCgroupParent(req.CgroupParent); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.HostUTS {
 		if req.Hostname != "" {
@@ -954,7 +961,7 @@ func (a *App) RemoveContainer(ctx context.Context, ref string, force, volumes bo
 		}
 	}
 	// Left over when the container's shim was killed.
-	_ = containers.RemoveCgroup(r.Config.ID)
+	_ = containers.RemoveCgroup(&r.Config)
 	return cs.Remove(ctx, r.Config.ID, volumes)
 }
 
@@ -1015,7 +1022,7 @@ func (a *App) UpdateContainer(ctx context.Context, ref string, patch executor.Re
 		if patch.Memory > 0 {
 			apply.MemorySwap = res.MemorySwap
 		}
-		if err := linux.UpdateCgroup(containers.CgroupPath(r.Config.ID), apply); err != nil {
+		if err := linux.UpdateCgroup(r.Config.CgroupPath(), apply); err != nil {
 			return fmt.Errorf("update container %s: %w", r.Config.Name, err)
 		}
 	}
