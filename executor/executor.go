@@ -268,6 +268,11 @@ type RunOptions struct {
 	// DeviceCgroupRules allow more devices, in devices.allow form: "c 1:3
 	// rwm", "b 7:* r", "a *:* m" (--device-cgroup-rule).
 	DeviceCgroupRules []string `json:"DeviceCgroupRules,omitempty"`
+	// NoShm leaves /dev/shm out (--ipc none).
+	NoShm bool `json:"NoShm,omitempty"`
+	// PrivateCgroupNS gives the container a cgroup namespace rooted at its
+	// own cgroup (--cgroupns private); without, it sees the host's paths.
+	PrivateCgroupNS bool `json:"CgroupnsPrivate,omitempty"`
 }
 
 // ParseDeviceRule checks a device rule in devices.allow form (TYPE

@@ -887,6 +887,27 @@ func TestCgroupParent(t *testing.T) {
 	e.refuses([]string{"run", "--rm"}, [][]string{{"--cgroup-parent", "../escape"}})
 }
 
+// TestIpcNoneAndCgroupns checks --ipc none (no /dev/shm) and --cgroupns
+// private (the container's cgroup is its root, for exec'd processes too),
+// and that without it the host's paths show, as docker run on cgroup v1.
+func TestIpcNoneAndCgroupns(t *testing.T) {
+	e := newContainerEnv(t)
+	if r := e.must("run", "--rm", "--ipc", "none", "busybox", "sh", "-c", "[ -e /dev/shm ] && echo shm || echo no-shm"); r.stdout != "no-shm\n" {
+		t.Errorf("--ipc none: %q", r.stdout)
+	}
+	e.must("run", "-d", "--name", "cgns", "--cgroupns", "private", "busybox", "sleep", "60")
+	r := e.must("exec", "cgns", "cat", "/proc/self/cgroup")
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if !strings.HasSuffix(line, ":/") {
+			t.Errorf("--cgroupns private, an exec'd process: %q is not at the root", line)
+		}
+	}
+	if r = e.must("run", "--rm", "busybox", "cat", "/proc/self/cgroup"); !strings.Contains(r.stdout, "/kiln/") {
+		t.Errorf("default cgroup namespace: %q, want the host's paths", r.stdout)
+	}
+	e.refuses([]string{"run", "--rm"}, [][]string{{"--cgroupns", "bogus"}, {"--ipc", "bogus"}})
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

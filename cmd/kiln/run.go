@@ -80,6 +80,7 @@ type containerFlags struct {
 	sigProxy     bool
 	attach       []string
 	cgroupParent string
+	cgroupNS     string
 	health       healthFlags
 	shmSize      string
 	ulimits      []string
@@ -123,6 +124,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host, a network name, or container:NAME to share that container's")
 	f.addLimitFlags(fl)
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "cgroup to make the container's in (default kiln)")
+	fl.StringVar(&f.cgroupNS, "cgroupns", "", "cgroup namespace: host (default) or private (rooted at the container's cgroup)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
@@ -182,7 +184,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
 		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
 		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
-		Network: f.network, CgroupParent: f.cgroupParent, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
+		Network: f.network, CgroupParent: f.cgroupParent, CgroupNS: f.cgroupNS, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -101,7 +101,11 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}); err != nil {
 		return 0, err
 	}
-	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, cfg.ShmSize, devs.nodes) }); err != nil {
+	shmSize := cfg.ShmSize
+	if cfg.NoShm {
+		shmSize = -1
+	}
+	if err := st.mountAt("/dev", true, func(t string) error { return setupDev(t, shmSize, devs.nodes) }); err != nil {
 		return 0, err
 	}
 	if err := st.mountAt("/sys", true, func(t string) error {
@@ -199,6 +203,13 @@ func runProcess(cfg *initConfig, rootfs string, statusW, parent *os.File) (int, 
 	}
 	if err := awaitParent(parent); err != nil {
 		return 0, err
+	}
+	if cfg.PrivateCgroupNS {
+		// In its own cgroup now (awaitParent): that becomes the root
+		// the container's processes see.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return 0, fmt.Errorf("make the cgroup namespace: %w", err)
+		}
 	}
 	if cfg.Init {
 		return runInitProcess(&initProc{cfg: cfg, ln: ln, caps: caps}, proc, st.stubs, statusW)
@@ -433,7 +444,7 @@ func openDevNodes() map[string]int {
 }
 
 // setupDev mounts a tmpfs on target and fills it like Docker's /dev, with
-// a /dev/shm of shmSize bytes (0: Docker's 64 MiB). With nodes (the
+// a /dev/shm of shmSize bytes (0: Docker's 64 MiB; negative: none). With nodes (the
 // host's, from openDevNodes) the tmpfs is nodev and the standard devices
 // are those nodes bound in: a device node the container makes itself (it
 // has CAP_MKNOD, as under Docker) cannot be opened, where Docker's device
@@ -470,6 +481,9 @@ func setupDev(target string, shmSize int64, nodes map[string]int) error {
 		}
 	}
 	for _, dir := range []string{"pts", "shm", "mqueue"} {
+		if dir == "shm" && shmSize < 0 {
+			continue
+		}
 		if err := unix.Mkdir(target+"/"+dir, 0o755); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", dir, err)
 		}
@@ -477,11 +491,13 @@ func setupDev(target string, shmSize int64, nodes map[string]int) error {
 	if err := unix.Mount("devpts", target+"/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"); err != nil {
 		return fmt.Errorf("mount /dev/pts: %w", err)
 	}
-	if shmSize <= 0 {
+	if shmSize == 0 {
 		shmSize = 64 << 20
 	}
-	if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize)); err != nil {
-		return fmt.Errorf("mount /dev/shm: %w", err)
+	if shmSize > 0 {
+		if err := unix.Mount("shm", target+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize)); err != nil {
+			return fmt.Errorf("mount /dev/shm: %w", err)
+		}
 	}
 	// POSIX message queues of the container's IPC namespace, as Docker
 	// and BuildKit mount them; a kernel without them leaves the dir.

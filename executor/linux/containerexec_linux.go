@@ -191,7 +191,11 @@ func (c *container) forkInside(p *processConfig, stdio []int) execStart {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fail(fmt.Errorf("unshare the filesystem attributes: %w", err))
 	}
-	if err := unix.Setns(pidfd, unix.CLONE_NEWNS|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC|unix.CLONE_NEWNET|unix.CLONE_NEWPID); err != nil {
+	nsFlags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWPID
+	if c.privateCgroupNS {
+		nsFlags |= unix.CLONE_NEWCGROUP
+	}
+	if err := unix.Setns(pidfd, nsFlags); err != nil {
 		return fail(fmt.Errorf("join the container's namespaces: %w", err))
 	}
 	// From here on every path is inside the container. The working

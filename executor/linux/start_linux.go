@@ -48,6 +48,8 @@ type container struct {
 	seccomp  []byte
 	ulimits  []executor.Ulimit
 	groupAdd []string
+	// privateCgroupNS: Spec.PrivateCgroupNS; Exec joins its cgroup namespace too.
+	privateCgroupNS bool
 	// tty is the pty master of a Tty process; ttyOut is closed when
 	// copying its output has finished.
 	tty    *os.File
@@ -81,14 +83,15 @@ func (e *Executor) start(ctx context.Context, spec executor.Spec, whole bool) (*
 		return nil, fmt.Errorf("create container state dir: %w", err)
 	}
 	c := &container{
-		runDir:   runDir,
-		rootfs:   spec.Rootfs,
-		process:  spec.Process != nil,
-		init:     spec.Init,
-		ulimits:  spec.Ulimits,
-		groupAdd: spec.GroupAdd,
-		started:  make(chan struct{}),
-		done:     make(chan struct{}),
+		runDir:          runDir,
+		rootfs:          spec.Rootfs,
+		process:         spec.Process != nil,
+		init:            spec.Init,
+		ulimits:         spec.Ulimits,
+		groupAdd:        spec.GroupAdd,
+		privateCgroupNS: spec.PrivateCgroupNS,
+		started:         make(chan struct{}),
+		done:            make(chan struct{}),
 	}
 	ok := false
 	defer func() {

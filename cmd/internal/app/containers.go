@@ -67,8 +67,8 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
-	// CgroupParent is --cgroup-parent.
-	CgroupParent string
+	// CgroupParent is --cgroup-parent, CgroupNS --cgroupns.
+	CgroupParent, CgroupNS string
 	// NetworkAliases are --network-alias names and IP the --ip address
 	// (user networks only).
 	NetworkAliases []string
@@ -778,12 +778,23 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 	case req.IPC == "shareable":
 		cfg.IpcMode = "shareable"
 		req.IPC = ""
+	case req.IPC == "none":
+		// A private IPC namespace without /dev/shm.
+		cfg.NoShm = true
+		req.IPC = ""
+	}
+	switch req.CgroupNS {
+	case "", "host":
+	case "private":
+		cfg.PrivateCgroupNS = true
+	default:
+		return fmt.Errorf("--cgroupns %s: want host or private", req.CgroupNS)
 	}
 	for flag, v := range map[string]string{"--pid": req.PID, "--ipc": req.IPC, "--uts": req.UTS} {
 		switch v {
 		case "", "host", "private":
 		default:
-			return fmt.Errorf("%s %s: kiln knows host, private, container:NAME and, for --ipc, shareable", flag, v)
+			return fmt.Errorf("%s %s: kiln knows host, private, container:NAME and, for --ipc, shareable and none", flag, v)
 		}
 	}
 	cfg.HostPID, cfg.HostIPC, cfg.HostUTS = req.PID == "host", req.IPC == "host", req.UTS == "host"
