@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,6 +173,24 @@ type Resources struct {
 	CPUSetMems string `json:",omitempty"`
 	// PidsLimit caps the number of tasks (0: none).
 	PidsLimit int64
+	// BlkioWeight is the relative block I/O weight, 10 to 1000
+	// (--blkio-weight); dropped where the kernel keeps no weights, as by
+	// docker.
+	BlkioWeight uint16 `json:",omitempty"`
+	// IOThrottles limit block devices' I/O (--device-read-bps,
+	// --device-write-bps, --device-read-iops, --device-write-iops).
+	IOThrottles []IOThrottle `json:",omitempty"`
+}
+
+// IsZero reports whether r sets no limit at all.
+func (r *Resources) IsZero() bool { return reflect.ValueOf(*r).IsZero() }
+
+// IOThrottle caps one kind of block I/O on a device.
+type IOThrottle struct {
+	Major, Minor int64
+	// Kind is "read_bps", "write_bps", "read_iops" or "write_iops".
+	Kind string
+	Rate uint64
 }
 
 // Starter is implemented by executors that can start a container and

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/http"
@@ -906,6 +907,41 @@ func TestIpcNoneAndCgroupns(t *testing.T) {
 		t.Errorf("default cgroup namespace: %q, want the host's paths", r.stdout)
 	}
 	e.refuses([]string{"run", "--rm"}, [][]string{{"--cgroupns", "bogus"}, {"--ipc", "bogus"}})
+}
+
+// TestBlockIOFlags checks --device-read-bps and --device-write-iops on
+// the device holding the store, and the refusals; --blkio-weight is
+// written where the kernel keeps weights and dropped with docker's
+// warning elsewhere.
+func TestBlockIOFlags(t *testing.T) {
+	e := newContainerEnv(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat(e.root, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := ""
+	ents, _ := os.ReadDir("/dev")
+	for _, en := range ents {
+		var ds syscall.Stat_t
+		p := "/dev/" + en.Name()
+		if syscall.Stat(p, &ds) == nil && ds.Mode&syscall.S_IFMT == syscall.S_IFBLK && ds.Rdev == st.Dev {
+			dev = p
+			break
+		}
+	}
+	if dev == "" {
+		t.Skipf("no block device node in /dev for the store's filesystem (%d:%d)", unix.Major(st.Dev), unix.Minor(st.Dev))
+	}
+	want := fmt.Sprintf("%d:%d 1048576\n%d:%d 100\n", unix.Major(st.Dev), unix.Minor(st.Dev), unix.Major(st.Dev), unix.Minor(st.Dev))
+	script := "cd /sys/fs/cgroup; if [ -e io.max ]; then cat io.max; else cat blkio/blkio.throttle.read_bps_device blkio/blkio.throttle.write_iops_device; fi"
+	r := e.must("run", "--rm", "--device-read-bps", dev+":1mb", "--device-write-iops", dev+":100", "--blkio-weight", "300", "busybox", "sh", "-c", script)
+	if r.stdout != want && !strings.Contains(r.stdout, "rbps=1048576") {
+		t.Errorf("throttles: %q, want %q", r.stdout, want)
+	}
+	if !blkioWeightSupported() && !strings.Contains(r.stderr, "Weight discarded") {
+		t.Errorf("no warning for the dropped weight: %q", r.stderr)
+	}
+	e.refuses([]string{"run", "--rm"}, [][]string{{"--blkio-weight", "5"}, {"--device-read-bps", "/dev/null:1mb"}, {"--device-read-iops", dev + ":x"}})
 }
 
 func TestPauseFreezes(t *testing.T) {

@@ -47,6 +47,8 @@ type containerFlags struct {
 	cpuQuota     int64
 	cpusetCPUs   string
 	cpusetMems   string
+	blkioWeight  uint16
+	throttles    map[string]*[]string // --device-read-bps and friends, by kind
 	pidsLimit    int64
 	readOnly     bool
 	capAdd       []string
@@ -345,6 +347,18 @@ func (f *containerFlags) addLimitFlags(fl *pflag.FlagSet) {
 	fl.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-3, 0,1)")
 	fl.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes the container may use (0-3, 0,1)")
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
+	fl.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block I/O weight, 10 to 1000")
+	f.throttles = map[string]*[]string{}
+	for _, k := range []struct{ kind, flag, what string }{
+		{"read_bps", "device-read-bps", "read rate (bytes per second, e.g. 1mb)"},
+		{"write_bps", "device-write-bps", "write rate (bytes per second, e.g. 1mb)"},
+		{"read_iops", "device-read-iops", "read rate (I/O operations per second)"},
+		{"write_iops", "device-write-iops", "write rate (I/O operations per second)"},
+	} {
+		v := new([]string)
+		f.throttles[k.kind] = v
+		fl.StringArrayVar(v, k.flag, nil, "limit a device's "+k.what+": DEVICE:RATE")
+	}
 }
 
 // resources reads the cgroup limit flags.
@@ -371,6 +385,22 @@ func (f *containerFlags) resources() (executor.Resources, error) {
 	if f.cpus < 0 {
 		return r, errors.New("--cpus: must be positive")
 	}
+	if f.blkioWeight != 0 && (f.blkioWeight < 10 || f.blkioWeight > 1000) {
+		return r, errors.New("range of blkio weight is from 10 to 1000")
+	}
+	r.BlkioWeight = f.blkioWeight
+	for _, kind := range []string{"read_bps", "write_bps", "read_iops", "write_iops"} {
+		if f.throttles[kind] == nil {
+			continue
+		}
+		for _, v := range *f.throttles[kind] {
+			t, err := parseThrottle(kind, v)
+			if err != nil {
+				return r, err
+			}
+			r.IOThrottles = append(r.IOThrottles, t)
+		}
+	}
 	if f.swappiness != -1 {
 		if f.swappiness < 0 || f.swappiness > 100 {
 			return r, fmt.Errorf("invalid value: %d, valid memory swappiness range is 0-100", f.swappiness)
@@ -379,6 +409,58 @@ func (f *containerFlags) resources() (executor.Resources, error) {
 		r.MemorySwappiness = &sw
 	}
 	return r, nil
+}
+
+// dropUnsupported drops, with docker's warning, what the host cannot
+// enforce and docker discards: a block I/O weight without weight support.
+func (c *cli) dropUnsupported(req *app.ContainerRequest) {
+	if req.Resources.BlkioWeight > 0 && !blkioWeightSupported() {
+		fmt.Fprintln(c.stderr, "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+		req.Resources.BlkioWeight = 0
+	}
+}
+
+// blkioWeightSupported reports whether the host's cgroups keep block I/O
+// weights (cgroup v2's io controller, or v1's blkio.weight, which needs
+// the BFQ or CFQ scheduler).
+func blkioWeightSupported() bool {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return slices.Contains(strings.Fields(string(b)), "io")
+	}
+	_, err := os.Stat("/sys/fs/cgroup/blkio/blkio.weight")
+	return err == nil
+}
+
+// parseThrottle reads a --device-read-bps (and friends) value,
+// DEVICE:RATE, DEVICE a block device node; bps rates take docker's sizes.
+func parseThrottle(kind, v string) (executor.IOThrottle, error) {
+	flag := "--device-" + strings.ReplaceAll(kind, "_", "-")
+	dev, rate, ok := strings.Cut(v, ":")
+	if !ok || dev == "" {
+		return executor.IOThrottle{}, fmt.Errorf("%s %s: want DEVICE:RATE", flag, v)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		return executor.IOThrottle{}, fmt.Errorf("%s %s: %w", flag, v, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return executor.IOThrottle{}, fmt.Errorf("%s %s: %s is not a block device", flag, v, dev)
+	}
+	var n uint64
+	if strings.HasSuffix(kind, "_bps") {
+		b, err := app.ParseMemory(rate)
+		if err != nil || b < 0 {
+			return executor.IOThrottle{}, fmt.Errorf("%s %s: invalid rate", flag, v)
+		}
+		n = uint64(b)
+	} else {
+		i, err := strconv.ParseUint(rate, 10, 64)
+		if err != nil {
+			return executor.IOThrottle{}, fmt.Errorf("%s %s: invalid rate", flag, v)
+		}
+		n = i
+	}
+	return executor.IOThrottle{Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)), Kind: kind, Rate: n}, nil
 }
 
 // sysctlMap reads --sysctl NAME=VALUE values.
@@ -598,6 +680,7 @@ func (c *cli) createCommand() *cobra.Command {
 			if err != nil {
 				return asKilnError(err)
 			}
+			c.dropUnsupported(&req)
 			a, err := c.open(ctx)
 			if err != nil {
 				return asKilnError(err)
@@ -657,6 +740,7 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	if err != nil {
 		return asKilnError(err)
 	}
+	c.dropUnsupported(&req)
 	if f.tty && f.interactive && !detach && !isTerminal(c.stdin) {
 		return asKilnError(errors.New("the input device is not a TTY; drop -t or run from a terminal"))
 	}

@@ -342,7 +342,7 @@ func (sh *shim) spec() executor.Spec {
 		StopSignal:  c.StopSignal,
 		EtcHostname: true,
 	}
-	if c.Resources != (executor.Resources{}) {
+	if !c.Resources.IsZero() {
 		res := c.Resources
 		spec.Resources = &res
 	}

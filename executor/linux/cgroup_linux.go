@@ -199,6 +199,9 @@ func (cg *cgroup) createV2(root, rel string, r *executor.Resources) error {
 	if cpusetLimited(r) {
 		want = append(want, "cpuset")
 	}
+	if r.BlkioWeight > 0 || len(r.IOThrottles) > 0 {
+		want = append(want, "io")
+	}
 	// Enable the controllers on the way down; a controller the parent
 	// does not offer shows as a missing limit file below.
 	dir := root
@@ -266,6 +269,17 @@ func setLimitsV2(dir string, r *executor.Resources) error {
 	if err := setCpuset(dir, r); err != nil {
 		return err
 	}
+	if r.BlkioWeight > 0 && exists(filepath.Join(dir, "io.weight")) {
+		if err := writeLimit(dir, "io.weight", fmt.Sprintf("default %d", r.BlkioWeight), "io"); err != nil {
+			return err
+		}
+	}
+	v2Keys := map[string]string{"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
+	for _, t := range r.IOThrottles {
+		if err := writeLimit(dir, "io.max", fmt.Sprintf("%d:%d %s=%d", t.Major, t.Minor, v2Keys[t.Kind], t.Rate), "io"); err != nil {
+			return err
+		}
+	}
 	if r.PidsLimit > 0 {
 		if err := writeLimit(dir, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
 			return err
@@ -275,7 +289,7 @@ func setLimitsV2(dir string, r *executor.Resources) error {
 }
 
 func (cg *cgroup) createV1(mounts map[string]string, rel string, r *executor.Resources) error {
-	need := map[string]bool{"memory": r.Memory > 0 || r.MemoryReservation > 0 || r.MemorySwappiness != nil || r.OomKillDisable, "cpu": cpuLimited(r), "pids": r.PidsLimit > 0, "cpuset": cpusetLimited(r)}
+	need := map[string]bool{"memory": r.Memory > 0 || r.MemoryReservation > 0 || r.MemorySwappiness != nil || r.OomKillDisable, "cpu": cpuLimited(r), "pids": r.PidsLimit > 0, "cpuset": cpusetLimited(r), "blkio": len(r.IOThrottles) > 0}
 	for _, c := range v1Controllers {
 		mnt, ok := mounts[c]
 		if !ok {
@@ -371,6 +385,18 @@ func setLimitsV1(dirs map[string]string, r *executor.Resources) error {
 	if d := dirs["pids"]; r.PidsLimit > 0 {
 		if err := writeLimit(d, "pids.max", strconv.FormatInt(r.PidsLimit, 10), "pids"); err != nil {
 			return err
+		}
+	}
+	if d := dirs["blkio"]; d != "" {
+		if r.BlkioWeight > 0 && exists(filepath.Join(d, "blkio.weight")) {
+			if err := writeLimit(d, "blkio.weight", strconv.Itoa(int(r.BlkioWeight)), "blkio"); err != nil {
+				return err
+			}
+		}
+		for _, t := range r.IOThrottles {
+			if err := writeLimit(d, "blkio.throttle."+t.Kind+"_device", fmt.Sprintf("%d:%d %d", t.Major, t.Minor, t.Rate), "blkio"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

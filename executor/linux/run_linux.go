@@ -68,7 +68,7 @@ func checkSpec(spec executor.Spec) error {
 		return errors.New("run container: HostPID and PIDNSPath cannot be used together")
 	case (spec.IPCNSPath != "" || spec.ShmDir != "") && spec.HostIPC:
 		return errors.New("run container: HostIPC cannot be used with IPCNSPath or ShmDir")
-	case spec.Resources != nil && *spec.Resources != (executor.Resources{}) && spec.CgroupPath == "":
+	case spec.Resources != nil && !spec.Resources.IsZero() && spec.CgroupPath == "":
 		return errors.New("run container: resource limits need a cgroup path")
 	}
 	switch spec.Network {

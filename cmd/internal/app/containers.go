@@ -876,21 +876,18 @@ func checkResources(r executor.Resources) error {
 // tmpfs-size): a byte count with an optional
 // binary unit b, k, m or g ("256m" is 256 MiB).
 func ParseMemory(s string) (int64, error) {
+	// docker's RAMInBytes: a number, an optional space, then k, m, g, t
+	// or p, optionally followed by i and b (1g, 1gb, 1GiB, 512 m), or b.
 	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'b':
-			t = t[:n-1]
-		case 'k':
-			t, mult = t[:n-1], 1<<10
-		case 'm':
-			t, mult = t[:n-1], 1<<20
-		case 'g':
-			t, mult = t[:n-1], 1<<30
-		}
+	t = strings.TrimSuffix(t, "b")
+	unit := ""
+	if n := len(t); n > 0 && strings.ContainsRune("kmgtp", rune(t[n-1])) {
+		unit, t = t[n-1:], t[:n-1]
+	} else if n > 1 && t[n-1] == 'i' && strings.ContainsRune("kmgtp", rune(t[n-2])) {
+		unit, t = t[n-2:n-1], t[:n-2]
 	}
-	n, err := strconv.ParseFloat(t, 64)
+	mult := map[string]int64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[unit]
+	n, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("%q is not a size like 256m", s)
 	}
@@ -1072,5 +1069,8 @@ func mergeResources(res *executor.Resources, patch executor.Resources) {
 	}
 	if patch.PidsLimit != 0 {
 		res.PidsLimit = patch.PidsLimit
+	}
+	if patch.BlkioWeight != 0 {
+		res.BlkioWeight = patch.BlkioWeight
 	}
 }

@@ -72,6 +72,9 @@ func TestParseMemory(t *testing.T) {
 	}{
 		{"256m", 256 << 20, false}, {"1g", 1 << 30, false}, {"512k", 512 << 10, false}, {"1000", 1000, false},
 		{"100b", 100, false}, {"1.5g", 3 << 29, false}, {"x", 0, true}, {"-1m", 0, true}, {"", 0, true},
+		// docker's RAMInBytes forms.
+		{"1mb", 1 << 20, false}, {"1GiB", 1 << 30, false}, {"512 m", 512 << 20, false}, {"2t", 2 << 40, false},
+		{"1ib", 0, true}, {"1bb", 0, true}, {"m", 0, true},
 	}
 	for _, tc := range tests {
 		got, err := ParseMemory(tc.in)
