@@ -825,7 +825,7 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("inspect after update: %q", r.stdout)
 	}
 	e.must("update", "--cpus", "0.5", "upd")
-	for _, args := range [][]string{{"--cpu-quota", "20000", "upd"}, {"--memory-swap", "16m", "upd"}, {"-m", "64m", "no-such-container"}} {
+	for _, args := range [][]string{{"--cpu-quota", "20000", "upd"}, {"--memory-swap", "16m", "upd"}, {"-m", "64m", "no-such-container"}, {"--device-read-iops", "/dev/null:1", "upd"}} {
 		if r := e.kiln(append([]string{"update"}, args...)...); r.code == 0 {
 			t.Errorf("update %q: exit 0", args)
 		}

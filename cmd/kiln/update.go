@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/executor/containers"
@@ -17,6 +19,9 @@ func (c *cli) updateCommand() *cobra.Command {
 			patch, err := f.resources()
 			if err != nil {
 				return asKilnError(err)
+			}
+			if len(patch.IOThrottles) > 0 {
+				return asKilnError(errors.New("kiln update does not change device I/O limits (as docker update); recreate the container"))
 			}
 			a, err := c.open(ctx)
 			if err != nil {
