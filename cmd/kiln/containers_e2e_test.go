@@ -588,7 +588,7 @@ func TestJoinContainerNamespaces(t *testing.T) {
 
 // TestStaticIP checks --ip: the address on a user network created with
 // --subnet, refused when taken, outside the subnet, on a network without a
-// subnet of the user's or on the built-in ones.
+// subnet of the user's or on the built-in ones; and --mac-address.
 func TestStaticIP(t *testing.T) {
 	e := newContainerEnv(t)
 	e.must("network", "create", "--subnet", "10.123.45.0/24", "ipnet")
@@ -610,6 +610,11 @@ func TestStaticIP(t *testing.T) {
 		{"--network", "bridge", "--ip", "10.123.45.9"},
 		{"--network", "ipnet", "--ip", "not-an-ip"},
 	})
+	// --mac-address on a bridge network.
+	if r := e.must("run", "--rm", "--network", "ipnet", "--mac-address", "02:42:0a:7b:2d:09", "busybox", "cat", "/sys/class/net/eth0/address"); r.stdout != "02:42:0a:7b:2d:09\n" {
+		t.Errorf("--mac-address: eth0 has %q", r.stdout)
+	}
+	e.refuses([]string{"run", "--rm"}, [][]string{{"--mac-address", "nope"}, {"--network", "none", "--mac-address", "02:42:0a:7b:2d:09"}})
 	e.must("rm", "-f", "fixed")
 	// Free again once its holder is gone.
 	e.must("run", "--rm", "--network", "ipnet", "--ip", "10.123.45.67", "busybox", "true")

@@ -82,6 +82,7 @@ type containerFlags struct {
 	sigProxy     bool
 	attach       []string
 	cgroupParent string
+	macAddress   string
 	cgroupNS     string
 	health       healthFlags
 	shmSize      string
@@ -125,6 +126,7 @@ func addContainerFlags(fl *pflag.FlagSet, f *containerFlags) {
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port [IP:][HOST:]CTR[/udp]")
 	fl.StringVar(&f.network, "network", "bridge", "network: bridge, none, host, a network name, or container:NAME to share that container's")
 	f.addLimitFlags(fl)
+	fl.StringVar(&f.macAddress, "mac-address", "", "MAC address of the container's interface on a bridge network")
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "cgroup to make the container's in (default kiln)")
 	fl.StringVar(&f.cgroupNS, "cgroupns", "", "cgroup namespace: host (default) or private (rooted at the container's cgroup)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
@@ -186,7 +188,7 @@ func (f *containerFlags) request(fl *pflag.FlagSet, args []string) (app.Containe
 		Tty: f.tty, OpenStdin: f.interactive, Volumes: f.volumes, Mounts: f.mounts, VolumesFrom: f.volumesFrom, Tmpfs: f.tmpfs, Publish: f.publish, DeviceSpecs: f.devices,
 		RunOptions: executor.RunOptions{GroupAdd: f.groupAdd, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, Privileged: f.privileged},
 		PID:        f.pid, IPC: f.ipc, UTS: f.uts,
-		Network: f.network, CgroupParent: f.cgroupParent, CgroupNS: f.cgroupNS, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
+		Network: f.network, CgroupParent: f.cgroupParent, CgroupNS: f.cgroupNS, MacAddress: f.macAddress, PublishAll: f.publishAll, NetworkAliases: f.aliases, IP: f.ip, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Init: f.init,
 		StopSignal: f.stopSignal, StopTimeout: -1, Restart: f.restart, AutoRemove: f.rm,
 	}
 	if f.stopTimeout >= 0 {

@@ -147,6 +147,8 @@ type Config struct {
 	// for there (--ip).
 	NetworkAliases []string `json:"NetworkAliases,omitempty"`
 	IPAddress      string   `json:"IPAddress,omitempty"`
+	// MacAddress is its eth0's hardware address on a bridge (--mac-address).
+	MacAddress string `json:"MacAddress,omitempty"`
 	// CgroupParent is the cgroup its own is made in (--cgroup-parent),
 	// relative to the cgroup roots; "" is DefaultCgroupParent.
 	CgroupParent string `json:"CgroupParent,omitempty"`

@@ -368,6 +368,13 @@ func (sh *shim) attachNetwork(ctx context.Context, spec *executor.Spec) error {
 		}
 		req := network.AttachRequest{ContainerID: sh.cfg.ID, Name: sh.cfg.Name, Hostname: sh.cfg.Hostname, Network: sh.cfg.Network,
 			ExtraHosts: sh.cfg.ExtraHosts, Aliases: sh.cfg.NetworkAliases}
+		if sh.cfg.MacAddress != "" {
+			mac, err := net.ParseMAC(sh.cfg.MacAddress)
+			if err != nil {
+				return fmt.Errorf("--mac-address %s: %w", sh.cfg.MacAddress, err)
+			}
+			req.MAC = mac
+		}
 		if sh.cfg.IPAddress != "" {
 			ip, err := netip.ParseAddr(sh.cfg.IPAddress)
 			if err != nil {

@@ -70,6 +70,7 @@ type vethConfig struct {
 	IP       netip.Addr
 	Subnet   netip.Prefix
 	Gateway  netip.Addr
+	MAC      net.HardwareAddr // eth0's address; nil: the kernel's random one
 }
 
 // connectVeth creates a veth pair whose container end is born inside the
@@ -110,6 +111,11 @@ func connectVeth(c vethConfig) error {
 	eth0, err := h.LinkByName("eth0")
 	if err != nil {
 		return fmt.Errorf("look up eth0 in netns: %w", err)
+	}
+	if c.MAC != nil {
+		if err := h.LinkSetHardwareAddr(eth0, c.MAC); err != nil {
+			return fmt.Errorf("set the MAC address of eth0 to %s: %w", c.MAC, err)
+		}
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: c.IP.AsSlice(), Mask: net.CIDRMask(c.Subnet.Bits(), 32)}}
 	if err := h.AddrAdd(eth0, addr); err != nil {

@@ -275,6 +275,7 @@ func (m *Manager) attach(ctx context.Context, req AttachRequest) (*Endpoint, err
 			ExtraHosts:     req.ExtraHosts,
 			Aliases:        req.Aliases,
 			WantIP:         req.IP,
+			MAC:            req.MAC,
 		}
 		var err error
 		ep, err = m.attachLocked(ctx, st, rec)
@@ -368,6 +369,7 @@ func (m *Manager) attachLocked(ctx context.Context, st *state, rec *epRecord) (_
 			IP:       rec.IP,
 			Subnet:   n.Subnet,
 			Gateway:  n.Gateway,
+			MAC:      net.HardwareAddr(rec.MAC),
 		})
 		if err != nil {
 			return nil, err

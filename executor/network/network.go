@@ -167,6 +167,9 @@ type AttachRequest struct {
 	// IP, when valid, is the address to take (docker run --ip), on a user
 	// network created with a subnet only.
 	IP netip.Addr
+	// MAC, when set, is the hardware address of the container's eth0
+	// (docker run --mac-address).
+	MAC []byte
 }
 
 // Endpoint is an attached container.

@@ -61,6 +61,8 @@ type epRecord struct {
 	Aliases        []string      `json:"aliases,omitempty"`
 	// WantIP is the address asked for (--ip), kept for later attaches.
 	WantIP netip.Addr `json:"want_ip,omitzero"`
+	// MAC is eth0's hardware address asked for (--mac-address).
+	MAC []byte `json:"mac,omitempty"`
 }
 
 func (e *epRecord) endpoint(n *netRecord) *Endpoint {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -67,6 +68,8 @@ type ContainerRequest struct {
 	SecurityOpt []string
 	// ExtraHosts are added to /etc/hosts ("name ip", --add-host).
 	ExtraHosts []string
+	// MacAddress is --mac-address (bridge networks only).
+	MacAddress string
 	// CgroupParent is --cgroup-parent, CgroupNS --cgroupns.
 	CgroupParent, CgroupNS string
 	// NetworkAliases are --network-alias names and IP the --ip address
@@ -182,6 +185,7 @@ func (a *App) CreateContainer(ctx context.Context, req ContainerRequest) (_ *con
 		ExtraHosts:     req.ExtraHosts,
 		NetworkAliases: req.NetworkAliases,
 		IPAddress:      req.IP,
+		MacAddress:     req.MacAddress,
 		LogMaxSize:     req.LogMaxSize,
 		LogMaxFiles:    req.LogMaxFiles,
 		Init:           req.Init,
@@ -733,6 +737,15 @@ func (a *App) resolveNetwork(ctx context.Context, cs *containers.Store, req Cont
 	for _, alias := range req.NetworkAliases {
 		if alias == "" || strings.ContainsAny(alias, " \t\n#") {
 			return n, fmt.Errorf("--network-alias %q: not a host name", alias)
+		}
+	}
+	if req.MacAddress != "" {
+		mac, err := net.ParseMAC(req.MacAddress)
+		if err != nil || len(mac) != 6 {
+			return n, fmt.Errorf("%s is not a valid mac address", req.MacAddress)
+		}
+		if n.name == network.Host || n.name == network.None || n.donor != nil {
+			return n, fmt.Errorf("conflicting options: mac-address and the network mode %s", n.name)
 		}
 	}
 	if req.IP != "" {
