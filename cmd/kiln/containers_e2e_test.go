@@ -949,6 +949,26 @@ func TestBlockIOFlags(t *testing.T) {
 	e.refuses([]string{"run", "--rm"}, [][]string{{"--blkio-weight", "5"}, {"--device-read-bps", "/dev/null:1mb"}, {"--device-read-iops", dev + ":x"}})
 }
 
+// TestAttach checks kiln attach: the output of a running container until
+// it exits (its status is kiln's), its stdin when it was started with -i,
+// and the refusal of a stopped one.
+func TestAttach(t *testing.T) {
+	e := newContainerEnv(t)
+	e.must("run", "-d", "--name", "att", "busybox", "sh", "-c", "sleep 1; echo late; echo err >&2; exit 4")
+	if r := e.kiln("attach", "att"); r.code != 4 || r.stdout != "late\n" || r.stderr != "err\n" {
+		t.Errorf("attach: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := e.kiln("attach", "att"); r.code != 125 || !strings.Contains(r.stderr, "stopped container") {
+		t.Errorf("attach to a stopped container: exit %d %s", r.code, r.stderr)
+	}
+	e.must("run", "-d", "-i", "--name", "atti", "busybox", "sh", "-c", "read x; echo got $x")
+	cmd := exec.Command(e.bin, "--root", e.root, "attach", "atti")
+	cmd.Stdin = strings.NewReader("hello\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "got hello\n" {
+		t.Errorf("attach with stdin: %q, %v", out, err)
+	}
+}
+
 func TestPauseFreezes(t *testing.T) {
 	e := newContainerEnv(t)
 	dir := t.TempDir()

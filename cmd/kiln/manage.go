@@ -31,7 +31,7 @@ func (c *cli) containerCommand() *cobra.Command {
 		renamed(c.inspectCommand(), "inspect CONTAINER [CONTAINER...]"),
 		c.createCommand(), c.runCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(), c.killCommand(),
 		c.pauseCommand(), c.unpauseCommand(), c.waitCommand(), c.renameCommand(), c.logsCommand(), c.execCommand(),
-		c.portCommand(), c.topCommand(), c.statsCommand(), c.updateCommand(), c.cpCommand(), c.diffCommand(), c.exportCommand(), c.commitCommand(),
+		c.portCommand(), c.topCommand(), c.statsCommand(), c.updateCommand(), c.attachCommand(), c.cpCommand(), c.diffCommand(), c.exportCommand(), c.commitCommand(),
 		&cobra.Command{
 			Use:   "prune [OPTIONS]",
 			Short: "Remove every container that is not running",
