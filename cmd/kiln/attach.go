@@ -29,11 +29,7 @@ attach.`,
 			if err != nil {
 				return asKilnError(err)
 			}
-			code, err := c.stream(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, sigProxy)
-			if err != nil {
-				return asKilnError(err)
-			}
-			return exitWith(code)
+			return c.streamExit(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, sigProxy)
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach stdin")

@@ -105,11 +105,7 @@ func (c *cli) startCommand() *cobra.Command {
 			if err != nil {
 				return startErr(err)
 			}
-			code, err := c.stream(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, true)
-			if err != nil {
-				return asKilnError(err)
-			}
-			return exitWith(code)
+			return c.streamExit(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, true)
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach to the output and exit with the container's status")

@@ -52,8 +52,12 @@ func templateFuncs() template.FuncMap {
 	}
 }
 
-// fieldAction matches a template action that prints one field.
-var fieldAction = regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`)
+// fieldAction matches a template action that prints one field, anyAction
+// any action.
+var (
+	fieldAction = regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`)
+	anyAction   = regexp.MustCompile(`\{\{[^}]*\}\}`)
+)
 
 // newFormatter parses format; headers name the fields of a table.
 func newFormatter(format string, headers map[string]string) (*formatter, error) {
@@ -71,7 +75,7 @@ func newFormatter(format string, headers map[string]string) (*formatter, error) 
 			}
 			return strings.ToUpper(name)
 		})
-		f.header = regexp.MustCompile(`\{\{[^}]*\}\}`).ReplaceAllString(f.header, "")
+		f.header = anyAction.ReplaceAllString(f.header, "")
 	}
 	// Docker's templates take \t and \n written out in the flag.
 	format = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(format)

@@ -61,11 +61,7 @@ func (c *cli) infoCommand() *cobra.Command {
 func gatherInfo(ctx context.Context, a *app.App) (systemInfo, error) {
 	info := systemInfo{Driver: "overlayfs", DockerRootDir: a.Store.Root(), CgroupDriver: "cgroupfs", CgroupVersion: "1",
 		OSType: runtime.GOOS, NCPU: runtime.NumCPU(), ServerVersion: strings.TrimPrefix(versionLine(), "kiln version "), SecurityOptions: []string{"name=seccomp,profile=default"}}
-	cs, err := a.Containers()
-	if err != nil {
-		return info, err
-	}
-	list, err := cs.List(ctx)
+	list, err := a.ContainerList(ctx)
 	if err != nil {
 		return info, err
 	}
@@ -94,10 +90,7 @@ func gatherInfo(ctx context.Context, a *app.App) (systemInfo, error) {
 		info.Architecture = unix.ByteSliceToString(u.Machine[:])
 		info.Name = unix.ByteSliceToString(u.Nodename[:])
 	}
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		info.MemTotal = int64(si.Totalram) * int64(si.Unit)
-	}
+	info.MemTotal = int64(containers.HostMemory())
 	info.OperatingSystem = osRelease()
 	return info, nil
 }

@@ -792,12 +792,8 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	if !streams["stderr"] {
 		c.stderr = io.Discard
 	}
-	code, err := c.stream(ctx, cs, id, sess, f.tty, stdin, f.sigProxy)
-	if err != nil {
-		return asKilnError(err)
-	}
 	// With --rm the shim removed the container before it reported the exit.
-	return exitWith(code)
+	return c.streamExit(ctx, cs, id, sess, f.tty, stdin, f.sigProxy)
 }
 
 // attachedStreams reads kiln run's -a values: the streams a foreground
@@ -852,6 +848,16 @@ func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess 
 		st.Signals = sigs
 	}
 	return sess.Stream(ctx, st)
+}
+
+// streamExit runs stream and makes kiln exit with the container's status
+// (125 when the session itself fails).
+func (c *cli) streamExit(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin, sigProxy bool) error {
+	code, err := c.stream(ctx, cs, id, sess, tty, stdin, sigProxy)
+	if err != nil {
+		return asKilnError(err)
+	}
+	return exitWith(code)
 }
 
 // asKilnError wraps an error of kiln itself: exit status 125.

@@ -128,14 +128,20 @@ func ReadStats(c *Config, pid int) (Stats, error) {
 		st.PIDs = readUint(filepath.Join(cgroupRoot, "pids", rel, "pids.current"))
 		st.BlockRead, st.BlockWrite = blkioStat(filepath.Join(cgroupRoot, "blkio", rel, "blkio.throttle.io_service_bytes"))
 	}
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		if host := uint64(si.Totalram) * uint64(si.Unit); st.MemLimit == 0 || st.MemLimit > host {
-			st.MemLimit = host
-		}
+	if host := HostMemory(); host > 0 && (st.MemLimit == 0 || st.MemLimit > host) {
+		st.MemLimit = host
 	}
 	st.NetRx, st.NetTx = netDev(fmt.Sprintf("/proc/%d/net/dev", pid))
 	return st, nil
+}
+
+// HostMemory is the host's RAM in bytes (0 when unknown).
+func HostMemory() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
 }
 
 func sub(a, b uint64) uint64 {

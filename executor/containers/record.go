@@ -171,14 +171,15 @@ type Config struct {
 	LogMaxFiles int   `json:"LogMaxFiles,omitempty"`
 }
 
-// NetworkContainerPrefix starts Config.Network when the container shares
-// another's network namespace: container:ID.
-const NetworkContainerPrefix = "container:"
+// ContainerModePrefix starts a namespace mode that shares another
+// container's: Config.Network and IpcMode container:ID, and the
+// container:NAME values of --network, --pid and --ipc.
+const ContainerModePrefix = "container:"
 
 // NetworkContainer is the ID of the container whose network namespace
 // this one shares, or "".
 func (c *Config) NetworkContainer() string {
-	id, _ := strings.CutPrefix(c.Network, NetworkContainerPrefix)
+	id, _ := strings.CutPrefix(c.Network, ContainerModePrefix)
 	if id == c.Network {
 		return ""
 	}

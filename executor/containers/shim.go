@@ -468,7 +468,7 @@ const shmDirName = "shm"
 // shares: its own /dev/shm on the host side (--ipc shareable), or the
 // namespace and /dev/shm of the shareable container it joins.
 func (sh *shim) shareIPC(ctx context.Context, spec *executor.Spec) error {
-	switch id, joins := strings.CutPrefix(sh.cfg.IpcMode, "container:"); {
+	switch id, joins := strings.CutPrefix(sh.cfg.IpcMode, ContainerModePrefix); {
 	case sh.cfg.IpcMode == "shareable":
 		dir := filepath.Join(sh.dir, shmDirName)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -491,7 +491,7 @@ func (sh *shim) shareIPC(ctx context.Context, spec *executor.Spec) error {
 		if r.Config.IpcMode != "shareable" {
 			return fmt.Errorf("cannot join IPC of container %s: non-shareable IPC (hint: use --ipc shareable for the donor container)", ShortID(id))
 		}
-		pid, err := sh.joinedPid(ctx, id, "IPC namespace")
+		pid, err := runningPid(r, "IPC namespace")
 		if err != nil {
 			return err
 		}
@@ -508,8 +508,14 @@ func (sh *shim) joinedPid(ctx context.Context, id, what string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("join the %s of container %s: %w", what, ShortID(id), err)
 	}
+	return runningPid(r, what)
+}
+
+// runningPid is the host PID of r's PID 1, whose namespace (what) a
+// container joins; r must be running.
+func runningPid(r *Record, what string) (int, error) {
 	if !r.Running() || r.State.Pid <= 0 {
-		return 0, fmt.Errorf("cannot join the %s of a non running container: %s", what, ShortID(id))
+		return 0, fmt.Errorf("cannot join the %s of a non running container: %s", what, ShortID(r.Config.ID))
 	}
 	return r.State.Pid, nil
 }

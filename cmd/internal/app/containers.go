@@ -700,7 +700,7 @@ func (a *App) resolveNetwork(ctx context.Context, cs *containers.Store, req Cont
 	case "", "default":
 		n.name = network.Bridge
 	}
-	if ref, ok := strings.CutPrefix(n.name, containers.NetworkContainerPrefix); ok {
+	if ref, ok := strings.CutPrefix(n.name, containers.ContainerModePrefix); ok {
 		// As docker run: the other container's network namespace, name
 		// and files; what would set them here conflicts.
 		for _, c := range []struct {
@@ -715,7 +715,7 @@ func (a *App) resolveNetwork(ctx context.Context, cs *containers.Store, req Cont
 		if err != nil {
 			return n, fmt.Errorf("--network %s: %w", n.name, err)
 		}
-		n.name, n.donor = containers.NetworkContainerPrefix+donor.Config.ID, donor
+		n.name, n.donor = containers.ContainerModePrefix+donor.Config.ID, donor
 	}
 	for _, p := range req.Publish {
 		pm, err := network.ParsePortMapping(p)
@@ -769,7 +769,7 @@ func (a *App) resolveNetwork(ctx context.Context, cs *containers.Store, req Cont
 // --ipc, --uts), the process's kernel settings (--oom-score-adj,
 // --domainname, --sysctl) and device rules into cfg, as docker run does.
 func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerRequest, cfg *containers.Config, net netChoice) error {
-	if ref, ok := strings.CutPrefix(req.PID, "container:"); ok {
+	if ref, ok := strings.CutPrefix(req.PID, containers.ContainerModePrefix); ok {
 		donor, err := cs.Get(ctx, ref)
 		if err != nil {
 			return fmt.Errorf("--pid %s: %w", req.PID, err)
@@ -777,7 +777,7 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 		cfg.PIDContainer = donor.Config.ID
 		req.PID = ""
 	}
-	switch ref, joins := strings.CutPrefix(req.IPC, "container:"); {
+	switch ref, joins := strings.CutPrefix(req.IPC, containers.ContainerModePrefix); {
 	case joins:
 		donor, err := cs.Get(ctx, ref)
 		if err != nil {
@@ -786,7 +786,7 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 		if donor.Config.IpcMode != "shareable" {
 			return fmt.Errorf("cannot join IPC of container %s: non-shareable IPC (hint: use --ipc shareable for the donor container)", ref)
 		}
-		cfg.IpcMode = "container:" + donor.Config.ID
+		cfg.IpcMode = containers.ContainerModePrefix + donor.Config.ID
 		req.IPC = ""
 	case req.IPC == "shareable":
 		cfg.IpcMode = "shareable"
@@ -825,7 +825,7 @@ func setProcessOptions(ctx context.Context, cs *containers.Store, req ContainerR
 	for name, value := range cfg.Sysctls {
 		// A shared network namespace is the other container's (maybe the
 		// host's) to set up.
-		if err := executor.CheckSysctl(name, value, net.ownNamespace(), !cfg.HostIPC && !strings.HasPrefix(cfg.IpcMode, "container:")); err != nil {
+		if err := executor.CheckSysctl(name, value, net.ownNamespace(), !cfg.HostIPC && !strings.HasPrefix(cfg.IpcMode, containers.ContainerModePrefix)); err != nil {
 			return err
 		}
 	}
@@ -956,15 +956,21 @@ func mergeHealthcheck(img, flags *containers.Healthcheck) *containers.Healthchec
 	return &out
 }
 
+// container opens the container store and finds container ref in it.
+func (a *App) container(ctx context.Context, ref string) (*containers.Store, *containers.Record, error) {
+	cs, err := a.Containers()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := cs.Get(ctx, ref)
+	return cs, r, err
+}
+
 // RemoveContainer removes a container: its network attachment, writable
 // layer, logs and (with volumes) anonymous volumes. A running container
 // is refused unless force, which kills it first.
 func (a *App) RemoveContainer(ctx context.Context, ref string, force, volumes bool) error {
-	cs, err := a.Containers()
-	if err != nil {
-		return err
-	}
-	r, err := cs.Get(ctx, ref)
+	cs, r, err := a.container(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -1000,7 +1006,7 @@ func (a *App) ContainerImage(ctx context.Context, r *containers.Record) (*export
 // lower dirs) until release is called. Containers whose image cannot be
 // read are skipped.
 func (a *App) LeaseContainerImages(ctx context.Context) (release func(), err error) {
-	list, err := a.containerList(ctx)
+	list, err := a.ContainerList(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -1024,11 +1030,7 @@ func (a *App) LeaseContainerImages(ctx context.Context) (release func(), err err
 // runs, and in its cgroup when it runs. The result must pass the checks
 // docker makes (see checkResources).
 func (a *App) UpdateContainer(ctx context.Context, ref string, patch executor.Resources) error {
-	cs, err := a.Containers()
-	if err != nil {
-		return err
-	}
-	r, err := cs.Get(ctx, ref)
+	cs, r, err := a.container(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -1051,39 +1053,29 @@ func (a *App) UpdateContainer(ctx context.Context, ref string, patch executor.Re
 	return cs.SaveConfig(&r.Config)
 }
 
-// mergeResources sets the non-zero fields of patch in res.
+// mergeResources sets the non-zero fields of patch in res; --cpus
+// replaces a CFS period and quota.
 func mergeResources(res *executor.Resources, patch executor.Resources) {
-	if patch.Memory != 0 {
-		res.Memory = patch.Memory
-	}
-	if patch.MemorySwap != 0 {
-		res.MemorySwap = patch.MemorySwap
-	}
-	if patch.MemoryReservation != 0 {
-		res.MemoryReservation = patch.MemoryReservation
-	}
 	if patch.CPUs != 0 {
-		res.CPUs, res.CPUPeriod, res.CPUQuota = patch.CPUs, 0, 0
+		res.CPUPeriod, res.CPUQuota = 0, 0
 	}
-	if patch.CPUShares != 0 {
-		res.CPUShares = patch.CPUShares
-	}
-	if patch.CPUPeriod != 0 {
-		res.CPUPeriod = patch.CPUPeriod
-	}
-	if patch.CPUQuota != 0 {
-		res.CPUQuota = patch.CPUQuota
-	}
-	if patch.CPUSetCPUs != "" {
-		res.CPUSetCPUs = patch.CPUSetCPUs
-	}
-	if patch.CPUSetMems != "" {
-		res.CPUSetMems = patch.CPUSetMems
-	}
-	if patch.PidsLimit != 0 {
-		res.PidsLimit = patch.PidsLimit
-	}
-	if patch.BlkioWeight != 0 {
-		res.BlkioWeight = patch.BlkioWeight
+	setNonZero(&res.Memory, patch.Memory)
+	setNonZero(&res.MemorySwap, patch.MemorySwap)
+	setNonZero(&res.MemoryReservation, patch.MemoryReservation)
+	setNonZero(&res.CPUs, patch.CPUs)
+	setNonZero(&res.CPUShares, patch.CPUShares)
+	setNonZero(&res.CPUPeriod, patch.CPUPeriod)
+	setNonZero(&res.CPUQuota, patch.CPUQuota)
+	setNonZero(&res.CPUSetCPUs, patch.CPUSetCPUs)
+	setNonZero(&res.CPUSetMems, patch.CPUSetMems)
+	setNonZero(&res.PidsLimit, patch.PidsLimit)
+	setNonZero(&res.BlkioWeight, patch.BlkioWeight)
+}
+
+// setNonZero sets *dst to v unless v is the zero value.
+func setNonZero[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
 	}
 }

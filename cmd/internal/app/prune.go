@@ -13,8 +13,8 @@ import (
 	"github.com/kiln-build/kiln/executor/network"
 )
 
-// containerList is every container of the App's store.
-func (a *App) containerList(ctx context.Context) ([]*containers.Record, error) {
+// ContainerList is every container of the App's store.
+func (a *App) ContainerList(ctx context.Context) ([]*containers.Record, error) {
 	cs, err := a.Containers()
 	if err != nil {
 		return nil, err
@@ -25,7 +25,7 @@ func (a *App) containerList(ctx context.Context) ([]*containers.Record, error) {
 // PruneContainers removes every container that is not running (created
 // or exited), as docker container prune does, and returns their IDs.
 func (a *App) PruneContainers(ctx context.Context) ([]string, error) {
-	list, err := a.containerList(ctx)
+	list, err := a.ContainerList(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (a *App) PruneContainers(ctx context.Context) ([]string, error) {
 // PruneNetworks removes the user networks no container names (running or
 // not), as docker network prune does, and returns their names.
 func (a *App) PruneNetworks(ctx context.Context) ([]string, error) {
-	list, err := a.containerList(ctx)
+	list, err := a.ContainerList(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (a *App) PruneNetworks(ctx context.Context) ([]string, error) {
 // from, so the next PruneStore takes their data (docker image prune -a),
 // and returns the names.
 func (a *App) UntagUnusedImages(ctx context.Context) ([]string, error) {
-	list, err := a.containerList(ctx)
+	list, err := a.ContainerList(ctx)
 	if err != nil {
 		return nil, err
 	}
