@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/contenthash"
 	"github.com/kiln-build/kiln/cache/layer"
+	"github.com/kiln-build/kiln/cmd/internal/hugeheap"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/exporter/buildcache"
@@ -127,7 +128,9 @@ func (a *App) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		}
 		now = time.Unix(sec, 0).UTC()
 	}
-	hashes := contenthash.Open(filepath.Join(a.Store.Root(), "contexthash", digest.FromString(contextDir).Encoded()+".json"))
+	hashesPath := filepath.Join(a.Store.Root(), "contexthash", digest.FromString(contextDir).Encoded()+".json")
+	reserveHeap(hashesPath)
+	hashes := contenthash.Open(hashesPath)
 	defer func() {
 		if err := hashes.Save(); err != nil {
 			a.Logger.Debug("cannot save the context stat cache", "err", err)
@@ -397,3 +400,22 @@ func isTarHeader(head []byte) bool {
 	_, err := tar.NewReader(bytes.NewReader(head)).Next()
 	return err == nil
 }
+
+// reserveHeap backs the heap with huge pages (hugeheap.Reserve) before a
+// build whose context is large, which the size of its stat cache tells: the
+// walk of a 20,000-file context allocates ~10 MB, and in 4 KiB pages that
+// is 2,600 page faults: 135 ms -> 103 ms for a no-op rebuild on a VM where
+// a fault costs ~11 µs. At ~5,000 files the walk's ~650 faults still cost
+// more than Reserve's collection (4-5 ms); a small context's rebuild would
+// only pay for the collection.
+func reserveHeap(statCache string) {
+	fi, err := os.Stat(statCache)
+	if err != nil || fi.Size() < reserveMinCache {
+		return
+	}
+	hugeheap.Reserve(48 << 20)
+}
+
+// reserveMinCache is the stat-cache size from which reserveHeap reserves:
+// ~90 bytes per file, so ~5,000 files.
+const reserveMinCache = 450 << 10
