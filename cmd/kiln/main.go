@@ -56,7 +56,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cli := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
-	root := cli.rootCommand()
+	root := cli.rootCommand(os.Args[1:])
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		os.Exit(cli.report(err))
