@@ -351,16 +351,20 @@ func (f *containerFlags) addLimitFlags(fl *pflag.FlagSet) {
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit the number of processes")
 	fl.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block I/O weight, 10 to 1000")
 	f.throttles = map[string]*[]string{}
-	for _, k := range []struct{ kind, flag, what string }{
-		{"read_bps", "device-read-bps", "read rate (bytes per second, e.g. 1mb)"},
-		{"write_bps", "device-write-bps", "write rate (bytes per second, e.g. 1mb)"},
-		{"read_iops", "device-read-iops", "read rate (I/O operations per second)"},
-		{"write_iops", "device-write-iops", "write rate (I/O operations per second)"},
-	} {
+	for _, k := range throttleFlags {
 		v := new([]string)
 		f.throttles[k.kind] = v
 		fl.StringArrayVar(v, k.flag, nil, "limit a device's "+k.what+": DEVICE:RATE")
 	}
+}
+
+// throttleFlags are the device I/O limit flags, by executor.IOThrottle
+// kind, in the order their values are read.
+var throttleFlags = []struct{ kind, flag, what string }{
+	{"read_bps", "device-read-bps", "read rate (bytes per second, e.g. 1mb)"},
+	{"write_bps", "device-write-bps", "write rate (bytes per second, e.g. 1mb)"},
+	{"read_iops", "device-read-iops", "read rate (I/O operations per second)"},
+	{"write_iops", "device-write-iops", "write rate (I/O operations per second)"},
 }
 
 // resources reads the cgroup limit flags.
@@ -391,12 +395,12 @@ func (f *containerFlags) resources() (executor.Resources, error) {
 		return r, errors.New("range of blkio weight is from 10 to 1000")
 	}
 	r.BlkioWeight = f.blkioWeight
-	for _, kind := range []string{"read_bps", "write_bps", "read_iops", "write_iops"} {
-		if f.throttles[kind] == nil {
+	for _, k := range throttleFlags {
+		if f.throttles[k.kind] == nil {
 			continue
 		}
-		for _, v := range *f.throttles[kind] {
-			t, err := parseThrottle(kind, v)
+		for _, v := range *f.throttles[k.kind] {
+			t, err := parseThrottle(k.kind, v)
 			if err != nil {
 				return r, err
 			}

@@ -18,7 +18,7 @@ const (
 )
 
 // Reserve makes the next n bytes the heap hands out come from huge pages,
-// if the kernel lets a process ask for them (THP "madvise" or "always").
+// where the kernel gives them only when asked (THP "madvise").
 // It grows the heap by one n-byte object, which the runtime maps without
 // touching it, marks the heap's arena up to the object's end
 // MADV_HUGEPAGE, and frees the object with a garbage collection: the page
@@ -47,9 +47,10 @@ func Reserve(n int) bool {
 	return errno == 0 || errno == unix.ENOMEM
 }
 
-// advisable reports whether madvise(MADV_HUGEPAGE) can give huge pages:
-// transparent huge pages are enabled as "always" or "madvise".
+// advisable reports whether huge pages come only when asked for: THP in
+// "madvise" mode. With "always" the heap gets them without asking and the
+// collection would be wasted; with "never" asking does nothing.
 func advisable() bool {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	return err == nil && !bytes.Contains(b, []byte("[never]"))
+	return err == nil && bytes.Contains(b, []byte("[madvise]"))
 }
