@@ -8,6 +8,7 @@ import (
 
 func (c *cli) attachCommand() *cobra.Command {
 	var noStdin, sigProxy bool
+	var flagKeys string
 	cmd := &cobra.Command{
 		Use:   "attach [OPTIONS] CONTAINER",
 		Short: "Attach to a running container's input and output",
@@ -25,14 +26,19 @@ attach.`,
 				return asKilnError(errors.New("you cannot attach to a stopped container, start it first"))
 			}
 			stdin := r.Config.OpenStdin && !noStdin
+			keys, err := detachKeys(flagKeys, stdin && r.Config.Tty)
+			if err != nil {
+				return asKilnError(err)
+			}
 			sess, err := cs.Attach(ctx, r.Config.ID, stdin)
 			if err != nil {
 				return asKilnError(err)
 			}
-			return c.streamExit(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, sigProxy)
+			return c.streamExit(ctx, sess, r.Config.Tty, stdin, sigProxy, keys, false)
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach stdin")
 	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "forward the signals kiln receives to the container")
+	addDetachKeysFlag(cmd, &flagKeys)
 	return cmd
 }

@@ -74,6 +74,7 @@ func (c *cli) eachContainer(ctx context.Context, args []string, echo bool, fn fu
 
 func (c *cli) startCommand() *cobra.Command {
 	var attach, interactive bool
+	var flagKeys string
 	cmd := &cobra.Command{
 		Use:   "start [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Start one or more stopped containers",
@@ -101,15 +102,20 @@ func (c *cli) startCommand() *cobra.Command {
 				return asKilnError(err)
 			}
 			stdin := interactive && r.Config.OpenStdin
+			keys, err := detachKeys(flagKeys, stdin && r.Config.Tty)
+			if err != nil {
+				return asKilnError(err)
+			}
 			sess, err := cs.Start(ctx, r.Config.ID, containers.StartOptions{Attach: true, Stdin: stdin, Exe: shim.Exe()})
 			if err != nil {
 				return startErr(err)
 			}
-			return c.streamExit(ctx, cs, r.Config.ID, sess, r.Config.Tty, stdin, true)
+			return c.streamExit(ctx, sess, r.Config.Tty, stdin, true, keys, true)
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach to the output and exit with the container's status")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach stdin")
+	addDetachKeysFlag(cmd, &flagKeys)
 	return cmd
 }
 
@@ -533,7 +539,7 @@ func (c *cli) logsCommand() *cobra.Command {
 
 func (c *cli) execCommand() *cobra.Command {
 	var interactive, tty, detach bool
-	var user, workdir string
+	var user, workdir, flagKeys string
 	var env []string
 	cmd := &cobra.Command{
 		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
@@ -543,6 +549,10 @@ func (c *cli) execCommand() *cobra.Command {
 			ctx := cmd.Context()
 			if tty && interactive && !isTerminal(c.stdin) {
 				return asKilnError(errors.New("the input device is not a TTY; drop -t or run from a terminal"))
+			}
+			keys, err := detachKeys(flagKeys, tty && interactive)
+			if err != nil {
+				return asKilnError(err)
 			}
 			cs, err := c.containerStore(ctx)
 			if err != nil {
@@ -562,7 +572,10 @@ func (c *cli) execCommand() *cobra.Command {
 				sess.Close()
 				return nil
 			}
-			code, err := c.stream(ctx, cs, args[0], sess, tty, interactive, true)
+			code, err := c.stream(ctx, sess, tty, interactive, true, keys)
+			if errors.Is(err, containers.ErrDetached) {
+				return err // exit 1, as docker exec
+			}
 			var se *containers.StartError
 			if errors.As(err, &se) {
 				// A command that cannot be started: 126, as docker exec
@@ -583,6 +596,7 @@ func (c *cli) execCommand() *cobra.Command {
 	fl.StringVarP(&user, "user", "u", "", "user name or uid[:gid]")
 	fl.StringVarP(&workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringArrayVarP(&env, "env", "e", nil, "set an environment variable")
+	addDetachKeysFlag(cmd, &flagKeys)
 	return cmd
 }
 

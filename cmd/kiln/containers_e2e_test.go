@@ -375,6 +375,116 @@ func TestRunInteractiveTTY(t *testing.T) {
 	}
 }
 
+// ptySession is kiln run in a pseudo terminal, as a user at a terminal runs
+// it.
+type ptySession struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	ptmx *os.File
+	out  chan string
+	done chan error
+}
+
+func (e *env) ptyKiln(args ...string) *ptySession {
+	e.t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"--root", e.root}, args...)...)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := &ptySession{t: e.t, cmd: cmd, ptmx: ptmx, out: make(chan string, 1), done: make(chan error, 1)}
+	go func() {
+		var b bytes.Buffer
+		io.Copy(&b, ptmx) // ends with EIO once kiln exits
+		p.out <- b.String()
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		cmd.Process.Kill()
+		ptmx.Close()
+	})
+	return p
+}
+
+// typeIn writes s to the terminal after the session had time to start.
+func (p *ptySession) typeIn(s string) {
+	time.Sleep(500 * time.Millisecond)
+	io.WriteString(p.ptmx, s)
+}
+
+// exit waits for kiln to exit and returns its status and output.
+func (p *ptySession) exit() (int, string) {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		p.t.Fatalf("%v did not exit", p.cmd.Args)
+	}
+	return p.cmd.ProcessState.ExitCode(), <-p.out
+}
+
+func TestDetachKeys(t *testing.T) {
+	e := newContainerEnv(t)
+	// run -it: Ctrl-P Ctrl-Q leaves quietly (exit 0), the shell runs on.
+	p := e.ptyKiln("run", "-it", "--name", "dk", "busybox", "sh")
+	p.typeIn("echo o''ne\r")
+	p.typeIn("\x10\x11")
+	if code, out := p.exit(); code != 0 || !strings.Contains(out, "one") {
+		t.Fatalf("run -it, then Ctrl-P Ctrl-Q: exit %d, want 0\n%q", code, out)
+	}
+	if st := e.status("dk"); st != "running" {
+		t.Fatalf("after the detach the container is %s, want running", st)
+	}
+	// attach with other keys: exit 1 and docker's message. Ctrl-P alone
+	// is typed into the shell, not held.
+	p = e.ptyKiln("attach", "--detach-keys", "ctrl-a,x", "dk")
+	p.typeIn("echo t''wo\r")
+	p.typeIn("\x01x")
+	if code, out := p.exit(); code != 1 || !strings.Contains(out, "two") || !strings.Contains(out, "read escape sequence") {
+		t.Fatalf("attach, then Ctrl-A x: exit %d, want 1 with read escape sequence\n%q", code, out)
+	}
+	// exec -it: the exec'd shell survives the detach.
+	p = e.ptyKiln("exec", "-it", "dk", "sh")
+	p.typeIn("\x10\x11")
+	if code, out := p.exit(); code != 1 {
+		t.Fatalf("exec -it, then Ctrl-P Ctrl-Q: exit %d, want 1\n%q", code, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if r := e.must("exec", "dk", "ps", "-o", "args"); strings.Count(r.stdout, "sh\n") < 2 {
+		t.Errorf("after detaching from exec, the exec'd shell is gone:\n%s", r.stdout)
+	}
+	// Back in with the default keys; the shell's own exit ends attach.
+	p = e.ptyKiln("attach", "dk")
+	p.typeIn("exit 5\r")
+	if code, out := p.exit(); code != 5 {
+		t.Fatalf("attach, then exit 5: exit %d\n%q", code, out)
+	}
+	if r := e.kiln("run", "--rm", "-it", "--detach-keys", "ctrl-1", "busybox", "true"); r.code != 125 || !strings.Contains(r.stderr, "invalid detach keys") {
+		t.Errorf("bad --detach-keys: exit %d %s", r.code, r.stderr)
+	}
+	// Without the flag, the Docker config's detachKeys apply.
+	cfg := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfg)
+	os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"detachKeys": "ctrl-b,y"}`), 0o600)
+	p = e.ptyKiln("run", "-it", "--rm", "--name", "dk2", "busybox", "sh")
+	p.typeIn("\x10\x11echo t''hree\r")
+	p.typeIn("\x02y")
+	if code, out := p.exit(); code != 0 || !strings.Contains(out, "three") {
+		t.Fatalf("run -it with detachKeys ctrl-b,y in the Docker config: exit %d, want 0\n%q", code, out)
+	}
+	if st := e.status("dk2"); st != "running" {
+		t.Fatalf("after the detach the --rm container is %s, want running", st)
+	}
+	e.must("kill", "dk2")
+	os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"detachKeys": "ctrl-"}`), 0o600)
+	p = e.ptyKiln("run", "-it", "--rm", "busybox", "true")
+	if code, out := p.exit(); code != 125 || !strings.Contains(out, "detachKeys") {
+		t.Errorf("bad detachKeys in the Docker config: exit %d\n%q", code, out)
+	}
+}
+
 func TestVolumes(t *testing.T) {
 	e := newContainerEnv(t)
 	host := t.TempDir()

@@ -717,6 +717,7 @@ func flagError(_ *cobra.Command, err error) error { return asKilnError(err) }
 func (c *cli) runCommand() *cobra.Command {
 	var f containerFlags
 	var detach bool
+	var flagKeys string
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Run a command in a new container",
@@ -731,18 +732,29 @@ found.`,
   kiln run --rm -v data:/data busybox sh -c 'date >> /data/log'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, args, &f, detach)
+			return c.run(cmd, args, &f, detach, flagKeys)
 		},
 	}
 	addContainerFlags(cmd.Flags(), &f)
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container ID")
+	addDetachKeysFlag(cmd, &flagKeys)
 	return cmd
 }
 
-func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach bool) error {
+// addDetachKeysFlag adds --detach-keys, the sequence that leaves an
+// interactive tty session with the process still running.
+func addDetachKeysFlag(cmd *cobra.Command, keys *string) {
+	cmd.Flags().StringVar(keys, "detach-keys", "", "key sequence that detaches from a -it session, leaving the process running (default "+defaultDetachKeys+")")
+}
+
+func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach bool, flagKeys string) error {
 	ctx := cmd.Context()
 	req, err := f.request(cmd.Flags(), args)
+	if err != nil {
+		return asKilnError(err)
+	}
+	keys, err := detachKeys(flagKeys, f.tty && f.interactive && !detach)
 	if err != nil {
 		return asKilnError(err)
 	}
@@ -796,8 +808,9 @@ func (c *cli) run(cmd *cobra.Command, args []string, f *containerFlags, detach b
 	if !streams["stderr"] {
 		c.stderr = io.Discard
 	}
-	// With --rm the shim removed the container before it reported the exit.
-	return c.streamExit(ctx, cs, id, sess, f.tty, stdin, f.sigProxy)
+	// With --rm the shim removed the container before it reported the
+	// exit (or, after a detach, removes it when it exits).
+	return c.streamExit(ctx, sess, f.tty, stdin, f.sigProxy, keys, true)
 }
 
 // attachedStreams reads kiln run's -a values: the streams a foreground
@@ -833,11 +846,15 @@ func (c *cli) removeAfterFailedStart(ctx context.Context, id string) {
 }
 
 // stream runs an attached session with the local terminal: raw mode and
-// resizes with a tty, signals forwarded without one.
-func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin, sigProxy bool) (int, error) {
+// resizes with a tty, signals forwarded without one. With a tty and stdin,
+// typing keys ends it with containers.ErrDetached.
+func (c *cli) stream(ctx context.Context, sess *containers.Session, tty, stdin, sigProxy bool, keys []byte) (int, error) {
 	st := containers.Streams{Stdout: c.stdout, Stderr: c.stderr}
 	if stdin {
 		st.Stdin = c.stdin
+		if tty {
+			st.DetachKeys = keys
+		}
 	}
 	// The container decides when the session ends: Ctrl-C is forwarded
 	// (or, with a tty, typed into it), not a reason to hang up.
@@ -855,9 +872,16 @@ func (c *cli) stream(ctx context.Context, cs *containers.Store, id string, sess 
 }
 
 // streamExit runs stream and makes kiln exit with the container's status
-// (125 when the session itself fails).
-func (c *cli) streamExit(ctx context.Context, cs *containers.Store, id string, sess *containers.Session, tty, stdin, sigProxy bool) error {
-	code, err := c.stream(ctx, cs, id, sess, tty, stdin, sigProxy)
+// (125 when the session itself fails). A detach exits 0 when quietDetach
+// (docker run, docker start), else 1 with a message (docker attach).
+func (c *cli) streamExit(ctx context.Context, sess *containers.Session, tty, stdin, sigProxy bool, keys []byte, quietDetach bool) error {
+	code, err := c.stream(ctx, sess, tty, stdin, sigProxy, keys)
+	if errors.Is(err, containers.ErrDetached) {
+		if quietDetach {
+			return nil
+		}
+		return err
+	}
 	if err != nil {
 		return asKilnError(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -29,6 +30,7 @@ const (
 	frameResize     byte = 4 // client -> shim: rows, cols (uint16 each)
 	frameStdinClose byte = 5 // client -> shim: end of stdin
 	frameSignal     byte = 6 // client -> shim: a signal number (uint32)
+	frameDetach     byte = 7 // client -> shim: the user detached; the process keeps its stdin
 )
 
 // maxFrame bounds a frame's payload.
@@ -196,6 +198,10 @@ type Streams struct {
 	Resize <-chan [2]uint16
 	// Signals delivers signals to forward to the process.
 	Signals <-chan syscall.Signal
+	// DetachKeys, when set, is the key sequence that ends the session
+	// when typed on Stdin (docker's Ctrl-P Ctrl-Q): Stream then returns
+	// ErrDetached and the process runs on. The sequence is not sent.
+	DetachKeys []byte
 }
 
 // Session is an attached start, attach or exec: a stream of output until
@@ -210,27 +216,21 @@ func (s *Session) Close() error { return s.c.Close() }
 
 // Stream copies the process's output to st until it exits, forwarding
 // stdin, resizes and signals, and returns its exit status. When ctx is done
-// it hangs up and returns ctx's error.
+// it hangs up and returns ctx's error; when the user types st.DetachKeys it
+// hangs up and returns ErrDetached.
 func (s *Session) Stream(ctx context.Context, st Streams) (int, error) {
 	defer s.c.Close()
 	stop := context.AfterFunc(ctx, func() { s.c.c.Close() })
 	defer stop()
 	done := make(chan struct{})
 	defer close(done)
+	var detached atomic.Bool
 	if s.stdin && st.Stdin != nil {
 		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := st.Stdin.Read(buf)
-				if n > 0 {
-					if s.c.send(frameStdin, buf[:n]) != nil {
-						return
-					}
-				}
-				if err != nil {
-					_ = s.c.send(frameStdinClose, nil)
-					return
-				}
+			if s.copyStdin(st.Stdin, st.DetachKeys) {
+				// Stored before the hang-up that wakes the reader below.
+				detached.Store(true)
+				s.c.c.Close()
 			}
 		}()
 	}
@@ -262,6 +262,9 @@ func (s *Session) Stream(ctx context.Context, st Streams) (int, error) {
 	for {
 		kind, p, err := readFrame(s.c.r)
 		if err != nil {
+			if detached.Load() {
+				return 0, ErrDetached
+			}
 			if ctx.Err() != nil {
 				return 0, ctx.Err()
 			}
@@ -285,6 +288,43 @@ func (s *Session) Stream(ctx context.Context, st Streams) (int, error) {
 				return es.Code, &StartError{Msg: es.Error, Code: es.Code}
 			}
 			return es.Code, nil
+		}
+	}
+}
+
+// copyStdin sends in to the process until it ends, then closes the
+// process's stdin; with detach keys it stops instead when they are typed,
+// telling the shim so, and reports true.
+func (s *Session) copyStdin(in io.Reader, keys []byte) bool {
+	var f *detachFilter
+	if len(keys) > 0 {
+		f = newDetachFilter(keys)
+	}
+	buf := make([]byte, 32<<10)
+	var out []byte
+	for {
+		n, err := in.Read(buf)
+		data := buf[:n]
+		detach := false
+		if f != nil && n > 0 {
+			out, detach = f.feed(out[:0], data)
+			data = out
+		}
+		if len(data) > 0 && s.c.send(frameStdin, data) != nil {
+			return false
+		}
+		if detach {
+			_ = s.c.send(frameDetach, nil)
+			return true
+		}
+		if err != nil {
+			if f != nil {
+				if h := f.held(); len(h) > 0 {
+					_ = s.c.send(frameStdin, h)
+				}
+			}
+			_ = s.c.send(frameStdinClose, nil)
+			return false
 		}
 	}
 }

@@ -817,6 +817,10 @@ func (sh *shim) readInput(c *conn, stdin bool, exec *execSession) {
 			return
 		}
 		switch kind {
+		case frameDetach:
+			// The user detached: the process keeps its stdin open, as
+			// after docker's Ctrl-P Ctrl-Q.
+			return
 		case frameStdin:
 			if !stdin {
 				continue
